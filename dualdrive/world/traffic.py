@@ -1,0 +1,458 @@
+"""Vectorised traffic: every NPC vehicle and pedestrian lives in flat arrays (structure of arrays).
+
+Per tick: one sort of all road users by (lane, s) gives every leader; IDM is evaluated in batch
+against the leader and against virtual stop points (red lights, yielding at conflicts,
+pedestrians on crosswalks, lane ends); MOBIL lane changes are evaluated in batch for a
+rotating subset of vehicles. No per-vehicle Python objects in the loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from dualdrive.world.map import LaneKind, LaneMap, Movement
+from dualdrive.world.signals import Light
+
+FREE_GAP_M = 1e4
+KEY_STRIDE = 1e5  # lane * KEY_STRIDE + s orders everyone by lane, then position
+LC_DURATION_S = 3.0
+MOBIL_B_SAFE = 4.0  # m/s^2 the new follower may be asked to brake at most
+MOBIL_THRESHOLD = 0.25
+MOBIL_EVERY = 5  # each vehicle reconsiders its lane every 5 ticks
+YIELD_HORIZON_S = 4.5
+STOP_APPROACH_M = 40.0
+PED_SPEED_MPS = (1.1, 1.6)
+PED_BAND_M = 3.5  # a pedestrian this close (along the crosswalk) to a lane's crossing blocks it
+
+
+class Kind(IntEnum):
+    CAR = 0
+    TRUCK = 1
+    EMERGENCY = 2
+    STALLED = 3
+    WORKZONE = 4  # invisible lane blocker behind road-works cones
+    CUTIN = 5
+
+
+STATIC_KINDS = (Kind.STALLED, Kind.WORKZONE)
+
+
+@dataclass
+class Vehicles:
+    lane: np.ndarray
+    s: np.ndarray
+    v: np.ndarray
+    lat: np.ndarray
+    lc_from: np.ndarray
+    next_lane: np.ndarray
+    v0: np.ndarray
+    T: np.ndarray
+    a_max: np.ndarray
+    b_comf: np.ndarray
+    s0: np.ndarray
+    polite: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    kind: np.ndarray
+    active: np.ndarray
+    release_t: np.ndarray  # static until this time (blocked-aisle car, stalled cars use inf)
+    forced_lane: np.ndarray  # an aggressive cut-in's target lane, -1 when none
+    acc: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "Vehicles":
+        f = lambda v=0.0: np.full(n, v, dtype=float)  # noqa: E731
+        i = lambda v=-1: np.full(n, v, dtype=np.int64)  # noqa: E731
+        return cls(lane=i(0), s=f(), v=f(), lat=f(), lc_from=i(), next_lane=i(), v0=f(30), T=f(1.5),
+                   a_max=f(1.5), b_comf=f(2.0), s0=f(2.0), polite=f(0.3), length=f(4.6), width=f(1.9),
+                   kind=i(0), active=np.zeros(n, bool), release_t=f(0.0), forced_lane=i(), acc=f())
+
+    def __len__(self) -> int:
+        return len(self.lane)
+
+
+@dataclass
+class Pedestrians:
+    xy: np.ndarray  # (P, 2)
+    dir: np.ndarray  # (P, 2) unit walking direction
+    speed: np.ndarray
+    crosswalk: np.ndarray  # -1 for a jaywalker
+    remaining_m: np.ndarray
+    state: np.ndarray  # 0 waiting, 1 walking, 2 gone
+    wait_s: np.ndarray
+    trigger_xy: np.ndarray  # jaywalkers start when the ego comes within trigger_m of this point
+    trigger_m: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Pedestrians":
+        return cls(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0),
+                   np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
+
+
+def idm(v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv: np.ndarray, T: np.ndarray, a: np.ndarray,
+        b: np.ndarray, s0: np.ndarray) -> np.ndarray:
+    """Intelligent Driver Model acceleration (Treiber et al. 2000), batch form, as highway-env's IDMVehicle."""
+    v0 = np.maximum(v0, 0.1)
+    s_star = s0 + np.maximum(0.0, v * T + v * dv / (2 * np.sqrt(a * b)))
+    free = 1 - np.power(np.maximum(v, 0) / v0, 4)
+    return a * (free - (s_star / np.maximum(gap, 0.1)) ** 2)
+
+
+class Traffic:
+    """NPC vehicles and pedestrians on a :class:`LaneMap`, advanced together by :meth:`step`."""
+
+    def __init__(self, lane_map: LaneMap, vehicles: Vehicles, peds: Pedestrians, rng: np.random.Generator) -> None:
+        self.map = lane_map
+        self.veh = vehicles
+        self.ped = peds
+        self.rng = rng
+        self.tick = 0
+        m = lane_map
+        n_lanes = len(m.lanes)
+        self.is_sink = np.array([ln.is_sink for ln in m.lanes])
+        self.sources = np.array([ln.id for ln in m.lanes if ln.is_source], dtype=np.int64)
+        self.movement_prio = np.array([_prio(ln.movement) if ln.kind == LaneKind.CONNECTOR else 9 for ln in m.lanes])
+        k = max([len(ln.conflicts) for ln in m.lanes] + [1])
+        self.conflicts = np.full((n_lanes, k), n_lanes, dtype=np.int64)  # padded with a sentinel lane
+        for ln in m.lanes:
+            self.conflicts[ln.id, : len(ln.conflicts)] = ln.conflicts
+        self.cw_cross = [(ln.id, cw, s) for ln in m.lanes for cw, s in ln.crosswalks]
+        self.cw_start = np.array([c.start_xy for c in m.crosswalks]).reshape(-1, 2)
+        self.cw_end = np.array([c.end_xy for c in m.crosswalks]).reshape(-1, 2)
+        self.cw_group = np.array([c.signal_group for c in m.crosswalks], dtype=np.int64)
+        self.cross_along = {}
+        for lane, cw, s in self.cw_cross:
+            xy, _ = m.pose(np.array([lane]), np.array([s]))
+            axis = self.cw_end[cw] - self.cw_start[cw]
+            self.cross_along[(lane, cw)] = float((xy[0] - self.cw_start[cw]) @ axis / np.linalg.norm(axis))
+        for i in np.where(self.veh.active)[0]:
+            self.veh.next_lane[i] = self._pick_next(int(self.veh.lane[i]))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _pick_next(self, lane: int) -> int:
+        succ = self.map.lanes[lane].successors
+        if not succ:
+            return -1
+        return int(succ[self.rng.integers(len(succ))])
+
+    def poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """World (xy, heading) of every vehicle (inactive ones too; mask with ``veh.active``)."""
+        ve = self.veh
+        xy, h = self.map.pose(ve.lane, ve.s, ve.lat)
+        # while changing lanes the body points towards the new lane
+        dlat = np.where(np.abs(ve.lat) > 0.05, -np.sign(ve.lat) * np.arctan2(
+            self.map.width[ve.lane] / LC_DURATION_S, np.maximum(ve.v, 1.0)), 0.0)
+        return xy, h + dlat
+
+    # -- the tick -----------------------------------------------------------------------------
+    def step(self, dt: float, t_s: float, lights: np.ndarray, ego: np.ndarray | None) -> None:
+        """Advance one tick. ``ego``: rows (lane, s, speed, length) of the ego's lane projections."""
+        ve, m = self.veh, self.map
+        self._release_and_trigger(t_s, ego)
+        act = np.where(ve.active)[0]
+        ent_lane, ent_s, ent_v, ent_len, ent_id = self._entities(act, ego)
+        order = np.lexsort((ent_s, ent_lane))
+        key = ent_lane[order] * KEY_STRIDE + ent_s[order]
+        first_s = np.full(len(m.lanes) + 1, FREE_GAP_M)
+        first_v = np.zeros(len(m.lanes) + 1)
+        first_len = np.zeros(len(m.lanes) + 1)
+        # first entity on each lane (entities are sorted, so the first occurrence of each lane)
+        lanes_sorted = ent_lane[order]
+        uniq, first_idx = np.unique(lanes_sorted, return_index=True)
+        first_s[uniq] = ent_s[order][first_idx]
+        first_v[uniq] = ent_v[order][first_idx]
+        first_len[uniq] = ent_len[order][first_idx]
+        occupied = np.zeros(len(m.lanes) + 1, bool)
+        occupied[uniq] = True
+
+        moving = act[~np.isin(ve.kind[act], STATIC_KINDS) & (ve.release_t[act] <= t_s)]
+        gap, dv = self._leaders(moving, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len)
+        acc = idm(ve.v[moving], ve.v0[moving], gap, dv, ve.T[moving], ve.a_max[moving], ve.b_comf[moving],
+                  ve.s0[moving])
+        stop_gap = self._stop_points(moving, lights, occupied, ego)
+        acc_stop = idm(ve.v[moving], ve.v0[moving], stop_gap, ve.v[moving], ve.T[moving], ve.a_max[moving],
+                       ve.b_comf[moving], ve.s0[moving] * 0 + 1.0)
+        acc = np.minimum(acc, acc_stop)
+        acc = np.clip(acc, -8.0, ve.a_max[moving])
+        ve.acc[:] = 0.0
+        ve.acc[moving] = acc
+        if self.tick % MOBIL_EVERY == 0 or np.any(ve.forced_lane >= 0):
+            self._lane_changes(moving, key, order, ent_s, ent_v, ent_len, ent_id, acc, lights)
+        # integrate (ballistic update, no reversing)
+        v_new = np.maximum(ve.v[moving] + acc * dt, 0.0)
+        ve.s[moving] += np.maximum((ve.v[moving] + v_new) / 2 * dt, 0.0)
+        ve.v[moving] = v_new
+        ve.lat[moving] -= np.sign(ve.lat[moving]) * np.minimum(np.abs(ve.lat[moving]),
+                                                               m.width[ve.lane[moving]] / LC_DURATION_S * dt)
+        ve.lc_from[moving[np.abs(ve.lat[moving]) < 0.8]] = -1
+        self._advance_lanes(moving)
+        self._respawn(ego)
+        self._step_pedestrians(dt, t_s, lights, ego)
+        self.tick += 1
+
+    def _entities(self, act: np.ndarray, ego: np.ndarray | None):
+        ve = self.veh
+        lc = act[ve.lc_from[act] >= 0]
+        parts_lane = [ve.lane[act], ve.lc_from[lc]]
+        parts_s = [ve.s[act], ve.s[lc]]
+        parts_v = [ve.v[act], ve.v[lc]]
+        parts_len = [ve.length[act], ve.length[lc]]
+        parts_id = [act, lc]
+        if ego is not None and len(ego):
+            parts_lane.append(ego[:, 0].astype(np.int64))
+            parts_s.append(ego[:, 1])
+            parts_v.append(ego[:, 2])
+            parts_len.append(ego[:, 3])
+            parts_id.append(np.full(len(ego), -1))
+        jl, js = self._jaywalker_entities()
+        parts_lane.append(jl)
+        parts_s.append(js)
+        parts_v.append(np.zeros(len(jl)))
+        parts_len.append(np.ones(len(jl)))
+        parts_id.append(np.full(len(jl), -2))
+        return (np.concatenate(parts_lane), np.concatenate(parts_s), np.concatenate(parts_v),
+                np.concatenate(parts_len), np.concatenate(parts_id))
+
+    def _leaders(self, idx, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len):
+        ve, m = self.veh, self.map
+        q = ve.lane[idx] * KEY_STRIDE + ve.s[idx]
+        pos = np.searchsorted(key, q, side="right")
+        has = pos < len(key)
+        pos_c = np.minimum(pos, len(key) - 1)
+        same = has & (np.floor(key[pos_c] / KEY_STRIDE) == ve.lane[idx])
+        lead = order[pos_c]
+        gap = np.where(same, ent_s[lead] - ve.s[idx] - (ent_len[lead] + ve.length[idx]) / 2, FREE_GAP_M)
+        lv = np.where(same, ent_v[lead], ve.v[idx])
+        # nobody ahead on this lane: the first road user on the next lane
+        nl = np.where(ve.next_lane[idx] >= 0, ve.next_lane[idx], len(m.lanes))
+        rest = m.length[ve.lane[idx]] - ve.s[idx]
+        g2 = rest + first_s[nl] - (first_len[nl] + ve.length[idx]) / 2
+        use2 = ~same & (first_s[nl] < FREE_GAP_M)
+        gap = np.where(use2, g2, gap)
+        lv = np.where(use2, first_v[nl], lv)
+        return gap, ve.v[idx] - lv
+
+    def _stop_points(self, idx: np.ndarray, lights: np.ndarray, occupied: np.ndarray, ego) -> np.ndarray:
+        """Distance to the nearest place each vehicle must stop: red/amber light, yield, crosswalk, lane end."""
+        ve, m = self.veh, self.map
+        lane, s, v = ve.lane[idx], ve.s[idx], ve.v[idx]
+        rest = m.length[lane] - s - ve.length[idx] / 2
+        gap = np.full(len(idx), FREE_GAP_M)
+        nl = ve.next_lane[idx]
+        has_next = nl >= 0
+        nl_c = np.where(has_next, nl, 0)
+        grp = np.where(has_next, m.signal_group[nl_c], -1)
+        light = np.where(grp >= 0, lights[np.maximum(grp, 0)], int(Light.GREEN))
+        can_stop = v**2 / (2 * 3.0) < rest + 1.0
+        # amber: stop if we comfortably can, unless already waiting at the line (clearing a permissive left)
+        must_stop = (light == int(Light.RED)) | ((light == int(Light.AMBER)) & can_stop & (rest > 2.5))
+        # yield: a conflicting connector is occupied, or claimed by higher-priority traffic arriving soon
+        claimed = self._claims(lights)
+        conf = self.conflicts[nl_c]
+        busy = occupied[conf].any(1) | (claimed[conf] < self.movement_prio[nl_c][:, None]).any(1)
+        blocked_cw = self._crosswalk_blocked()
+        busy |= blocked_cw[nl_c]
+        must_stop |= has_next & (m.kind[nl_c] == LaneKind.CONNECTOR) & busy & (rest > -0.5)
+        near = rest < STOP_APPROACH_M
+        gap = np.where(has_next & near & must_stop & (rest > -1.0), np.maximum(rest - 1.0, 0.05), gap)
+        # a lane that simply ends (lane drop): stop before its end
+        dead = ~has_next & ~self.is_sink[lane]
+        gap = np.where(dead, np.minimum(gap, np.maximum(rest, 0.05)), gap)
+        # on a connector: pedestrians on a crosswalk we are about to cross
+        on_conn = m.kind[lane] == LaneKind.CONNECTOR
+        if on_conn.any() and self.cw_cross:
+            stop_s = self._crosswalk_stops()
+            here = stop_s[lane] - s - ve.length[idx] / 2
+            gap = np.where(on_conn & (here > -1.0) & (stop_s[lane] < FREE_GAP_M), np.minimum(gap, np.maximum(here, 0.05)), gap)
+        return gap
+
+    def _claims(self, lights: np.ndarray) -> np.ndarray:
+        """Lowest movement priority value (0 = straight) of vehicles about to enter each lane on green."""
+        ve, m = self.veh, self.map
+        claim = np.full(len(m.lanes) + 1, 9)
+        idx = np.where(ve.active & (ve.next_lane >= 0))[0]
+        nl = ve.next_lane[idx]
+        rest = m.length[ve.lane[idx]] - ve.s[idx]
+        eta = rest / np.maximum(ve.v[idx], 0.5)
+        grp = m.signal_group[nl]
+        green = (grp < 0) | (lights[np.maximum(grp, 0)] == int(Light.GREEN))
+        sel = (eta < YIELD_HORIZON_S) & green & (m.kind[nl] == LaneKind.CONNECTOR)
+        np.minimum.at(claim, nl[sel], self.movement_prio[nl[sel]])
+        return claim
+
+    def _crosswalk_ped_along(self) -> tuple[np.ndarray, np.ndarray]:
+        p = self.ped
+        walking = np.where((p.state == 1) & (p.crosswalk >= 0))[0]
+        cw = p.crosswalk[walking]
+        axis = self.cw_end[cw] - self.cw_start[cw]
+        along = ((p.xy[walking] - self.cw_start[cw]) * axis).sum(1) / np.linalg.norm(axis, axis=1)
+        return cw, along
+
+    def _crosswalk_blocked(self) -> np.ndarray:
+        blocked = np.zeros(len(self.map.lanes) + 1, bool)
+        cw, along = self._crosswalk_ped_along()
+        if len(cw) == 0:
+            return blocked
+        for lane, c, _ in self.cw_cross:
+            sel = cw == c
+            if sel.any() and np.any(np.abs(along[sel] - self.cross_along[(lane, c)]) < PED_BAND_M + 2.0):
+                blocked[lane] = True
+        return blocked
+
+    def _crosswalk_stops(self) -> np.ndarray:
+        stop = np.full(len(self.map.lanes) + 1, FREE_GAP_M)
+        cw, along = self._crosswalk_ped_along()
+        for lane, c, s in self.cw_cross:
+            sel = cw == c
+            if sel.any() and np.any(np.abs(along[sel] - self.cross_along[(lane, c)]) < PED_BAND_M):
+                stop[lane] = min(stop[lane], s - 2.5)
+        return stop
+
+    def _lane_changes(self, idx, key, order, ent_s, ent_v, ent_len, ent_id, acc_now, lights) -> None:
+        ve, m = self.veh, self.map
+        forced = ve.forced_lane[idx] >= 0
+        turn = (np.arange(len(idx)) + self.tick // MOBIL_EVERY) % 1 == 0
+        cand = (ve.lc_from[idx] < 0) & (m.kind[ve.lane[idx]] == LaneKind.ROAD) & (turn | forced) & (
+            ve.kind[idx] != Kind.STALLED)
+        best_gain = np.full(len(idx), -np.inf)
+        best_lane = np.full(len(idx), -1)
+        rest = m.length[ve.lane[idx]] - ve.s[idx]
+        dead_end = (ve.next_lane[idx] < 0) & ~self.is_sink[ve.lane[idx]]
+        for side, bias in ((m.left, -0.1), (m.right, 0.1)):
+            tgt = side[ve.lane[idx]]
+            ok = cand & (tgt >= 0)
+            if not ok.any():
+                continue
+            tgt_c = np.where(ok, tgt, 0)
+            q = tgt_c * KEY_STRIDE + ve.s[idx]
+            pos = np.searchsorted(key, q, side="left")
+            lpos = np.minimum(pos, len(key) - 1)
+            has_l = (pos < len(key)) & (np.floor(key[lpos] / KEY_STRIDE) == tgt_c)
+            fpos = np.maximum(pos - 1, 0)
+            has_f = (pos > 0) & (np.floor(key[fpos] / KEY_STRIDE) == tgt_c)
+            L, F = order[lpos], order[fpos]
+            gap_l = np.where(has_l, ent_s[L] - ve.s[idx] - (ent_len[L] + ve.length[idx]) / 2, FREE_GAP_M)
+            gap_f = np.where(has_f, ve.s[idx] - ent_s[F] - (ent_len[F] + ve.length[idx]) / 2, FREE_GAP_M)
+            a_new = idm(ve.v[idx], ve.v0[idx], gap_l, ve.v[idx] - np.where(has_l, ent_v[L], ve.v[idx]), ve.T[idx],
+                        ve.a_max[idx], ve.b_comf[idx], ve.s0[idx])
+            fv = np.where(has_f, ent_v[F], 0.0)
+            f_after = idm(fv, np.full(len(idx), 30.0), gap_f, fv - ve.v[idx], 1.5, 1.5, 2.0, 2.0)
+            safe = (~has_f | (f_after > -MOBIL_B_SAFE)) & (gap_l > 1.0) & (gap_f > 1.0)
+            follower_is_ego = has_f & (ent_id[F] == -1)
+            safe &= ~follower_is_ego | (gap_f > 2.0 * np.maximum(fv, 5.0) * 0.6)
+            gain = a_new - acc_now - ve.polite[idx] * np.maximum(0.0, -f_after) + bias
+            gain = np.where(dead_end & (rest < 250.0), gain + 5.0, gain)
+            want_forced = forced & (tgt == ve.forced_lane[idx])
+            gain = np.where(want_forced, 100.0, gain)
+            safe_forced = want_forced & (gap_l > 3.0) & (gap_f > 2.0)
+            ok &= safe | safe_forced
+            better = ok & (gain > MOBIL_THRESHOLD) & (gain > best_gain)
+            best_gain = np.where(better, gain, best_gain)
+            best_lane = np.where(better, tgt, best_lane)
+        go = best_lane >= 0
+        ids = idx[go]
+        if len(ids):
+            new = best_lane[go]
+            old = ve.lane[ids]
+            # lateral offset relative to the new lane keeps the vehicle where it is
+            side = np.where(m.left[old] == new, -1.0, 1.0)
+            ve.lat[ids] = side * (m.width[old] + m.width[new]) / 2 + ve.lat[ids]
+            ve.lc_from[ids] = old
+            ve.lane[ids] = new
+            ve.forced_lane[ids] = -1
+            for i in ids:
+                ve.next_lane[i] = self._pick_next(int(ve.lane[i]))
+
+    def _advance_lanes(self, idx: np.ndarray) -> None:
+        ve, m = self.veh, self.map
+        over = idx[ve.s[idx] > m.length[ve.lane[idx]]]
+        for i in over:
+            while ve.active[i] and ve.s[i] > m.length[ve.lane[i]]:
+                nxt = ve.next_lane[i]
+                if nxt < 0:
+                    if self.is_sink[ve.lane[i]]:
+                        ve.active[i] = False
+                    else:
+                        ve.s[i] = m.length[ve.lane[i]]
+                        ve.v[i] = 0.0
+                    break
+                ve.s[i] -= m.length[ve.lane[i]]
+                ve.lane[i] = nxt
+                ve.lc_from[i] = -1
+                ve.next_lane[i] = self._pick_next(int(nxt))
+
+    def _respawn(self, ego) -> None:
+        """Vehicles that left through a sink come back at a free source, so density holds over a drive."""
+        ve = self.veh
+        gone = np.where(~ve.active & (ve.kind == Kind.CAR) & (ve.release_t <= 0))[0]
+        if len(gone) == 0 or len(self.sources) == 0 or self.tick % 10:
+            return
+        i = int(gone[0])
+        src = int(self.sources[self.rng.integers(len(self.sources))])
+        on = ve.active & (ve.lane == src) & (ve.s < 25.0)
+        if on.any():
+            return
+        if ego is not None and len(ego) and np.any((ego[:, 0] == src) & (ego[:, 1] < 40.0)):
+            return
+        ve.lane[i], ve.s[i], ve.lat[i], ve.lc_from[i] = src, 0.0, 0.0, -1
+        ve.v[i] = min(ve.v0[i], self.map.speed_limit[src]) * 0.8
+        ve.active[i] = True
+        ve.next_lane[i] = self._pick_next(src)
+
+    def _release_and_trigger(self, t_s: float, ego) -> None:
+        ve = self.veh
+        # a released blocker drives off at walking pace and leaves at the end of its lane
+        rel = (ve.release_t > 0) & (ve.release_t <= t_s) & ve.active & (ve.v0 == 0)
+        ve.v0[rel] = 3.0
+
+    # -- pedestrians --------------------------------------------------------------------------
+    def _jaywalker_entities(self) -> tuple[np.ndarray, np.ndarray]:
+        p, m = self.ped, self.map
+        walking = np.where((p.state == 1) & (p.crosswalk < 0))[0]
+        lanes, ss = [], []
+        for i in walking:
+            d2 = ((m.pts - p.xy[i]) ** 2).sum(1)
+            near = d2 < (m.width[m.pt_lane] / 2 + 1.2) ** 2
+            for lane in np.unique(m.pt_lane[near]):
+                s, _ = m.hw_lanes[lane].local_coordinates(p.xy[i])
+                lanes.append(lane)
+                ss.append(s)
+        return np.array(lanes, dtype=np.int64), np.array(ss, dtype=float)
+
+    def _step_pedestrians(self, dt: float, t_s: float, lights: np.ndarray, ego) -> None:
+        p = self.ped
+        if len(p.state) == 0:
+            return
+        waiting = p.state == 0
+        on_cw = p.crosswalk >= 0
+        wait_ok = np.zeros(len(p.state), bool)
+        if on_cw.any():
+            grp = self.cw_group[np.maximum(p.crosswalk, 0)]
+            wait_ok = on_cw & (lights[grp] == int(Light.GREEN))
+        p.wait_s = np.where(waiting, p.wait_s - dt, p.wait_s)
+        start = waiting & on_cw & wait_ok & (p.wait_s <= 0)
+        if ego is not None:
+            ego_xy = getattr(self, "ego_xy", None)
+            if ego_xy is not None:
+                jay = waiting & ~on_cw & (np.linalg.norm(p.trigger_xy - ego_xy, axis=1) < p.trigger_m)
+                start |= jay
+        p.state = np.where(start, 1, p.state)
+        walking = p.state == 1
+        step = np.where(walking, p.speed * dt, 0.0)
+        p.xy = p.xy + p.dir * step[:, None]
+        p.remaining_m = p.remaining_m - step
+        done = walking & (p.remaining_m <= 0)
+        if done.any():
+            # crosswalk users turn round and wait for the next walk phase; jaywalkers leave
+            back = done & on_cw
+            p.dir[back] = -p.dir[back]
+            cw = p.crosswalk[back]
+            p.remaining_m[back] = np.linalg.norm(self.cw_end[cw] - self.cw_start[cw], axis=1)
+            p.wait_s[back] = self.rng.uniform(8.0, 40.0, back.sum())
+            p.state = np.where(back, 0, np.where(done, 2, p.state))
+
+
+def _prio(movement: Movement) -> int:
+    return {Movement.STRAIGHT: 0, Movement.RIGHT: 1, Movement.LEFT: 2}[Movement(movement)]
