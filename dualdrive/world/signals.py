@@ -43,7 +43,7 @@ class SignalController:
             self._tables.append((plan["groups"], phases, ends, float(off)))
 
     def states(self, t_s: float) -> np.ndarray:
-        out = np.full(self.n_groups, int(Light.RED), dtype=np.int8)
+        out = np.full(max(self.n_groups, 1), int(Light.RED), dtype=np.int8)  # never empty: kernels index it
         for groups, phases, ends, off in self._tables:
             tc = (t_s + off) % ends[-1]
             k = int(np.searchsorted(ends, tc, side="right"))

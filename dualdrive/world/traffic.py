@@ -109,6 +109,8 @@ class Traffic:
         self.ped = peds
         self.rng = rng
         self.tick = 0
+        self.ego_xy: np.ndarray | None = None  # set by the world each tick (jaywalkers start near it)
+        self.ego_claims = np.zeros(0, np.int64)  # connectors the ego is about to enter (NPCs yield to it)
         m = lane_map
         n_lanes = len(m.lanes)
         self.is_sink = np.array([ln.is_sink for ln in m.lanes])
@@ -280,6 +282,7 @@ class Traffic:
         green = (grp < 0) | (lights[np.maximum(grp, 0)] == int(Light.GREEN))
         sel = (eta < YIELD_HORIZON_S) & green & (m.kind[nl] == LaneKind.CONNECTOR)
         np.minimum.at(claim, nl[sel], self.movement_prio[nl[sel]])
+        claim[self.ego_claims] = 0  # until its path is clear, the ego may be going straight
         return claim
 
     def _crosswalk_ped_along(self) -> tuple[np.ndarray, np.ndarray]:
@@ -371,8 +374,8 @@ class Traffic:
         for i in over:
             while ve.active[i] and ve.s[i] > m.length[ve.lane[i]]:
                 nxt = ve.next_lane[i]
-                if nxt < 0:
-                    if self.is_sink[ve.lane[i]]:
+                if nxt < 0 or np.isfinite(ve.release_t[i]) and ve.release_t[i] > 0:
+                    if self.is_sink[ve.lane[i]] or ve.release_t[i] > 0:
                         ve.active[i] = False
                     else:
                         ve.s[i] = m.length[ve.lane[i]]
@@ -433,11 +436,9 @@ class Traffic:
             wait_ok = on_cw & (lights[grp] == int(Light.GREEN))
         p.wait_s = np.where(waiting, p.wait_s - dt, p.wait_s)
         start = waiting & on_cw & wait_ok & (p.wait_s <= 0)
-        if ego is not None:
-            ego_xy = getattr(self, "ego_xy", None)
-            if ego_xy is not None:
-                jay = waiting & ~on_cw & (np.linalg.norm(p.trigger_xy - ego_xy, axis=1) < p.trigger_m)
-                start |= jay
+        if self.ego_xy is not None:
+            jay = waiting & ~on_cw & (np.linalg.norm(p.trigger_xy - self.ego_xy, axis=1) < p.trigger_m)
+            start |= jay
         p.state = np.where(start, 1, p.state)
         walking = p.state == 1
         step = np.where(walking, p.speed * dt, 0.0)
