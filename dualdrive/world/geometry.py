@@ -101,9 +101,13 @@ def bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, n: in
 
 
 def connector_points(p0: np.ndarray, h0: float, p1: np.ndarray, h1: float, step_m: float = 1.0) -> np.ndarray:
-    """Smooth curve from pose (p0, h0) to pose (p1, h1): a cubic Bezier whose handles follow the headings."""
+    """Smooth curve from pose (p0, h0) to pose (p1, h1): a cubic Bezier whose handles follow the headings.
+
+    The handle length is the one that makes a Bezier approximate a circular arc of the same turn
+    (k = 4/3 tan(turn/4) r), so a U-turn is a half circle rather than a hairpin."""
     dist = float(np.linalg.norm(p1 - p0))
-    k = 0.4 * dist
+    turn = abs(float(wrap_angle(h1 - h0)))
+    k = dist * (4.0 / 3.0) * np.tan(turn / 4) / (2 * np.sin(turn / 2)) if turn > 1e-3 else dist / 3
     c0 = p0 + k * np.array([np.cos(h0), np.sin(h0)])
     c1 = p1 - k * np.array([np.cos(h1), np.sin(h1)])
     pts = bezier(p0, c0, c1, p1, max(8, int(dist / step_m) * 4))

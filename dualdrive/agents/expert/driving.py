@@ -1,0 +1,378 @@
+"""On-road driving for the privileged expert: lane-level route keeping, lane changes, car following,
+traffic lights, yielding, and the speed profile along its own path.
+
+Everything here reads the world's ground truth (the HD map, every actor's state, the lights):
+that is what makes the expert privileged. It never moves anything; it only returns a plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
+from dualdrive.world.geometry import wrap_angle, world_to_ego
+from dualdrive.world.map import LaneKind, LaneMap
+from dualdrive.world.signals import Light
+from dualdrive.world.traffic import Kind, idm
+from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
+
+PATH_STEP_M = 1.0
+LANE_CHANGE_LENGTH_S = 3.5  # seconds of travel over which a lateral offset is taken out
+MIN_LANE_CHANGE_M = 18.0
+A_LAT_MAX_MPS2 = 2.0  # comfortable cornering
+IDM_T_S, IDM_A, IDM_B, IDM_S0 = 1.4, 1.6, 2.0, 2.5
+STOP_S0_M = 0.8  # stand this far behind a stop line
+CORRIDOR_MARGIN_M = 0.45
+YIELD_HORIZON_S = 5.0
+OBSTACLE_LOOKAHEAD_M = 70.0
+BLOCKED_LANE_COST_M = 2000.0
+EMERGENCY_RANGE_M = 90.0
+CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
+
+
+@dataclass
+class Obstacles:
+    xy: np.ndarray
+    heading: np.ndarray
+    speed: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    static: np.ndarray
+
+
+def gather_obstacles(world: World, centre: np.ndarray, radius: float) -> Obstacles:
+    """Every vehicle, pedestrian and static object within ``radius``, with predicted positions of
+    moving ones appended (1 s and 2 s ahead), so a cut-in or a crossing pedestrian is seen early."""
+    tr = world.traffic
+    ve = tr.veh
+    xy, h = tr.poses()
+    sel = ve.active & (ve.kind != Kind.WORKZONE) & (np.linalg.norm(xy - centre, axis=1) < radius)
+    p = tr.ped
+    ped = (p.state == 1) & (np.linalg.norm(p.xy - centre, axis=1) < radius)
+    st = world.statics
+    sst = np.linalg.norm(st.xy - centre, axis=1) < radius if len(st.xy) else np.zeros(0, bool)
+    parts = [
+        (xy[sel], h[sel], ve.v[sel], ve.length[sel], ve.width[sel], np.isin(ve.kind[sel], (Kind.STALLED,)) | (ve.v0[sel] == 0)),
+        (p.xy[ped], np.arctan2(p.dir[ped, 1], p.dir[ped, 0]), p.speed[ped], np.full(ped.sum(), 0.8),
+         np.full(ped.sum(), 0.8), np.zeros(ped.sum(), bool)),
+        (st.xy[sst], st.heading_rad[sst], np.zeros(sst.sum()), st.length_m[sst], st.width_m[sst], np.ones(sst.sum(), bool)),
+    ]
+    # predictions: vehicles 1 s ahead, pedestrians 1 s and 2 s ahead (shown as stationary there)
+    for k, horizon in ((0, 1.0), (1, 1.0), (1, 2.0)):
+        pxy, ph, pv, pl, pw, _ = parts[k]
+        fut = pxy + horizon * pv[:, None] * np.column_stack([np.cos(ph), np.sin(ph)])
+        parts.append((fut, ph, pv * 0.0 if k == 1 else pv, pl, pw, np.zeros(len(pxy), bool)))
+    cat = [np.concatenate([pt[i] for pt in parts]) for i in range(6)]
+    cat[0] = cat[0].reshape(-1, 2)
+    return Obstacles(*cat)
+
+
+class RouteDriver:
+    """Keeps a lane-level route (lane ids, lane changes as neighbour steps) and produces plans."""
+
+    def __init__(self, world: World, route: list[int], final_stop_s: float | None = None,
+                 speed_cap_mps: float | None = None) -> None:
+        self.w = world
+        self.m: LaneMap = world.map
+        self.route = list(route)
+        self.i = 0
+        self.final_stop_s = final_stop_s  # stop at this s on the last route lane (None: drive on)
+        self.speed_cap = speed_cap_mps
+        self.last_change_t = -1e9
+
+    # -- localisation --------------------------------------------------------------------------
+    def lane_s(self) -> tuple[int, float, float]:
+        w, m = self.w, self.m
+        while True:
+            lane = self.route[self.i]
+            s, lat = m.hw_lanes[lane].local_coordinates(w.ego_xy)
+            if s > m.length[lane] - 0.05 and self.i + 1 < len(self.route) and self.route[self.i + 1] in m.lanes[lane].successors:
+                self.i += 1
+                continue
+            return lane, float(s), float(lat)
+
+    @property
+    def finished(self) -> bool:
+        if self.final_stop_s is None:
+            return False
+        lane, s, _ = self.lane_s()
+        return self.i == len(self.route) - 1 and abs(s - self.final_stop_s) < 0.6 and abs(self.w.ego_speed) < 0.1
+
+    # -- the path ahead ------------------------------------------------------------------------
+    def path_lanes(self) -> list[int]:
+        """Lanes the path follows from the current one: route lanes up to a pending lane change,
+        then the successors that lead back towards the route."""
+        m = self.m
+        lanes = [self.route[self.i]]
+        j = self.i + 1
+        pending = False
+        while len(lanes) < 8:
+            cur = lanes[-1]
+            succ = m.lanes[cur].successors
+            if not pending and j < len(self.route) and self.route[j] in succ:
+                lanes.append(self.route[j])
+                j += 1
+                continue
+            if j < len(self.route) and m.is_lane_change(cur, self.route[j]):
+                pending = True
+            if not succ:
+                break
+            later = set(self.route[j:])
+            pick = next((x for x in succ if x in later), succ[0])
+            lanes.append(pick)
+        return lanes
+
+    def build_path(self, length_m: float) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
+        """World-frame path points from the ego forward, the lateral offset easing to the lane centre.
+        Also returns the (lane, distance-from-ego to lane start) of each lane on the path."""
+        m = self.m
+        lane, s, lat = self.lane_s()
+        ease = max(MIN_LANE_CHANGE_M, LANE_CHANGE_LENGTH_S * abs(self.w.ego_speed))
+        lanes = self.path_lanes()
+        lane_pts, lane_ids, lane_starts = [], [], []
+        d0 = -s
+        for k, ln in enumerate(lanes):
+            lane_starts.append((ln, d0))
+            a = s if k == 0 else 0.0
+            b = m.length[ln]
+            if d0 + b > length_m:
+                b = length_m - d0
+            if b > a:
+                n = max(2, int(np.ceil((b - a) / PATH_STEP_M)) + 1)
+                lane_pts.append(np.linspace(a, b, n))
+                lane_ids.append(np.full(n, ln))
+            d0 += m.length[ln]
+            if d0 >= length_m:
+                break
+        ss = np.concatenate(lane_pts)
+        ll = np.concatenate(lane_ids)
+        # distance along the path of every sample
+        d = np.empty(len(ss))
+        off = 0
+        for k, pts in enumerate(lane_pts):
+            start = lane_starts[k][1]
+            d[off:off + len(pts)] = start + pts
+            off += len(pts)
+        lat_d = lat * np.clip(1.0 - d / ease, 0.0, 1.0)
+        xy, h = m.pose(ll, ss, lat_d)
+        keep = np.concatenate([[True], np.linalg.norm(np.diff(xy, axis=0), axis=1) > 0.05])
+        return xy[keep], d[keep], lane_starts
+
+    # -- decisions -----------------------------------------------------------------------------
+    def maybe_change_lane(self, obstacles: Obstacles) -> None:
+        """Lane changes the route asks for, around a blocked lane, and out of an emergency vehicle's way."""
+        w, m = self.w, self.m
+        lane, s, lat = self.lane_s()
+        if abs(lat) > 0.8 or w.t - self.last_change_t < 2.0:
+            return  # finish the current change first
+        want = -1
+        if self.i + 1 < len(self.route) and m.is_lane_change(lane, self.route[self.i + 1]):
+            want = self.route[self.i + 1]
+        blocked = self._blocked_ahead(lane, s)
+        if blocked is not None or self._emergency_behind(lane, s):
+            best = self._escape_lane(lane, prefer_right=blocked is None)
+            if best is not None:
+                want, new_route = best
+                if self._gap_ok(want, s):
+                    self.route = [lane] + new_route
+                    self.i = 0
+                    self._switch(want)
+                return
+        if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) and self._gap_ok(want, s):
+            self.i += 1
+            self._switch(want)
+
+    def _switch(self, lane: int) -> None:
+        self.route[self.i] = lane if self.route[self.i] == lane else self.route[self.i]
+        if self.route[self.i] != lane:
+            self.route.insert(self.i, lane)
+        self.last_change_t = self.w.t
+        # traffic behind sees us on the new lane from now on (the world derives it from our position)
+
+    def _escape_lane(self, lane: int, prefer_right: bool) -> tuple[int, list[int]] | None:
+        m = self.m
+        goal = self.route[-1]
+        options = []
+        for nb in (m.right[lane], m.left[lane]) if prefer_right else (m.left[lane], m.right[lane]):
+            if nb < 0 or m.length[nb] - 0 < 1:
+                continue
+            try:
+                r = m.route(int(nb), [goal], blocked={lane: BLOCKED_LANE_COST_M})
+            except ValueError:
+                continue
+            cost = sum(m.length[x] for x in r)
+            options.append((cost + (0 if prefer_right and nb == m.right[lane] else 1.0), int(nb), r))
+        if not options:
+            return None
+        options.sort(key=lambda o: o[0])
+        return options[0][1], options[0][2]
+
+    def _blocked_ahead(self, lane: int, s: float) -> float | None:
+        """Distance to a stopped obstacle (stalled car, work zone) ahead in our lane, if any."""
+        ve = self.w.traffic.veh
+        mask = ve.active & (ve.lane == lane) & (ve.s > s) & (ve.s - s < OBSTACLE_LOOKAHEAD_M) & (
+            np.isin(ve.kind, (Kind.STALLED, Kind.WORKZONE)))
+        if mask.any():
+            return float((ve.s[mask] - s).min())
+        return None
+
+    def _emergency_behind(self, lane: int, s: float) -> bool:
+        ve = self.w.traffic.veh
+        ev = ve.active & (ve.kind == Kind.EMERGENCY)
+        if not ev.any():
+            return False
+        xy, _ = self.w.traffic.poses()
+        rel = world_to_ego(xy[ev], self.w.ego_xy, self.w.ego_heading)
+        return bool(np.any((rel[:, 0] < 0) & (rel[:, 0] > -EMERGENCY_RANGE_M) & (np.abs(rel[:, 1]) < 2.0)))
+
+    def _gap_ok(self, target: int, s: float) -> bool:
+        """Accept a gap on ``target`` when the new leader is far enough and the new follower need not brake hard."""
+        ve = self.w.traffic.veh
+        v = max(self.w.ego_speed, 0.0)
+        on = ve.active & ((ve.lane == target) | (ve.lc_from == target))
+        ds = ve.s[on] - s
+        half = (ve.length[on] + EGO_LENGTH_M) / 2
+        ahead = ds >= 0
+        gap_l = (ds[ahead] - half[ahead]).min() if ahead.any() else 1e4
+        if gap_l < max(6.0, 0.6 * v):
+            return False
+        behind = ~ahead
+        if behind.any():
+            k = np.argmax(ds[behind])
+            gap_f = -ds[behind][k] - half[behind][k]
+            vf = ve.v[on][behind][k]
+            a_f = idm(np.array([vf]), np.array([max(vf, 1.0) * 1.1]), np.array([max(gap_f, 0.1)]),
+                      np.array([vf - v]), np.array([1.2]), np.array([1.5]), np.array([2.0]), np.array([2.0]))[0]
+            if gap_f < max(5.0, 0.3 * vf) or a_f < -2.5:
+                return False
+        return True
+
+    # -- longitudinal --------------------------------------------------------------------------
+    def plan(self, obstacles: Obstacles) -> np.ndarray:
+        w, m = self.w, self.m
+        v = max(w.ego_speed, 0.0)
+        horizon = max(40.0, v * PLAN_POSES * PLAN_DT_S + 30.0)
+        path, d, lane_starts = self.build_path(horizon)
+        v_max = self._speed_limits(path, d, lane_starts)
+        lead_gap, lead_v = self._leader(path, d, obstacles)
+        stop_d = self._stop_distance(lane_starts, v, obstacles)
+        # roll the speed forward with IDM against the leader (constant speed) and the stop point
+        s_t, v_t, out = 0.0, v, []
+        for _ in range(PLAN_POSES):
+            for _ in range(5):
+                dt = PLAN_DT_S / 5
+                v0 = max(float(np.interp(s_t, d, v_max)), 0.1)
+                a = idm(np.array([v_t]), np.array([v0]), np.array([lead_gap - s_t + lead_v * 0]),
+                        np.array([v_t - lead_v]), IDM_T_S, IDM_A, IDM_B, IDM_S0)[0]
+                if stop_d is not None:
+                    a = min(a, idm(np.array([v_t]), np.array([v0]), np.array([max(stop_d - s_t, 0.05)]),
+                                   np.array([v_t]), IDM_T_S, IDM_A, IDM_B, STOP_S0_M)[0])
+                a = float(np.clip(a, -7.0, IDM_A))
+                v_new = max(v_t + a * dt, 0.0)
+                s_t += (v_t + v_new) / 2 * dt
+                v_t = v_new
+                lead_gap += lead_v * dt
+            out.append(min(s_t, d[-1]))
+        s_arr = np.array(out)
+        xy = np.column_stack([np.interp(s_arr, d, path[:, 0]), np.interp(s_arr, d, path[:, 1])])
+        nxt = np.column_stack([np.interp(s_arr + 0.5, d, path[:, 0]), np.interp(s_arr + 0.5, d, path[:, 1])])
+        hd = np.arctan2(nxt[:, 1] - xy[:, 1], nxt[:, 0] - xy[:, 0])
+        xy_ego = world_to_ego(xy, w.ego_xy, w.ego_heading)
+        return np.column_stack([xy_ego, wrap_angle(hd - w.ego_heading)])
+
+    def _speed_limits(self, path: np.ndarray, d: np.ndarray, lane_starts) -> np.ndarray:
+        m = self.m
+        limit = np.full(len(d), 0.0)
+        for ln, start in lane_starts:
+            limit[d >= start - 1e-6] = m.speed_limit[ln] * CRUISE_FACTOR
+        if self.speed_cap is not None:
+            limit = np.minimum(limit, self.speed_cap)
+        # curvature from the heading change over a few metres
+        hd = np.unwrap(np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0])))
+        kappa = np.abs(np.gradient(hd) / np.maximum(np.gradient(d), 1e-3))
+        kappa = np.convolve(kappa, np.ones(5) / 5, mode="same")
+        v_curve = np.sqrt(A_LAT_MAX_MPS2 / np.maximum(kappa, 1e-4))
+        v_max = np.minimum(limit, v_curve)
+        # brake in time for slower stretches ahead: v(d) <= sqrt(v_ahead^2 + 2 b (d_ahead - d))
+        b = 1.5
+        v_rev = v_max.copy()
+        for k in range(len(d) - 2, -1, -1):
+            v_rev[k] = min(v_rev[k], np.sqrt(v_rev[k + 1] ** 2 + 2 * b * max(d[k + 1] - d[k], 0.0)))
+        return v_rev
+
+    def _leader(self, path: np.ndarray, d: np.ndarray, ob: Obstacles) -> tuple[float, float]:
+        if len(ob.xy) == 0:
+            return 1e4, 0.0
+        sel = np.where(np.linalg.norm(ob.xy - path[0], axis=1) < d[-1] + 10.0)[0]
+        if len(sel) == 0:
+            return 1e4, 0.0
+        diff = ob.xy[sel, None, :] - path[None, :, :]
+        dist = np.linalg.norm(diff, axis=2)
+        k = np.argmin(dist, axis=1)
+        lat = dist[np.arange(len(sel)), k]
+        rel_h = ob.heading[sel] - np.arctan2(np.gradient(path[:, 1])[k], np.gradient(path[:, 0])[k])
+        # lateral half-extent of the obstacle as seen across our path
+        half_w = 0.5 * (np.abs(np.sin(rel_h)) * ob.length[sel] + np.abs(np.cos(rel_h)) * ob.width[sel])
+        half_l = 0.5 * (np.abs(np.cos(rel_h)) * ob.length[sel] + np.abs(np.sin(rel_h)) * ob.width[sel])
+        inside = (lat < EGO_WIDTH_M / 2 + half_w + CORRIDOR_MARGIN_M) & (d[k] > 0.5) & (k < len(d) - 1)
+        if not inside.any():
+            return 1e4, 0.0
+        gaps = d[k] - EGO_LENGTH_M / 2 - half_l
+        gaps = np.where(inside, gaps, 1e4)
+        j = int(np.argmin(gaps))
+        lead_v = max(0.0, float(ob.speed[sel][j] * np.cos(rel_h[j])))
+        return float(gaps[j]), lead_v
+
+    def _stop_distance(self, lane_starts, v: float, ob: Obstacles) -> float | None:
+        """Distance (front bumper) to where we must stop: a red/amber light, a yield, a dead end, the final stop."""
+        w, m = self.w, self.m
+        cur_lane, s_cur, _ = self.lane_s()
+        for k, (ln, start) in enumerate(lane_starts):
+            info = m.lanes[ln]
+            line = start - EGO_LENGTH_M / 2  # front bumper at the lane's start (= previous lane's end)
+            if k > 0 and info.kind == LaneKind.CONNECTOR and line > -0.5:
+                g = info.signal_group
+                light = w.lights[g] if g >= 0 else Light.GREEN
+                if light == Light.RED:
+                    return line
+                if light == Light.AMBER and v * v / (2 * 3.0) < line + 0.5:
+                    return line
+                if self._must_yield(ln, line, v):
+                    return line
+            if k == len(lane_starts) - 1 or line > 150:
+                break
+        last = lane_starts[-1][0]
+        if not m.lanes[last].successors and not m.lanes[last].is_sink and m.kind[last] != LaneKind.AISLE:
+            return lane_starts[-1][1] + m.length[last] - EGO_LENGTH_M / 2 - 2.0
+        if self.final_stop_s is not None:
+            for ln, start in lane_starts:
+                if ln == self.route[-1] and self.i >= len(self.route) - 3:
+                    return start + self.final_stop_s + STOP_S0_M  # IDM halts about s0 short of the point
+        return None
+
+    def _must_yield(self, conn: int, dist_to_line: float, v: float) -> bool:
+        """Yield when a conflicting connector is occupied, or claimed by someone with priority who arrives soon."""
+        w, m = self.w, self.m
+        mine = m.lanes[conn]
+        if not mine.conflicts:
+            return False
+        ve = w.traffic.veh
+        act = ve.active
+        conf = np.array(mine.conflicts)
+        if np.any(act & np.isin(ve.lane, conf)):
+            return True
+        prio = {0: 0, 2: 1, 1: 2}[int(mine.movement)]  # straight > right > left
+        cand = act & np.isin(ve.next_lane, conf)
+        if not cand.any():
+            return False
+        idx = np.where(cand)[0]
+        rest = m.length[ve.lane[idx]] - ve.s[idx]
+        eta = rest / np.maximum(ve.v[idx], 0.5)
+        their = np.array([int(m.lanes[x].movement) for x in ve.next_lane[idx]])
+        their_prio = np.select([their == 0, their == 2], [0, 1], 2)
+        grp = m.signal_group[ve.next_lane[idx]]
+        green = (grp < 0) | (w.lights[np.maximum(grp, 0)] == Light.GREEN)
+        my_eta = max(dist_to_line, 0.0) / max(v, 0.5)
+        threat = green & (eta < YIELD_HORIZON_S) & ((their_prio < prio) | ((their_prio == prio) & (eta < my_eta)))
+        return bool(threat.any())

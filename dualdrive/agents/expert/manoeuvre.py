@@ -1,0 +1,160 @@
+"""Low-speed manoeuvres for the privileged expert: Reeds-Shepp paths (``rsplan``) checked against
+the parked cars, and a tracker that turns the current gear segment into a plan.
+
+Reeds-Shepp curves describe the rear axle (the point whose velocity is along the heading), so
+paths are planned for the rear axle and converted to centre poses only for plans and collision
+checks (highway-env's bicycle has its rear axle half a car length behind the centre).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rsplan
+
+from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
+from dualdrive.world.geometry import box_corners, boxes_overlap, world_to_ego
+
+REAR_AXLE_M = 2.5  # from the car's centre back to its rear axle
+TURN_RADIUS_M = 7.0  # rear-axle radius; the tightest is 5.9 m, the margin leaves steering to correct errors
+PATH_STEP_M = 0.1
+FINAL_STRAIGHT_M = 1.5  # every manoeuvre ends with a straight approach, for precision
+MANOEUVRE_SPEED_MPS = 1.6
+MANOEUVRE_DECEL_MPS2 = 0.8
+CLEARANCE_M = 0.25  # inflation of the ego box when checking a path against parked cars
+CUSP_REACHED_M = 0.12
+
+
+def to_rear(x: float, y: float, h: float) -> tuple[float, float, float]:
+    return x - REAR_AXLE_M * np.cos(h), y - REAR_AXLE_M * np.sin(h), h
+
+
+def centre_of(xy_rear: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    return xy_rear + REAR_AXLE_M * np.column_stack([np.cos(heading), np.sin(heading)])
+
+
+@dataclass
+class Segment:
+    xy: np.ndarray  # (N, 2) rear-axle positions
+    heading: np.ndarray  # (N,)
+    gear: int
+    s: np.ndarray  # cumulative arc length
+
+
+def plan_path(start: tuple[float, float, float], goal: tuple[float, float, float], goal_gear: int) -> list[Segment]:
+    """Reeds-Shepp path between two centre poses whose last metre and a half is a straight approach
+    in ``goal_gear`` (reversing into a spot or driving forward out of one)."""
+    start = to_rear(*start)
+    gx, gy, gh = to_rear(*goal)
+    back = -goal_gear * FINAL_STRAIGHT_M
+    pre = (gx + back * np.cos(gh), gy + back * np.sin(gh), gh)
+    path = rsplan.path(tuple(map(float, start)), tuple(map(float, pre)), TURN_RADIUS_M, 0.0, PATH_STEP_M)
+    wps = [w for w in path.waypoints()]
+    pts = np.array([[w.x, w.y, w.yaw] for w in wps])
+    gears = np.array([w.driving_direction for w in wps])
+    n = int(np.ceil(FINAL_STRAIGHT_M / PATH_STEP_M))
+    t = np.linspace(0, 1, n + 1)[1:, None]
+    tail = np.array(pre[:2]) * (1 - t) + np.array([gx, gy]) * t
+    pts = np.vstack([pts, np.column_stack([tail, np.full(n, gh)])])
+    gears = np.concatenate([gears, np.full(n, goal_gear)])
+    return _split(pts, gears)
+
+
+def _split(pts: np.ndarray, gears: np.ndarray) -> list[Segment]:
+    segs = []
+    cut = np.where(np.diff(gears) != 0)[0] + 1
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(pts)]])):
+        a0 = max(a - 1, 0)  # segments share their cusp point
+        p = pts[a0:b]
+        if len(p) < 2:
+            continue
+        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1))])
+        if s[-1] < 0.05:
+            continue
+        segs.append(Segment(p[:, :2], p[:, 2], int(gears[b - 1]), s))
+    # merge neighbours that ended up with the same gear after dropping tiny pieces
+    merged: list[Segment] = []
+    for sg in segs:
+        if merged and merged[-1].gear == sg.gear:
+            prev = merged[-1]
+            xy = np.vstack([prev.xy, sg.xy[1:]])
+            hd = np.concatenate([prev.heading, sg.heading[1:]])
+            s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+            merged[-1] = Segment(xy, hd, sg.gear, s)
+        else:
+            merged.append(sg)
+    return merged
+
+
+def path_is_free(segments: list[Segment], obstacles: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                 ego_length: float, ego_width: float, area: np.ndarray | None = None) -> bool:
+    """No ego box along the path overlaps an obstacle; with ``area`` every box corner stays inside it."""
+    xy, h, length, width = obstacles
+    for sg in segments:
+        idx = np.arange(0, len(sg.xy), 3)
+        boxes = box_corners(centre_of(sg.xy[idx], sg.heading[idx]), sg.heading[idx], np.full(len(idx), ego_length + 2 * CLEARANCE_M),
+                            np.full(len(idx), ego_width + 2 * CLEARANCE_M))
+        if len(xy):
+            for k, box in enumerate(boxes):
+                near = np.linalg.norm(xy - box.mean(axis=0), axis=1) < 9.0
+                if near.any() and boxes_overlap(box, box_corners(xy[near], h[near], length[near], width[near])).any():
+                    return False
+        if area is not None and not _inside_all(boxes.reshape(-1, 2), area):
+            return False
+    return True
+
+
+def _inside_all(pts: np.ndarray, poly: np.ndarray) -> bool:
+    d = np.roll(poly, -1, axis=0) - poly
+    rel = pts[:, None, :] - poly[None, :, :]
+    cross = d[None, :, 0] * rel[:, :, 1] - d[None, :, 1] * rel[:, :, 0]
+    return bool(np.all(cross >= -1e-6))
+
+
+class ManoeuvreTracker:
+    """Follows a list of gear segments: plans along the current one, stops at its cusp, flips gear."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        self.segments = segments
+        self.k = 0
+        self.s = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.k >= len(self.segments)
+
+    def remaining_m(self) -> float:
+        sg = self.segments[self.k]
+        return float(sg.s[-1] - self.s)
+
+    def plan(self, ego_xy: np.ndarray, ego_heading: float, speed: float) -> tuple[np.ndarray, int]:
+        sg = self.segments[self.k]
+        ego_rear = np.array(to_rear(ego_xy[0], ego_xy[1], ego_heading)[:2])
+        # progress: nearest path point a little ahead of where we were (never backwards)
+        win = np.where((sg.s >= self.s - 0.3) & (sg.s <= self.s + 3.0))[0]
+        d = np.linalg.norm(sg.xy[win] - ego_rear, axis=1)
+        self.s = max(self.s, float(sg.s[win[int(np.argmin(d))]]))
+        rest = sg.s[-1] - self.s
+        if rest < CUSP_REACHED_M and abs(speed) < 0.05:
+            self.k += 1
+            self.s = 0.0
+            if self.done:
+                return np.zeros((PLAN_POSES, 3)), sg.gear
+            return self.plan(ego_xy, ego_heading, speed)
+        # speed profile: cruise, then a comfortable stop at the cusp
+        v = abs(speed)
+        s_t, out = self.s, []
+        for _ in range(PLAN_POSES):
+            for _ in range(5):
+                left = sg.s[-1] - s_t
+                v_cap = min(MANOEUVRE_SPEED_MPS, np.sqrt(2 * MANOEUVRE_DECEL_MPS2 * max(left, 0.0)))
+                v = min(v + 1.0 * PLAN_DT_S / 5, v_cap)
+                s_t = min(s_t + v * PLAN_DT_S / 5, sg.s[-1])
+            out.append(s_t)
+        s_arr = np.array(out)
+        xy = np.column_stack([np.interp(s_arr, sg.s, sg.xy[:, 0]), np.interp(s_arr, sg.s, sg.xy[:, 1])])
+        hd = np.interp(s_arr, sg.s, np.unwrap(sg.heading))
+        xy = centre_of(xy, hd)
+        xy_ego = world_to_ego(xy, ego_xy, ego_heading)
+        # the plan's path starts where we are: its first pose keeps its own offset from the ego
+        return np.column_stack([xy_ego, hd - ego_heading]), sg.gear
