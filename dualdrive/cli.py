@@ -1,0 +1,65 @@
+"""The ``dualdrive`` command line: thin typer commands over library functions."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dualdrive.world.scenarios import ConfigError, EventConfig, ScenarioConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="dualdrive: end-to-end driving on highway-env")
+err = Console(stderr=True, soft_wrap=True)  # one-line errors, however narrow the terminal
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main() -> None:
+    """dualdrive command line."""
+
+
+@app.command()
+def drive(agent: str = typer.Option("expert", help="agent name or module:Class"),
+          scenario: str = typer.Option("p2p", help="highway, urban, parking, p2p or a dualdrive gym id"),
+          seed: int = typer.Option(0, help="episode seed (< 5000: development)"),
+          out: Path = typer.Option(Path("runs/drive"), help="output directory"),
+          config: Optional[Path] = typer.Option(None, help="scenario YAML file (keys of ScenarioConfig)"),
+          events: bool = typer.Option(False, "--events", help="switch on every long-tail event of the family"),
+          video: bool = typer.Option(True, help="write video.mp4")) -> None:
+    """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
+    from dualdrive.agents.registry import load_agent
+    from dualdrive.run.drive import drive_episode, resolve_scenario
+    try:
+        family, _ = resolve_scenario(scenario)
+        cfg = ScenarioConfig.from_file(config) if config else ScenarioConfig(family=family)
+        if config and cfg.family != family:
+            _fail(f"config file family {cfg.family!r} does not match --scenario {scenario!r}")
+        if events:
+            cfg = ScenarioConfig.from_dict({**cfg.to_dict(), "events": EventConfig.all_on(family).__dict__})
+        drv = load_agent(agent)
+        with Progress(TextColumn("[bold]drive[/bold] {task.description}"), BarColumn(),
+                      TextColumn("{task.completed:.0f}/{task.total:.0f} s sim"), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task(f"{agent} on {scenario} seed {seed}", total=cfg.time_limit_s)
+            summary = drive_episode(drv, scenario, seed, out, cfg, video,
+                                    on_step=lambda t, T: bar.update(task, completed=t))
+    except ConfigError as e:
+        _fail(str(e))
+    ok = "[green]success[/green]" if summary["success"] else "[red]failed[/red]"
+    extra = ""
+    if "parking_position_error_m" in summary:
+        extra = (f", parked {summary['parked']} ({summary['parking_position_error_m']:.2f} m, "
+                 f"{summary['parking_heading_error_deg']:.1f} deg)")
+    Console().print(f"{ok}: RC {summary['route_completion']:.1f}%, {summary['collisions']} collisions, "
+                    f"{len(summary['infractions'])} infractions, {summary['duration_s']:.1f} s{extra} -> {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(app())
