@@ -28,6 +28,10 @@ YIELD_HORIZON_S = 5.0
 OBSTACLE_LOOKAHEAD_M = 70.0
 BLOCKED_LANE_COST_M = 2000.0
 EMERGENCY_RANGE_M = 90.0
+# The path is planned for the rear axle (the follower pursues with it, and a rear axle on the lane
+# centre is how a car is steered along a lane); plan poses are the matching centre poses.
+REAR_AXLE_M = 2.5
+FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
 
 
@@ -82,11 +86,17 @@ class RouteDriver:
         self.last_change_t = -1e9
 
     # -- localisation --------------------------------------------------------------------------
+    def rear_xy(self) -> np.ndarray:
+        h = self.w.ego_heading
+        return self.w.ego_xy - REAR_AXLE_M * np.array([np.cos(h), np.sin(h)])
+
     def lane_s(self) -> tuple[int, float, float]:
-        w, m = self.w, self.m
+        """(lane, s, lateral offset) of the rear axle on the current route lane."""
+        m = self.m
+        rear = self.rear_xy()
         while True:
             lane = self.route[self.i]
-            s, lat = m.hw_lanes[lane].local_coordinates(w.ego_xy)
+            s, lat = m.hw_lanes[lane].local_coordinates(rear)
             if s > m.length[lane] - 0.05 and self.i + 1 < len(self.route) and self.route[self.i + 1] in m.lanes[lane].successors:
                 self.i += 1
                 continue
@@ -97,7 +107,8 @@ class RouteDriver:
         if self.final_stop_s is None:
             return False
         lane, s, _ = self.lane_s()
-        return self.i == len(self.route) - 1 and abs(s - self.final_stop_s) < 0.6 and abs(self.w.ego_speed) < 0.1
+        return (self.i == len(self.route) - 1 and abs(s + REAR_AXLE_M - self.final_stop_s) < 0.6
+                and abs(self.w.ego_speed) < 0.1)
 
     # -- the path ahead ------------------------------------------------------------------------
     def path_lanes(self) -> list[int]:
@@ -278,6 +289,7 @@ class RouteDriver:
         xy = np.column_stack([np.interp(s_arr, d, path[:, 0]), np.interp(s_arr, d, path[:, 1])])
         nxt = np.column_stack([np.interp(s_arr + 0.5, d, path[:, 0]), np.interp(s_arr + 0.5, d, path[:, 1])])
         hd = np.arctan2(nxt[:, 1] - xy[:, 1], nxt[:, 0] - xy[:, 0])
+        xy = xy + REAR_AXLE_M * np.column_stack([np.cos(hd), np.sin(hd)])  # rear axle -> centre
         xy_ego = world_to_ego(xy, w.ego_xy, w.ego_heading)
         return np.column_stack([xy_ego, wrap_angle(hd - w.ego_heading)])
 
@@ -315,10 +327,10 @@ class RouteDriver:
         # lateral half-extent of the obstacle as seen across our path
         half_w = 0.5 * (np.abs(np.sin(rel_h)) * ob.length[sel] + np.abs(np.cos(rel_h)) * ob.width[sel])
         half_l = 0.5 * (np.abs(np.cos(rel_h)) * ob.length[sel] + np.abs(np.sin(rel_h)) * ob.width[sel])
-        inside = (lat < EGO_WIDTH_M / 2 + half_w + CORRIDOR_MARGIN_M) & (d[k] > 0.5) & (k < len(d) - 1)
+        inside = (lat < EGO_WIDTH_M / 2 + half_w + CORRIDOR_MARGIN_M) & (d[k] > REAR_AXLE_M) & (k < len(d) - 1)
         if not inside.any():
             return 1e4, 0.0
-        gaps = d[k] - EGO_LENGTH_M / 2 - half_l
+        gaps = d[k] - FRONT_FROM_REAR_M - half_l
         gaps = np.where(inside, gaps, 1e4)
         j = int(np.argmin(gaps))
         lead_v = max(0.0, float(ob.speed[sel][j] * np.cos(rel_h[j])))
@@ -330,7 +342,7 @@ class RouteDriver:
         cur_lane, s_cur, _ = self.lane_s()
         for k, (ln, start) in enumerate(lane_starts):
             info = m.lanes[ln]
-            line = start - EGO_LENGTH_M / 2  # front bumper at the lane's start (= previous lane's end)
+            line = start - FRONT_FROM_REAR_M  # front bumper at the lane's start (= previous lane's end)
             if k > 0 and info.kind == LaneKind.CONNECTOR and line > -0.5:
                 g = info.signal_group
                 light = w.lights[g] if g >= 0 else Light.GREEN
@@ -344,11 +356,12 @@ class RouteDriver:
                 break
         last = lane_starts[-1][0]
         if not m.lanes[last].successors and not m.lanes[last].is_sink and m.kind[last] != LaneKind.AISLE:
-            return lane_starts[-1][1] + m.length[last] - EGO_LENGTH_M / 2 - 2.0
+            return lane_starts[-1][1] + m.length[last] - FRONT_FROM_REAR_M - 2.0
         if self.final_stop_s is not None:
             for ln, start in lane_starts:
                 if ln == self.route[-1] and self.i >= len(self.route) - 3:
-                    return start + self.final_stop_s + STOP_S0_M  # IDM halts about s0 short of the point
+                    # IDM halts about s0 short of the point; the point is the centre's, we plan the rear axle
+                    return start + self.final_stop_s - REAR_AXLE_M + STOP_S0_M
         return None
 
     def _must_yield(self, conn: int, dist_to_line: float, v: float) -> bool:
