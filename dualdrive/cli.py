@@ -63,3 +63,39 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
 
 if __name__ == "__main__":
     sys.exit(app())
+
+
+@app.command()
+def batch(agent: str = typer.Option("expert", help="agent name or module:Class"),
+          scenario: str = typer.Option("p2p", help="highway, urban, parking or p2p"),
+          seeds: str = typer.Option("0:10", help="A:B, as Python's range (B excluded)"),
+          events: bool = typer.Option(False, "--events", help="switch on every long-tail event of the family"),
+          workers: int = typer.Option(2, min=1, help="parallel worker processes"),
+          out: Optional[Path] = typer.Option(None, help="write all summaries to this JSON file")) -> None:
+    """Drive many seeds and print success rate, collisions and every failure with its reason."""
+    import json
+
+    from dualdrive.run.batch import failure_reason, run_batch
+    from dualdrive.run.drive import resolve_scenario
+    try:
+        family, _ = resolve_scenario(scenario)
+        a, _, b = seeds.partition(":")
+        rng = range(int(a), int(b))
+    except ValueError:
+        _fail(f"--seeds {seeds!r} must be A:B with integers A < B")
+    except ConfigError as e:
+        _fail(str(e))
+    with Progress(TextColumn("[bold]batch[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} episodes"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("", total=len(rng))
+        res = run_batch(agent, family, rng, events, workers, on_done=lambda r: bar.advance(task))
+    ok = sum(r["success"] for r in res)
+    coll = sum(r["collisions"] > 0 for r in res)
+    Console().print(f"{agent} on {family}{' +events' if events else ''}, seeds {seeds}: success {ok}/{len(res)}, "
+                    f"episodes with a collision {coll}, red-light runs {sum(any(i['type'] == 'red_light' for i in r['infractions']) for r in res)}")
+    for r in res:
+        if not r["success"]:
+            extra = f" pos_err={r.get('parking_position_error_m')}" if "parked" in r else ""
+            Console().print(f"  seed {r['seed']}: {failure_reason(r)} (RC {r['route_completion']:.0f}%, t={r['duration_s']}s{extra})")
+    if out:
+        out.write_text(json.dumps(res, indent=1, default=str))
