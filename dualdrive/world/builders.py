@@ -15,7 +15,7 @@ from dualdrive.world.geometry import connector_points, resample_polyline
 
 MOTORWAY_LANE_W = 3.75
 CITY_LANE_W = 3.5
-AISLE_W = 7.0
+AISLE_W = 8.0
 SPOT_W, SPOT_L = 2.7, 5.5
 STOP_LINE_M = 13.0  # from intersection centre to the stop line: box + crosswalk
 CROSSWALK_AT_M = 11.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dualdrive.world.builders import (CITY_LANE_W, CITY_SPEED, STOP_LINE_M, build_grid, build_lot, build_motorway,
+from dualdrive.world.builders import (CITY_LANE_W, CITY_SPEED, MOTORWAY_LANE_W, STOP_LINE_M, build_grid, build_lot, build_motorway,
                                       link_straight)
 from dualdrive.world.map import LaneKind, LaneMap, MapBuilder
 from dualdrive.world.scenarios import ScenarioConfig
@@ -119,7 +119,7 @@ def _spot_start_heading(spot_heading: float, rng: np.random.Generator) -> float:
 
 # -- parking space to parking space ------------------------------------------------------------
 G1_BLOCK, G1_STUB = 120.0, 40.0
-MW_X0, MW_DROP_Y = 450.0, 40.0  # motorway starts at x=450, 40 m south of the city grid's last row
+MW_X0, MW_RISE_M = 450.0, 40.0  # motorway starts at x=450; its acceleration lane 40 m north of the on-ramp's start
 
 
 def _make_p2p(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
@@ -131,7 +131,8 @@ def _make_p2p(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
     grid = build_grid(b, (100.0, 0.0), 2, 2, G1_BLOCK, G1_STUB, "g", rng, stubs=stubs)
     link_straight(b, lot_a.aisle_lanes[0], grid.stub_in[(0, "W")][1], "accA", CITY_SPEED / 2)
     ramp_from = grid.stub_out[(3, "E")][1]
-    y_mw = G1_BLOCK + OUTER_LANE_Y - MW_DROP_Y
+    # north of the grid, so the on-ramp climbs to the acceleration lane without crossing the main line
+    y_mw = G1_BLOCK + OUTER_LANE_Y + MW_RISE_M + 3 * MOTORWAY_LANE_W
     mw = build_motorway(b, MW_X0, y_mw, 3, 1000.0, onramp_x=(100.0, 250.0), exit_x=(700.0, 850.0), prefix="m",
                         onramp_from=ramp_from)
     # the exit ramp ends 160 m on and 35 m down (see build_motorway): the second city starts there
@@ -149,7 +150,7 @@ def _make_p2p(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
     occupied |= _occupy(m, "B", cfg.lot_occupancy, rng)
     a1, a2 = lot_b.aisle_lanes
     route = m.route(spot.aisle_lane, [a1])
-    arrival = len(route) - 1
+    arrival = len(route) - 2  # the access lane's end: the ego has arrived at lot B's entrance
     route += m.route(a1, [a2])[1:] + m.route(a2, [a1])[1:]  # one loop of lot B to search for a spot
     return Layout(m, spot.center_xy.copy(), _spot_start_heading(spot.heading_rad, rng), 0.0, route, arrival, "B",
                   spot.id, occupied)

@@ -67,7 +67,8 @@ class Monitor:
                 key = (kind, int(obj))
                 now.add(key)
                 if key not in self._contacts:
-                    self.infractions.append(Infraction(f"collision_{kind}", t_s, {"id": int(obj)}))
+                    self.infractions.append(Infraction(f"collision_{kind}", t_s, {
+                        "id": int(obj), "xy": [round(float(v), 1) for v in ego_xy]}))
         self._contacts = now
 
     # -- traffic rules -------------------------------------------------------------------------

@@ -113,7 +113,11 @@ class Traffic:
         self.ego_claims = np.zeros(0, np.int64)  # connectors the ego is about to enter (NPCs yield to it)
         m = lane_map
         n_lanes = len(m.lanes)
-        self.is_sink = np.array([ln.is_sink for ln in m.lanes])
+        # NPCs never drive into parking lots: lanes that only lead into a lot are exits for them
+        self.npc_successors = [[x for x in ln.successors if m.lanes[x].kind not in (LaneKind.ACCESS, LaneKind.AISLE)]
+                               for ln in m.lanes]
+        self.is_sink = np.array([ln.is_sink or (not self.npc_successors[ln.id] and not ln.dead_end
+                                                and ln.kind != LaneKind.AISLE) for ln in m.lanes])
         self.sources = np.array([ln.id for ln in m.lanes if ln.is_source], dtype=np.int64)
         self.movement_prio = np.array([_prio(ln.movement) if ln.kind == LaneKind.CONNECTOR else 9 for ln in m.lanes])
         k = max([len(ln.conflicts) for ln in m.lanes] + [1])
@@ -134,7 +138,7 @@ class Traffic:
 
     # -- helpers ------------------------------------------------------------------------------
     def _pick_next(self, lane: int) -> int:
-        succ = self.map.lanes[lane].successors
+        succ = self.npc_successors[lane]
         if not succ:
             return -1
         return int(succ[self.rng.integers(len(succ))])

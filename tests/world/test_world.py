@@ -32,7 +32,7 @@ def test_route_is_connected_and_reaches_its_goal():
             assert b in m.lanes[a].successors or m.is_lane_change(a, b)
         kinds = [m.lanes[x].kind for x in lanes]
         assert LaneKind.RAMP in kinds and LaneKind.CONNECTOR in kinds  # motorway and city streets
-        assert m.lanes[lanes[w.layout.arrival_index]].kind == LaneKind.AISLE
+        assert m.lanes[lanes[w.layout.arrival_index + 1]].kind == LaneKind.AISLE  # arrival: the lot entrance
         # the route polyline has no jumps bigger than a lane-change span
         assert np.max(np.linalg.norm(np.diff(w.route.xy, axis=0), axis=1)) < 35.0
 

@@ -14,14 +14,15 @@ import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.expert.driving import RouteDriver, gather_obstacles
-from dualdrive.agents.expert.manoeuvre import ManoeuvreTracker, Segment, path_is_free, plan_path
+from dualdrive.agents.expert.manoeuvre import ManoeuvreTracker, Segment, path_is_free, plan_leave, plan_path
 from dualdrive.world.map import LaneKind
 from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 
 SPOT_SENSE_RANGE_M = 15.0  # the expert only knows a spot is free once it is this close
 SPOT_FREE_RADIUS_M = 1.6  # no parked car centre this close to a spot's centre
 PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
-LEAVE_OFFSETS_M = (8.0, 10.0, 12.0, 6.0, 14.0)
+LEAVE_OFFSETS_M = (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
+LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5)  # first drive straight out of the spot this far
 OBSTACLE_RADIUS_M = 120.0
 
 
@@ -88,17 +89,18 @@ class ExpertAgent(Agent):
         best: list[Segment] | None = None
         best_len = np.inf
         lot_poly = m.lots[spot.lot].polygon_xy
-        for d in LEAVE_OFFSETS_M:
-            s = min(spot.aisle_s_m + d, m.length[spot.aisle_lane] - 0.5)
-            xy, h = m.pose(np.array([spot.aisle_lane]), np.array([s]))
-            segs = plan_path(start, (xy[0, 0], xy[0, 1], float(h[0])), FORWARD)
-            length = sum(sg.s[-1] for sg in segs)
-            if length < best_len and path_is_free(segs, self._static_boxes(), EGO_LENGTH_M, EGO_WIDTH_M * 0.9,
-                                                  _grow(lot_poly, 1.0)):
-                best, best_len = segs, length
+        for exit_m in LEAVE_STRAIGHT_M:
+            for d in LEAVE_OFFSETS_M:
+                s = min(spot.aisle_s_m + d, m.length[spot.aisle_lane] - 0.5)
+                xy, h = m.pose(np.array([spot.aisle_lane]), np.array([s]))
+                segs = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])), exit_m)
+                length = sum(sg.s[-1] for sg in segs) + 3.0 * (len(segs) - 1)  # a gear change costs a few metres
+                if length < best_len and path_is_free(segs, self._static_boxes(), EGO_LENGTH_M, EGO_WIDTH_M,
+                                                      _grow(lot_poly, 1.0)):
+                    best, best_len = segs, length
         if best is None:  # fall back to the shortest path; the monitor will report any contact
             xy, h = m.pose(np.array([spot.aisle_lane]), np.array([spot.aisle_s_m + LEAVE_OFFSETS_M[0]]))
-            best = plan_path(start, (xy[0, 0], xy[0, 1], float(h[0])), FORWARD)
+            best = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])))
         return ManoeuvreTracker(best)
 
     # -- searching and parking -----------------------------------------------------------------

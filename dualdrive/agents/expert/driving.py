@@ -303,7 +303,8 @@ class RouteDriver:
         # curvature from the heading change over a few metres
         hd = np.unwrap(np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0])))
         kappa = np.abs(np.gradient(hd) / np.maximum(np.gradient(d), 1e-3))
-        kappa = np.convolve(kappa, np.ones(5) / 5, mode="same")
+        if len(kappa) >= 5:
+            kappa = np.convolve(kappa, np.ones(5) / 5, mode="same")
         v_curve = np.sqrt(A_LAT_MAX_MPS2 / np.maximum(kappa, 1e-4))
         v_max = np.minimum(limit, v_curve)
         # brake in time for slower stretches ahead: v(d) <= sqrt(v_ahead^2 + 2 b (d_ahead - d))

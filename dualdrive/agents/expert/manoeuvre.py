@@ -16,9 +16,10 @@ from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
 from dualdrive.world.geometry import box_corners, boxes_overlap, world_to_ego
 
 REAR_AXLE_M = 2.5  # from the car's centre back to its rear axle
-TURN_RADIUS_M = 7.0  # rear-axle radius; the tightest is 5.9 m, the margin leaves steering to correct errors
+TURN_RADIUS_M = 6.5  # rear-axle radius; the tightest is 5.9 m, the margin leaves steering to correct errors
 PATH_STEP_M = 0.1
-FINAL_STRAIGHT_M = 1.5  # every manoeuvre ends with a straight approach, for precision
+FINAL_STRAIGHT_M = 3.0  # every manoeuvre ends with a straight approach, for precision
+SPOT_EXIT_M = 4.0  # leaving a spot starts straight out along its axis, clear of the neighbours
 MANOEUVRE_SPEED_MPS = 1.6
 MANOEUVRE_DECEL_MPS2 = 0.8
 CLEARANCE_M = 0.25  # inflation of the ego box when checking a path against parked cars
@@ -57,6 +58,25 @@ def plan_path(start: tuple[float, float, float], goal: tuple[float, float, float
     tail = np.array(pre[:2]) * (1 - t) + np.array([gx, gy]) * t
     pts = np.vstack([pts, np.column_stack([tail, np.full(n, gh)])])
     gears = np.concatenate([gears, np.full(n, goal_gear)])
+    return _split(pts, gears)
+
+
+def plan_leave(start: tuple[float, float, float], spot_heading: float, goal: tuple[float, float, float],
+               exit_m: float = SPOT_EXIT_M) -> list[Segment]:
+    """Straight out of the spot along its axis, then a Reeds-Shepp path to ``goal`` on the aisle."""
+    x, y, h = start
+    out_dir = spot_heading + np.pi  # from the spot towards the aisle
+    gear = 1 if np.cos(h - out_dir) > 0 else -1
+    if exit_m <= 0:
+        return plan_path(start, goal, 1)
+    n = int(np.ceil(exit_m / PATH_STEP_M))
+    t = np.linspace(0, exit_m, n + 1)[:, None]
+    centre = np.array([x, y]) + t * np.array([np.cos(out_dir), np.sin(out_dir)])
+    rear = centre - REAR_AXLE_M * np.array([np.cos(h), np.sin(h)])
+    straight = np.column_stack([rear, np.full(n + 1, h)])
+    rest = plan_path((centre[-1, 0], centre[-1, 1], h), goal, 1)
+    pts = np.vstack([straight] + [np.column_stack([sg.xy, sg.heading]) for sg in rest])
+    gears = np.concatenate([np.full(n + 1, gear)] + [np.full(len(sg.xy), sg.gear) for sg in rest])
     return _split(pts, gears)
 
 
