@@ -15,7 +15,13 @@ def _one(args: tuple[str, str, int, bool]) -> dict:
     from dualdrive.run.drive import drive_episode
     agent, family, seed, events = args
     cfg = ScenarioConfig(family=family, events=EventConfig.all_on(family) if events else EventConfig())
-    return drive_episode(load_agent(agent), family, seed, None, cfg, video=False)
+    try:
+        return drive_episode(load_agent(agent), family, seed, None, cfg, video=False)
+    except Exception as e:  # one crashing episode must not lose the others: record it and go on
+        import traceback
+        return {"seed": seed, "family": family, "success": False, "crashed": True,
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
+                "infractions": [], "route_completion": 0.0, "duration_s": 0.0, "collisions": 0}
 
 
 def run_batch(agent: str, family: str, seeds: range, events: bool = False, workers: int = 2, on_done=None) -> list[dict]:
@@ -32,6 +38,8 @@ def run_batch(agent: str, family: str, seeds: range, events: bool = False, worke
 def failure_reason(s: dict) -> str:
     if s["success"]:
         return "ok"
+    if s.get("crashed"):
+        return f"crashed ({s['error']})"
     kinds = Counter(i["type"] for i in s["infractions"] if i["type"].startswith("collision") or i["type"] == "red_light")
     if kinds:
         return "+".join(sorted(kinds))

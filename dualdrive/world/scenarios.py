@@ -80,7 +80,7 @@ class ScenarioConfig:
 
     @property
     def time_limit_s(self) -> float:
-        default = {"highway": 100.0, "urban": 200.0, "parking": 150.0, "p2p": 480.0}[self.family]
+        default = {"highway": 150.0, "urban": 200.0, "parking": 150.0, "p2p": 480.0}[self.family]
         return self.max_duration_s or default
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,15 @@ PED_SPEED_MPS = (1.1, 1.6)
 PED_BAND_M = 3.5  # a pedestrian this close (along the crosswalk) to a lane's crossing blocks it
 
 
+LC_MIN_REST_M = 25.0  # no lane change starts this close to the end of a lane (unless it ends)
+MERGE_ZONE_M = 120.0  # a vehicle this close to the end of a lane that ends is merging
+MERGE_LOOK_M = 60.0  # main-line drivers this far behind a merger make room for it
+MERGE_GAP_M = 7.0  # the room they leave (bumper to bumper): a gap a merger will accept
+MERGE_MIN_POLITE = 0.2  # the most aggressive drivers do not make room
+SPAWN_CLEAR_M = 40.0  # never respawn an NPC this close to the ego
+CAR_ON_CROSSWALK_M = 8.0  # a car centre this close to a crosswalk keeps waiting pedestrians on the kerb
+
+
 class Kind(IntEnum):
     CAR = 0
     TRUCK = 1
@@ -118,6 +127,23 @@ class Traffic:
                                for ln in m.lanes]
         self.is_sink = np.array([ln.is_sink or (not self.npc_successors[ln.id] and not ln.dead_end
                                                 and ln.kind != LaneKind.AISLE) for ln in m.lanes])
+        # the lane a vehicle on a lane that ends must merge into (-1: the lane does not end)
+        self.merge_into = np.full(n_lanes + 1, -1, dtype=np.int64)
+        for ln in m.lanes:
+            if ln.dead_end and ln.kind in (LaneKind.ROAD, LaneKind.RAMP):
+                self.merge_into[ln.id] = ln.left if ln.left >= 0 else ln.right
+        # the one lane before / after each lane along the road (-1 where none or ambiguous)
+        self.succ_of = np.full(n_lanes + 1, n_lanes, dtype=np.int64)
+        self.pred_of = np.full(n_lanes + 1, n_lanes, dtype=np.int64)
+        preds: dict[int, list[int]] = {}
+        for ln in m.lanes:
+            if len(ln.successors) == 1:
+                self.succ_of[ln.id] = ln.successors[0]
+            for x in ln.successors:
+                preds.setdefault(x, []).append(ln.id)
+        for x, p in preds.items():
+            if len(p) == 1:
+                self.pred_of[x] = p[0]
         self.sources = np.array([ln.id for ln in m.lanes if ln.is_source], dtype=np.int64)
         self.movement_prio = np.array([_prio(ln.movement) if ln.kind == LaneKind.CONNECTOR else 9 for ln in m.lanes])
         k = max([len(ln.conflicts) for ln in m.lanes] + [1])
@@ -181,11 +207,12 @@ class Traffic:
         acc_stop = idm(ve.v[moving], ve.v0[moving], stop_gap, ve.v[moving], ve.T[moving], ve.a_max[moving],
                        ve.b_comf[moving], ve.s0[moving] * 0 + 1.0)
         acc = np.minimum(acc, acc_stop)
+        acc = np.minimum(acc, self._make_room(moving, ent_lane, ent_s, ent_v, ent_len))
         acc = np.clip(acc, -8.0, ve.a_max[moving])
         ve.acc[:] = 0.0
         ve.acc[moving] = acc
         if self.tick % MOBIL_EVERY == 0 or np.any(ve.forced_lane >= 0):
-            self._lane_changes(moving, key, order, ent_s, ent_v, ent_len, ent_id, acc, lights)
+            self._lane_changes(moving, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc, lights)
         # integrate (ballistic update, no reversing)
         v_new = np.maximum(ve.v[moving] + acc * dt, 0.0)
         ve.s[moving] += np.maximum((ve.v[moving] + v_new) / 2 * dt, 0.0)
@@ -197,6 +224,26 @@ class Traffic:
         self._respawn(ego)
         self._step_pedestrians(dt, t_s, lights, ego)
         self.tick += 1
+
+    def _make_room(self, idx: np.ndarray, ent_lane, ent_s, ent_v, ent_len) -> np.ndarray:
+        """Cooperative merging (zipper): a polite driver on the through lane slows to let a vehicle
+        near the end of an ending lane (acceleration lane, lane drop) in ahead of it. Without this an
+        acceleration lane in dense traffic fills with cars stopped at its end."""
+        ve, m = self.veh, self.map
+        out = np.full(len(idx), np.inf)
+        rest = m.length[ent_lane] - ent_s
+        mergers = np.where((self.merge_into[ent_lane] >= 0) & (rest < MERGE_ZONE_M))[0]
+        for k in mergers:
+            into = self.merge_into[ent_lane[k]]
+            ds = ent_s[k] - ve.s[idx] - (ent_len[k] + ve.length[idx]) / 2
+            sel = (ve.lane[idx] == into) & (ds > 1.0) & (ds < MERGE_LOOK_M) & (ve.polite[idx] >= MERGE_MIN_POLITE)
+            if not sel.any():
+                continue
+            j = idx[sel]
+            a = idm(ve.v[j], ve.v0[j], ds[sel], ve.v[j] - ent_v[k], ve.T[j], ve.a_max[j], ve.b_comf[j],
+                    np.full(len(j), MERGE_GAP_M))
+            out[sel] = np.minimum(out[sel], np.maximum(a, -ve.b_comf[j] * 1.5))  # only comfortable braking
+        return out
 
     def _entities(self, act: np.ndarray, ego: np.ndarray | None):
         ve = self.veh
@@ -317,16 +364,29 @@ class Traffic:
                 stop[lane] = min(stop[lane], s - 2.5)
         return stop
 
-    def _lane_changes(self, idx, key, order, ent_s, ent_v, ent_len, ent_id, acc_now, lights) -> None:
+    def _lane_changes(self, idx, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc_now, lights) -> None:
         ve, m = self.veh, self.map
         forced = ve.forced_lane[idx] >= 0
         turn = (np.arange(len(idx)) + self.tick // MOBIL_EVERY) % 1 == 0
-        cand = (ve.lc_from[idx] < 0) & (m.kind[ve.lane[idx]] == LaneKind.ROAD) & (turn | forced) & (
-            ve.kind[idx] != Kind.STALLED)
-        best_gain = np.full(len(idx), -np.inf)
-        best_lane = np.full(len(idx), -1)
         rest = m.length[ve.lane[idx]] - ve.s[idx]
         dead_end = (ve.next_lane[idx] < 0) & ~self.is_sink[ve.lane[idx]]
+        # the gap search sees one lane only, so no change starts just before a section boundary
+        cand = (ve.lc_from[idx] < 0) & ((m.kind[ve.lane[idx]] == LaneKind.ROAD) | dead_end) & (turn | forced) & (
+            ve.kind[idx] != Kind.STALLED) & ((rest > LC_MIN_REST_M) | dead_end)
+        best_gain = np.full(len(idx), -np.inf)
+        best_lane = np.full(len(idx), -1)
+        # first and last road user on every lane (entities are sorted by lane, then s)
+        n = len(m.lanes) + 1
+        lanes_sorted = ent_lane[order]
+        first_s, first_v, first_len = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n)
+        last_rest, last_v, last_len = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n)
+        uniq, fi = np.unique(lanes_sorted, return_index=True)
+        first_s[uniq], first_v[uniq], first_len[uniq] = ent_s[order][fi], ent_v[order][fi], ent_len[order][fi]
+        rev = lanes_sorted[::-1]
+        uniq, li = np.unique(rev, return_index=True)
+        li = len(rev) - 1 - li
+        last_rest[uniq] = m.length[uniq] - ent_s[order][li]
+        last_v[uniq], last_len[uniq] = ent_v[order][li], ent_len[order][li]
         for side, bias in ((m.left, -0.1), (m.right, 0.1)):
             tgt = side[ve.lane[idx]]
             ok = cand & (tgt >= 0)
@@ -342,9 +402,20 @@ class Traffic:
             L, F = order[lpos], order[fpos]
             gap_l = np.where(has_l, ent_s[L] - ve.s[idx] - (ent_len[L] + ve.length[idx]) / 2, FREE_GAP_M)
             gap_f = np.where(has_f, ve.s[idx] - ent_s[F] - (ent_len[F] + ve.length[idx]) / 2, FREE_GAP_M)
-            a_new = idm(ve.v[idx], ve.v0[idx], gap_l, ve.v[idx] - np.where(has_l, ent_v[L], ve.v[idx]), ve.T[idx],
-                        ve.a_max[idx], ve.b_comf[idx], ve.s0[idx])
+            lv = np.where(has_l, ent_v[L], ve.v[idx])
             fv = np.where(has_f, ent_v[F], 0.0)
+            # near a section boundary the gap continues on the target's successor / predecessor
+            nx = self.succ_of[tgt_c]
+            g2 = m.length[tgt_c] - ve.s[idx] + first_s[nx] - (first_len[nx] + ve.length[idx]) / 2
+            use = ~has_l & (first_s[nx] < FREE_GAP_M)
+            gap_l, lv = np.where(use, g2, gap_l), np.where(use, first_v[nx], lv)
+            pv = self.pred_of[tgt_c]
+            g3 = ve.s[idx] + last_rest[pv] - (last_len[pv] + ve.length[idx]) / 2
+            use = ~has_f & (last_rest[pv] < FREE_GAP_M)
+            gap_f, fv = np.where(use, g3, gap_f), np.where(use, last_v[pv], fv)
+            has_f = has_f | use
+            a_new = idm(ve.v[idx], ve.v0[idx], gap_l, ve.v[idx] - lv, ve.T[idx],
+                        ve.a_max[idx], ve.b_comf[idx], ve.s0[idx])
             f_after = idm(fv, np.full(len(idx), 30.0), gap_f, fv - ve.v[idx], 1.5, 1.5, 2.0, 2.0)
             safe = (~has_f | (f_after > -MOBIL_B_SAFE)) & (gap_l > 1.0) & (gap_f > 1.0)
             follower_is_ego = has_f & (ent_id[F] == -1)
@@ -386,8 +457,14 @@ class Traffic:
                         ve.v[i] = 0.0
                     break
                 ve.s[i] -= m.length[ve.lane[i]]
-                ve.lane[i] = nxt
+                # a lane change in progress carries over: its origin is the old origin's continuation
+                frm = int(ve.lc_from[i])
                 ve.lc_from[i] = -1
+                if frm >= 0:
+                    for x in m.lanes[frm].successors:
+                        if x in (m.left[nxt], m.right[nxt]):
+                            ve.lc_from[i] = x
+                ve.lane[i] = nxt
                 ve.next_lane[i] = self._pick_next(int(nxt))
 
     def _respawn(self, ego) -> None:
@@ -402,6 +479,9 @@ class Traffic:
         if on.any():
             return
         if ego is not None and len(ego) and np.any((ego[:, 0] == src) & (ego[:, 1] < 40.0)):
+            return
+        # nor next to the ego when it is about to enter the source lane from a link (a lot exit)
+        if self.ego_xy is not None and np.linalg.norm(self.map.pts[self.map.offset[src]] - self.ego_xy) < SPAWN_CLEAR_M:
             return
         ve.lane[i], ve.s[i], ve.lat[i], ve.lc_from[i] = src, 0.0, 0.0, -1
         ve.v[i] = min(ve.v0[i], self.map.speed_limit[src]) * 0.8
@@ -440,6 +520,14 @@ class Traffic:
             wait_ok = on_cw & (lights[grp] == int(Light.GREEN))
         p.wait_s = np.where(waiting, p.wait_s - dt, p.wait_s)
         start = waiting & on_cw & wait_ok & (p.wait_s <= 0)
+        if self.ego_xy is not None and start.any():
+            # nobody steps off the kerb in front of a car that is already on or at the crosswalk
+            cw = np.maximum(p.crosswalk, 0)
+            a, b = self.cw_start[cw], self.cw_end[cw]
+            ab = b - a
+            t = np.clip(np.einsum("ij,ij->i", self.ego_xy - a, ab) / np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-6), 0, 1)
+            near = np.linalg.norm(a + t[:, None] * ab - self.ego_xy, axis=1) < CAR_ON_CROSSWALK_M
+            start &= ~near
         if self.ego_xy is not None:
             jay = waiting & ~on_cw & (np.linalg.norm(p.trigger_xy - self.ego_xy, axis=1) < p.trigger_m)
             start |= jay

@@ -30,8 +30,10 @@ ACCEL_LIMITS_MPS2 = (-8.0, 4.0)
 MAX_REVERSE_MPS = 5.0
 ROUTE_TARGETS = 10  # target points given to the agent
 ROUTE_TARGET_SPACING_M = 8.0
-EGO_LANE_MATCH_M = 1.8  # the ego occupies every lane whose centre line passes this close (for traffic)
+EGO_LANE_MATCH_M = 2.7  # the ego occupies every lane its body overlaps (centre line this close), for traffic
 BLOCKED_S = 90.0  # an ego that has not moved for this long is reported as blocked
+ROUTE_MATCH_M = 4.5  # the ego is on the route when this close to its polyline
+ROUTE_MATCH_BESIDE_M = 8.5  # or this close and heading along it (up to two lanes beside it)
 PED_SIZE_M = 0.6
 
 
@@ -328,8 +330,13 @@ class World:
         if len(idx) == 0:
             return
         d = np.linalg.norm(r.xy[idx] - self.ego_xy, axis=1)
-        k = int(np.argmin(d))
-        if d[k] < 4.5:
+        # a lane change may be made anywhere along a section, not where the route polyline jumps:
+        # a car up to two lanes beside the route, heading along it, is still following it
+        head = np.arctan2(np.gradient(r.xy[idx, 1]), np.gradient(r.xy[idx, 0])) if len(idx) > 1 else np.zeros(1)
+        along = np.abs(wrap_angle(head - self.ego_heading)) < 0.5
+        ok = (d < ROUTE_MATCH_M) | (along & (d < ROUTE_MATCH_BESIDE_M))
+        if ok.any():
+            k = int(np.argmin(np.where(ok, d, np.inf)))
             self.progress_m = max(self.progress_m, float(r.progress_m[idx[k]]))
 
     def _parking_error(self) -> tuple[float, float]:

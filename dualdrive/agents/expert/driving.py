@@ -33,6 +33,11 @@ EMERGENCY_RANGE_M = 90.0
 REAR_AXLE_M = 2.5
 FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
+GAP_LATERAL_M = 2.6  # a vehicle this close to the target lane's centre line is in the gap
+PED_WATCH_M = 9.0  # pedestrians this close to where our path crosses their crosswalk matter
+PED_CLEAR_M = 1.8  # a pedestrian this far past our crossing point (walking away) no longer does
+PED_ABOUT_TO_WALK_S = 3.0  # a pedestrian at the kerb with the walk signal steps off within this
+PED_STOP_MARGIN_M = 2.5  # in a turn the front corner reaches the crosswalk before the path does
 
 
 @dataclass
@@ -84,6 +89,10 @@ class RouteDriver:
         self.final_stop_s = final_stop_s  # stop at this s on the last route lane (None: drive on)
         self.speed_cap = speed_cap_mps
         self.last_change_t = -1e9
+        self.preds: dict[int, list[int]] = {ln.id: [] for ln in self.m.lanes}
+        for ln in self.m.lanes:
+            for x in ln.successors:
+                self.preds[x].append(ln.id)
 
     # -- localisation --------------------------------------------------------------------------
     def rear_xy(self) -> np.ndarray:
@@ -145,7 +154,7 @@ class RouteDriver:
         d0 = -s
         for k, ln in enumerate(lanes):
             lane_starts.append((ln, d0))
-            a = s if k == 0 else 0.0
+            a = min(s, m.length[ln] - 1.0) if k == 0 else 0.0  # past the end of a sink: keep a stub
             b = m.length[ln]
             if d0 + b > length_m:
                 b = length_m - d0
@@ -239,10 +248,17 @@ class RouteDriver:
 
     def _gap_ok(self, target: int, s: float) -> bool:
         """Accept a gap on ``target`` when the new leader is far enough and the new follower need not brake hard."""
-        ve = self.w.traffic.veh
-        v = max(self.w.ego_speed, 0.0)
-        on = ve.active & ((ve.lane == target) | (ve.lc_from == target))
-        ds = ve.s[on] - s
+        w, m = self.w, self.m
+        ve = w.traffic.veh
+        v = max(w.ego_speed, 0.0)
+        # by where vehicles physically are, not by lane ids: an NPC mid-change, or one just past a
+        # section boundary, still occupies the gap we want
+        _, lat_t = m.hw_lanes[target].local_coordinates(w.ego_xy)
+        on = np.where(ve.active)[0]
+        xy, _ = w.traffic.poses()
+        rel = world_to_ego(xy[on], w.ego_xy, w.ego_heading) if len(on) else np.zeros((0, 2))
+        sel = np.abs(rel[:, 1] + lat_t) < GAP_LATERAL_M
+        on, ds = on[sel], rel[sel, 0]
         half = (ve.length[on] + EGO_LENGTH_M) / 2
         ahead = ds >= 0
         gap_l = (ds[ahead] - half[ahead]).min() if ahead.any() else 1e4
@@ -351,8 +367,14 @@ class RouteDriver:
                     return line
                 if light == Light.AMBER and v * v / (2 * 3.0) < line + 0.5:
                     return line
-                if self._must_yield(ln, line, v):
+                if self._must_yield(ln, line, v) or self._crosswalk_busy(ln):
                     return line
+            if k == 0 and info.crosswalks:
+                # already past the line (turning in the box): wait short of a busy crosswalk ahead
+                for cw, s_cw in info.crosswalks:
+                    before = start + s_cw - m.crosswalks[cw].width_m / 2 - PED_STOP_MARGIN_M - FRONT_FROM_REAR_M
+                    if before > 0.3 and self._crosswalk_busy(ln, cw):
+                        return before
             if k == len(lane_starts) - 1 or line > 150:
                 break
         last = lane_starts[-1][0]
@@ -364,6 +386,28 @@ class RouteDriver:
                     # IDM halts about s0 short of the point; the point is the centre's, we plan the rear axle
                     return start + self.final_stop_s - REAR_AXLE_M + STOP_S0_M
         return None
+
+    def _crosswalk_busy(self, lane: int, only: int | None = None) -> bool:
+        """A pedestrian is on a crosswalk this lane crosses, heading for (or at) our crossing point,
+        or stands at its kerb with the walk signal and is about to step off."""
+        w, m = self.w, self.m
+        p = w.traffic.ped
+        if len(p.state) == 0:
+            return False
+        for cw, s_cw in m.lanes[lane].crosswalks:
+            if only is not None and cw != only:
+                continue
+            cross, _ = m.pose(np.array([lane]), np.array([s_cw]))
+            on = p.crosswalk == cw
+            rel = cross[0] - p.xy
+            dist = np.linalg.norm(rel, axis=1)
+            coming = (p.state == 1) & (np.einsum("ij,ij->i", rel, p.dir) > -PED_CLEAR_M) & (dist < PED_WATCH_M)
+            g = m.crosswalks[cw].signal_group
+            walk = g >= 0 and w.lights[g] == Light.GREEN
+            about = (p.state == 0) & walk & (p.wait_s < PED_ABOUT_TO_WALK_S) & (dist < PED_WATCH_M)
+            if np.any(on & (coming | about)):
+                return True
+        return False
 
     def _must_yield(self, conn: int, dist_to_line: float, v: float) -> bool:
         """Yield when a conflicting connector is occupied, or claimed by someone with priority who arrives soon."""
