@@ -31,7 +31,9 @@ LC_MIN_REST_M = 25.0  # no lane change starts this close to the end of a lane (u
 MERGE_ZONE_M = 120.0  # a vehicle this close to the end of a lane that ends is merging
 MERGE_LOOK_M = 60.0  # main-line drivers this far behind a merger make room for it
 MERGE_GAP_M = 7.0  # the room they leave (bumper to bumper): a gap a merger will accept
-MERGE_MIN_POLITE = 0.2  # the most aggressive drivers do not make room
+MERGE_MIN_POLITE = 0.2
+MERGE_PASS_M = 4.0  # closer than this behind a merger, a driver passes it instead
+BLOCKED_LOOK_M = 120.0  # a static blocker this far ahead in one's lane means: change lanes  # the most aggressive drivers do not make room
 SPAWN_CLEAR_M = 40.0  # never respawn an NPC this close to the ego
 CAR_ON_CROSSWALK_M = 8.0  # a car centre this close to a crosswalk keeps waiting pedestrians on the kerb
 
@@ -207,7 +209,10 @@ class Traffic:
         acc_stop = idm(ve.v[moving], ve.v0[moving], stop_gap, ve.v[moving], ve.T[moving], ve.a_max[moving],
                        ve.b_comf[moving], ve.s0[moving] * 0 + 1.0)
         acc = np.minimum(acc, acc_stop)
-        acc = np.minimum(acc, self._make_room(moving, ent_lane, ent_s, ent_v, ent_len))
+        stuck = self._stuck_behind_static(order, ent_lane, ent_s, ent_len, ent_id)
+        self._stuck_veh = np.zeros(len(ve), bool)
+        self._stuck_veh[act] = stuck[:len(act)]  # the first entities are the active NPCs, in order
+        acc = np.minimum(acc, self._make_room(moving, ent_lane, ent_s, ent_v, ent_len, ent_id, stuck))
         acc = np.clip(acc, -8.0, ve.a_max[moving])
         ve.acc[:] = 0.0
         ve.acc[moving] = acc
@@ -225,18 +230,46 @@ class Traffic:
         self._step_pedestrians(dt, t_s, lights, ego)
         self.tick += 1
 
-    def _make_room(self, idx: np.ndarray, ent_lane, ent_s, ent_v, ent_len) -> np.ndarray:
+    def _stuck_behind_static(self, order, ent_lane, ent_s, ent_len, ent_id) -> np.ndarray:
+        """Per entity: its next road user ahead on the same lane is a static blocker (stalled car,
+        work zone) within BLOCKED_LOOK_M, so it must change lanes to get on."""
+        ve = self.veh
+        n = len(ent_lane)
+        stuck = np.zeros(n, bool)
+        if n < 2:
+            return stuck
+        is_static = np.zeros(n, bool)
+        real = ent_id >= 0
+        is_static[real] = np.isin(ve.kind[ent_id[real]], STATIC_KINDS)
+        a, b = order[:-1], order[1:]  # consecutive in (lane, s): b is a's leader when on the same lane
+        hit = (ent_lane[a] == ent_lane[b]) & is_static[b] & ~is_static[a] & (ent_s[b] - ent_s[a] < BLOCKED_LOOK_M)
+        stuck[a[hit]] = True
+        return stuck
+
+    def _make_room(self, idx: np.ndarray, ent_lane, ent_s, ent_v, ent_len, ent_id, stuck) -> np.ndarray:
         """Cooperative merging (zipper): a polite driver on the through lane slows to let a vehicle
         near the end of an ending lane (acceleration lane, lane drop) in ahead of it. Without this an
         acceleration lane in dense traffic fills with cars stopped at its end."""
         ve, m = self.veh, self.map
         out = np.full(len(idx), np.inf)
         rest = m.length[ent_lane] - ent_s
-        mergers = np.where((self.merge_into[ent_lane] >= 0) & (rest < MERGE_ZONE_M))[0]
+        ending = (self.merge_into[ent_lane] >= 0) & (rest < MERGE_ZONE_M)
+        mergers = np.where(ending | stuck)[0]
+        jobs = []
         for k in mergers:
-            into = self.merge_into[ent_lane[k]]
+            lane = ent_lane[k]
+            if ending[k]:
+                jobs.append((k, self.merge_into[lane]))
+            elif ent_id[k] == -1:  # the ego, stuck: make room on both sides, it picks one
+                jobs += [(k, x) for x in (m.left[lane], m.right[lane]) if x >= 0]
+            else:
+                jobs.append((k, m.left[lane] if m.left[lane] >= 0 else m.right[lane]))
+        for k, into in jobs:
+            if into < 0:
+                continue
             ds = ent_s[k] - ve.s[idx] - (ent_len[k] + ve.length[idx]) / 2
-            sel = (ve.lane[idx] == into) & (ds > 1.0) & (ds < MERGE_LOOK_M) & (ve.polite[idx] >= MERGE_MIN_POLITE)
+            # a car already alongside drives on; those behind hold back
+            sel = (ve.lane[idx] == into) & (ds > MERGE_PASS_M) & (ds < MERGE_LOOK_M) & (ve.polite[idx] >= MERGE_MIN_POLITE)
             if not sel.any():
                 continue
             j = idx[sel]
@@ -369,7 +402,7 @@ class Traffic:
         forced = ve.forced_lane[idx] >= 0
         turn = (np.arange(len(idx)) + self.tick // MOBIL_EVERY) % 1 == 0
         rest = m.length[ve.lane[idx]] - ve.s[idx]
-        dead_end = (ve.next_lane[idx] < 0) & ~self.is_sink[ve.lane[idx]]
+        dead_end = ((ve.next_lane[idx] < 0) & ~self.is_sink[ve.lane[idx]]) | self._stuck_veh[idx]
         # the gap search sees one lane only, so no change starts just before a section boundary
         cand = (ve.lc_from[idx] < 0) & ((m.kind[ve.lane[idx]] == LaneKind.ROAD) | dead_end) & (turn | forced) & (
             ve.kind[idx] != Kind.STALLED) & ((rest > LC_MIN_REST_M) | dead_end)

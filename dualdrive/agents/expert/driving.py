@@ -19,10 +19,11 @@ from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 
 PATH_STEP_M = 1.0
 LANE_CHANGE_LENGTH_S = 3.5  # seconds of travel over which a lateral offset is taken out
-MIN_LANE_CHANGE_M = 18.0
+MIN_LANE_CHANGE_M = 12.0  # a lane's width sideways within this at low speed (radius ~8 m)
 A_LAT_MAX_MPS2 = 2.0  # comfortable cornering
 IDM_T_S, IDM_A, IDM_B, IDM_S0 = 1.4, 1.6, 2.0, 2.5
 STOP_S0_M = 0.8  # stand this far behind a stop line
+STATIC_GAP_M = 7.0  # and this far behind a stalled car or cones
 CORRIDOR_MARGIN_M = 0.45
 YIELD_HORIZON_S = 5.0
 OBSTACLE_LOOKAHEAD_M = 70.0
@@ -191,14 +192,17 @@ class RouteDriver:
             want = self.route[self.i + 1]
         blocked = self._blocked_ahead(lane, s)
         if blocked is not None or self._emergency_behind(lane, s):
-            best = self._escape_lane(lane, prefer_right=blocked is None)
-            if best is not None:
-                want, new_route = best
+            options = self._escape_lanes(lane, prefer_right=blocked is None)
+            for want, new_route in options:  # the best side first; the other if only it has a gap
                 if self._gap_ok(want, s):
                     self.route = [lane] + new_route
-                    self.i = 0
+                    self.i = 1
                     self._switch(want)
+                    return
+            if options:
                 return
+        if want >= 0 and self._blocked_ahead(want, float(m.hw_lanes[want].local_coordinates(self.rear_xy())[0])) is not None:
+            return  # not into a lane closed ahead: pass the blocker first
         if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) and self._gap_ok(want, s):
             self.i += 1
             self._switch(want)
@@ -210,7 +214,7 @@ class RouteDriver:
         self.last_change_t = self.w.t
         # traffic behind sees us on the new lane from now on (the world derives it from our position)
 
-    def _escape_lane(self, lane: int, prefer_right: bool) -> tuple[int, list[int]] | None:
+    def _escape_lanes(self, lane: int, prefer_right: bool) -> list[tuple[int, list[int]]]:
         m = self.m
         goal = self.route[-1]
         options = []
@@ -221,12 +225,12 @@ class RouteDriver:
                 r = m.route(int(nb), [goal], blocked={lane: BLOCKED_LANE_COST_M})
             except ValueError:
                 continue
+            if not prefer_right and lane in r:
+                continue  # this way leads back into the blocked lane (an acceleration lane, say)
             cost = sum(m.length[x] for x in r)
             options.append((cost + (0 if prefer_right and nb == m.right[lane] else 1.0), int(nb), r))
-        if not options:
-            return None
         options.sort(key=lambda o: o[0])
-        return options[0][1], options[0][2]
+        return [(o[1], o[2]) for o in options]
 
     def _blocked_ahead(self, lane: int, s: float) -> float | None:
         """Distance to a stopped obstacle (stalled car, work zone) ahead in our lane, if any."""
@@ -351,7 +355,9 @@ class RouteDriver:
         gaps = np.where(inside, gaps, 1e4)
         j = int(np.argmin(gaps))
         lead_v = max(0.0, float(ob.speed[sel][j] * np.cos(rel_h[j])))
-        return float(gaps[j]), lead_v
+        # stand well back from something that will not move, with room to steer round it
+        margin = STATIC_GAP_M - IDM_S0 if ob.static[sel][j] else 0.0
+        return float(gaps[j]) - margin, lead_v
 
     def _stop_distance(self, lane_starts, v: float, ob: Obstacles) -> float | None:
         """Distance (front bumper) to where we must stop: a red/amber light, a yield, a dead end, the final stop."""
