@@ -1,0 +1,74 @@
+"""Closed-loop expert episodes. The fast ones drive a short stretch or a small task; the full
+episodes (and the long-tail events) are marked slow and run with `make test-all`."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dualdrive.agents.base import FORWARD, PLAN_POSES, Plan
+from dualdrive.agents.expert.agent import ExpertAgent
+from dualdrive.run.drive import drive_episode
+from dualdrive.world.scenarios import EventConfig, ScenarioConfig
+
+
+def _episode(family: str, seed: int, max_s: float | None = None, events: bool = False) -> dict:
+    cfg = ScenarioConfig(family=family, max_duration_s=max_s,
+                         events=EventConfig.all_on(family) if events else EventConfig())
+    return drive_episode(ExpertAgent(), family, seed, None, cfg, video=False)
+
+
+def _collisions(s: dict) -> list[dict]:
+    return [i for i in s["infractions"] if i["type"].startswith("collision")]
+
+
+def test_expert_plans_have_the_contract_shape():
+    import gymnasium as gym
+    from dualdrive.world.env import ENV_IDS
+    env = gym.make(ENV_IDS["urban"], config=ScenarioConfig(family="urban"), disable_env_checker=True)
+    obs, info = env.reset(seed=1)
+    agent = ExpertAgent()
+    agent.reset(info)
+    plan = agent.act(obs)
+    assert isinstance(plan, Plan) and plan.poses.shape == (PLAN_POSES, 3) and plan.gear == FORWARD
+    assert np.all(np.isfinite(plan.poses))
+    # the plan moves forward along the route at urban speed: 8 poses over 4 s, a few metres to a few tens
+    assert 1.0 < plan.poses[-1, 0] < 60.0
+
+
+@pytest.mark.parametrize("family,seed", [("highway", 1), ("urban", 2)])
+def test_expert_drives_a_stretch_without_incident(family, seed):
+    s = _episode(family, seed, max_s=25.0)
+    assert not _collisions(s), s["infractions"]
+    assert not any(i["type"] in ("red_light", "off_road") for i in s["infractions"]), s["infractions"]
+    assert s["route_completion"] > 10.0  # it actually went somewhere
+
+
+def test_expert_parks_from_the_lot_entrance():
+    cfg = ScenarioConfig(family="parking", start_in_spot=False)
+    s = drive_episode(ExpertAgent(), "parking", 0, None, cfg, video=False)
+    assert s["success"], s
+    assert s["parking_position_error_m"] < 0.5 and s["parking_heading_error_deg"] < 10.0
+    assert not _collisions(s)
+
+
+@pytest.mark.slow
+def test_expert_leaves_a_spot_and_parks_again():
+    cfg = ScenarioConfig(family="parking", start_in_spot=True)
+    s = drive_episode(ExpertAgent(), "parking", 1, None, cfg, video=False)
+    assert s["success"] and not _collisions(s), s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["highway", "urban", "p2p"])
+def test_expert_completes_full_episodes(family):
+    for seed in range(3):
+        s = _episode(family, seed)
+        assert s["success"], (seed, s["infractions"], s["route_completion"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["highway", "urban"])
+def test_expert_never_collides_with_events_on(family):
+    for seed in range(3):
+        s = _episode(family, seed, events=True)
+        assert not _collisions(s), (seed, s["infractions"])
