@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
-from dualdrive.world.geometry import wrap_angle, world_to_ego
+from dualdrive.world.geometry import box_corners, boxes_overlap, wrap_angle, world_to_ego
 from dualdrive.world.map import LaneKind, LaneMap
 from dualdrive.world.signals import Light
 from dualdrive.world.traffic import Kind, idm
@@ -23,7 +23,8 @@ MIN_LANE_CHANGE_M = 12.0  # a lane's width sideways within this at low speed (ra
 A_LAT_MAX_MPS2 = 2.0  # comfortable cornering
 IDM_T_S, IDM_A, IDM_B, IDM_S0 = 1.4, 1.6, 2.0, 2.5
 STOP_S0_M = 0.8  # stand this far behind a stop line
-STATIC_GAP_M = 7.0  # and this far behind a stalled car or cones
+STATIC_GAP_M = 9.0  # and this far behind a stalled car or cones, room to steer round it
+STATIC_CLEARANCE_M = 0.35  # passing a static obstacle, keep at least this off it
 CORRIDOR_MARGIN_M = 0.45
 YIELD_HORIZON_S = 5.0
 OBSTACLE_LOOKAHEAD_M = 70.0
@@ -149,7 +150,8 @@ class RouteDriver:
         Also returns the (lane, distance-from-ego to lane start) of each lane on the path."""
         m = self.m
         lane, s, lat = self.lane_s()
-        ease = max(MIN_LANE_CHANGE_M, LANE_CHANGE_LENGTH_S * abs(self.w.ego_speed))
+        # a smaller offset is taken out over a shorter distance (the same path curvature)
+        ease = max(MIN_LANE_CHANGE_M * np.sqrt(min(abs(lat) / 3.5, 1.0)), LANE_CHANGE_LENGTH_S * abs(self.w.ego_speed), 3.0)
         lanes = self.path_lanes()
         lane_pts, lane_ids, lane_starts = [], [], []
         d0 = -s
@@ -349,6 +351,10 @@ class RouteDriver:
         half_w = 0.5 * (np.abs(np.sin(rel_h)) * ob.length[sel] + np.abs(np.cos(rel_h)) * ob.width[sel])
         half_l = 0.5 * (np.abs(np.cos(rel_h)) * ob.length[sel] + np.abs(np.sin(rel_h)) * ob.width[sel])
         inside = (lat < EGO_WIDTH_M / 2 + half_w + CORRIDOR_MARGIN_M) & (d[k] > REAR_AXLE_M) & (k < len(d) - 1)
+        # a static obstacle beside a swerving path: the corridor test is coarse there, so test the
+        # ego's own boxes along the path against it
+        for j in np.where(inside & ob.static[sel])[0]:
+            inside[j] = self._path_hits_box(path, d, int(k[j]), sel[j], ob)
         if not inside.any():
             return 1e4, 0.0
         gaps = d[k] - FRONT_FROM_REAR_M - half_l
@@ -358,6 +364,18 @@ class RouteDriver:
         # stand well back from something that will not move, with room to steer round it
         margin = STATIC_GAP_M - IDM_S0 if ob.static[sel][j] else 0.0
         return float(gaps[j]) - margin, lead_v
+
+    @staticmethod
+    def _path_hits_box(path: np.ndarray, d: np.ndarray, k: int, i: int, ob: Obstacles) -> bool:
+        near = np.where(np.abs(d - d[k]) < (EGO_LENGTH_M + ob.length[i]) / 2 + REAR_AXLE_M + 2.0)[0]
+        nxt = np.minimum(near + 1, len(path) - 1)
+        prv = np.maximum(near - 1, 0)
+        hd = np.arctan2(path[nxt, 1] - path[prv, 1], path[nxt, 0] - path[prv, 0])
+        centre = path[near] + REAR_AXLE_M * np.column_stack([np.cos(hd), np.sin(hd)])
+        obstacle = box_corners(ob.xy[i], ob.heading[i], ob.length[i] + 2 * STATIC_CLEARANCE_M,
+                               ob.width[i] + 2 * STATIC_CLEARANCE_M)
+        egos = box_corners(centre, hd, np.full(len(near), EGO_LENGTH_M), np.full(len(near), EGO_WIDTH_M))
+        return bool(boxes_overlap(obstacle[0], egos).any())
 
     def _stop_distance(self, lane_starts, v: float, ob: Obstacles) -> float | None:
         """Distance (front bumper) to where we must stop: a red/amber light, a yield, a dead end, the final stop."""
