@@ -12,6 +12,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from dualdrive.world.geometry import world_to_ego
 from dualdrive.world.map import LaneKind, LaneMap, Movement
 from dualdrive.world.signals import Light
 
@@ -35,6 +36,8 @@ MERGE_MIN_POLITE = 0.2
 MERGE_PASS_M = 4.0  # closer than this behind a merger, a driver passes it instead
 BLOCKED_LOOK_M = 120.0  # a static blocker this far ahead in one's lane means: change lanes  # the most aggressive drivers do not make room
 SPAWN_CLEAR_M = 40.0  # never respawn an NPC this close to the ego
+PED_LOOK_AHEAD_M = 0.8
+PED_CLEAR_OF_CAR_M = 0.4
 CAR_ON_CROSSWALK_M = 8.0  # a car centre this close to a crosswalk keeps waiting pedestrians on the kerb
 
 
@@ -120,6 +123,8 @@ class Traffic:
         self.ped = peds
         self.rng = rng
         self.tick = 0
+        self.ped_halted = np.zeros(len(peds.state), bool)  # walking, but waiting for the ego to clear
+        self.ego_pose: tuple | None = None  # (xy, heading, length, width), set by the world each tick
         self.ego_xy: np.ndarray | None = None  # set by the world each tick (jaywalkers start near it)
         self.ego_claims = np.zeros(0, np.int64)  # connectors the ego is about to enter (NPCs yield to it)
         m = lane_map
@@ -567,6 +572,15 @@ class Traffic:
         p.state = np.where(start, 1, p.state)
         walking = p.state == 1
         step = np.where(walking, p.speed * dt, 0.0)
+        if self.ego_pose is not None and walking.any():
+            # a pedestrian does not walk into a car standing in its way: it waits for it to clear
+            xy, h, length, width = self.ego_pose
+            ahead = world_to_ego(p.xy + p.dir * PED_LOOK_AHEAD_M, xy, h)
+            in_way = (np.abs(ahead[:, 0]) < length / 2 + PED_CLEAR_OF_CAR_M) & (np.abs(ahead[:, 1]) < width / 2 + PED_CLEAR_OF_CAR_M)
+            step = np.where(walking & in_way, 0.0, step)
+            self.ped_halted = walking & in_way
+        else:
+            self.ped_halted = np.zeros(len(p.state), bool)
         p.xy = p.xy + p.dir * step[:, None]
         p.remaining_m = p.remaining_m - step
         done = walking & (p.remaining_m <= 0)

@@ -92,6 +92,7 @@ class World:
         self.lights = self.signals.states(self.t)
         rows, claims = self._ego_rows()
         self.traffic.ego_xy = self.ego_xy
+        self.traffic.ego_pose = (self.ego_xy, self.ego_heading, EGO_LENGTH_M, EGO_WIDTH_M)
         self.traffic.ego_claims = claims
         self.traffic.step(self.dt, self.t, self.lights, rows)
         self._step_ego(accel, steer, gear)

@@ -65,7 +65,8 @@ def gather_obstacles(world: World, centre: np.ndarray, radius: float) -> Obstacl
     sst = np.linalg.norm(st.xy - centre, axis=1) < radius if len(st.xy) else np.zeros(0, bool)
     parts = [
         (xy[sel], h[sel], ve.v[sel], ve.length[sel], ve.width[sel], np.isin(ve.kind[sel], (Kind.STALLED,)) | (ve.v0[sel] == 0)),
-        (p.xy[ped], np.arctan2(p.dir[ped, 1], p.dir[ped, 0]), p.speed[ped], np.full(ped.sum(), 0.8),
+        (p.xy[ped], np.arctan2(p.dir[ped, 1], p.dir[ped, 0]), np.where(tr.ped_halted[ped], 0.0, p.speed[ped]),
+         np.full(ped.sum(), 0.8),
          np.full(ped.sum(), 0.8), np.zeros(ped.sum(), bool)),
         (st.xy[sst], st.heading_rad[sst], np.zeros(sst.sum()), st.length_m[sst], st.width_m[sst], np.ones(sst.sum(), bool)),
     ]
