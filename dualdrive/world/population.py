@@ -150,19 +150,28 @@ def _route_road_lanes(layout: Layout, min_len: float, need_neighbour: bool) -> l
     return out
 
 
+BLOCKER_SPACING_M = 80.0  # a stalled car and a work zone are never this close: one lane stays open
+
+
 def _far_enough(layout: Layout, lane: int, s: float, min_dist_m: float = 80.0) -> bool:
     xy, _ = layout.map.pose(np.array([lane]), np.array([s]))
     return float(np.linalg.norm(xy[0] - layout.ego_xy)) > min_dist_m
 
 
 def _pick_spot_on_route(layout: Layout, rng: np.random.Generator, min_len: float, need_nb: bool,
-                        margin: float) -> tuple[int, float] | None:
+                        margin: float, away_from: list[np.ndarray] | None = None) -> tuple[int, float] | None:
+    """A place on a road lane of the route: ``margin`` from both lane ends (room to change lanes
+    after an intersection), far from the ego's start and from the other blockers (``away_from``),
+    so that a lane always stays open beside a blocker."""
     cands = _route_road_lanes(layout, min_len, need_nb)
     for _ in range(50):
         if not cands:
             return None
         lane = int(cands[int(rng.integers(len(cands)))])
         s = float(rng.uniform(margin, layout.map.length[lane] - margin))
+        xy, _ = layout.map.pose(np.array([lane]), np.array([s]))
+        if any(np.linalg.norm(xy[0] - a) < BLOCKER_SPACING_M for a in away_from or []):
+            continue
         if _far_enough(layout, lane, s):
             return lane, s
     return None
@@ -179,17 +188,19 @@ def _place_events(cfg: ScenarioConfig, layout: Layout, pop: Population, rng: np.
     m, ve = layout.map, pop.vehicles
     extra = iter(range(first_free, len(ve)))
     ev = cfg.events
+    blockers: list[np.ndarray] = []
     if ev.stalled_vehicle:
         where = _pick_spot_on_route(layout, rng, 80.0, True, 30.0)
         if where:
             lane, s = where
+            blockers.append(m.pose(np.array([lane]), np.array([s]))[0][0])
             _clear_around(ve, m, lane, s, 25.0)
             i = next(extra)
             _init_driver(ve, i, lane, s, m, rng)
             ve.kind[i], ve.v[i], ve.v0[i] = int(Kind.STALLED), 0.0, 0.0
             pop.event_log.append({"event": "stalled_vehicle", "lane": lane, "s_m": s})
     if ev.road_works:
-        where = _pick_spot_on_route(layout, rng, 90.0, True, WORK_ZONE_LENGTH_M / 2 + 10.0)
+        where = _pick_spot_on_route(layout, rng, 90.0, True, WORK_ZONE_LENGTH_M / 2 + 20.0, blockers)
         if where:
             lane, s = where
             _clear_around(ve, m, lane, s, WORK_ZONE_LENGTH_M)

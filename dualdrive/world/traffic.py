@@ -19,6 +19,9 @@ from dualdrive.world.signals import Light
 FREE_GAP_M = 1e4
 KEY_STRIDE = 1e5  # lane * KEY_STRIDE + s orders everyone by lane, then position
 LC_DURATION_S = 3.0
+LC_FULL_RATE_MPS = 5.0
+SWING_OUT_GAP_M = 5.0
+SWING_OUT_FREE_MPS = 8.0  # below this speed lane changes take longer
 MOBIL_B_SAFE = 4.0  # m/s^2 the new follower may be asked to brake at most
 MOBIL_THRESHOLD = 0.25
 MOBIL_EVERY = 5  # each vehicle reconsiders its lane every 5 ticks
@@ -182,8 +185,13 @@ class Traffic:
         xy, h = self.map.pose(ve.lane, ve.s, ve.lat)
         # while changing lanes the body points towards the new lane
         dlat = np.where(np.abs(ve.lat) > 0.05, -np.sign(ve.lat) * np.arctan2(
-            self.map.width[ve.lane] / LC_DURATION_S, np.maximum(ve.v, 1.0)), 0.0)
+            self._lateral_rate(ve.lane, ve.v), np.maximum(ve.v, 0.5)), 0.0)
         return xy, h + dlat
+
+    def _lateral_rate(self, lane: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Sideways speed of a lane change: a lane width in LC_DURATION_S at speed, slower when
+        crawling (a car cannot move sideways faster than its heading allows)."""
+        return self.map.width[lane] / LC_DURATION_S * np.clip(v / LC_FULL_RATE_MPS, 0.15, 1.0)
 
     # -- the tick -----------------------------------------------------------------------------
     def step(self, dt: float, t_s: float, lights: np.ndarray, ego: np.ndarray | None) -> None:
@@ -208,6 +216,16 @@ class Traffic:
 
         moving = act[~np.isin(ve.kind[act], STATIC_KINDS) & (ve.release_t[act] <= t_s)]
         gap, dv = self._leaders(moving, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len)
+        chg = np.where(ve.lc_from[moving] >= 0)[0]
+        if len(chg):
+            sub = moving[chg]
+            frm = ve.lc_from[sub]
+            nx = self.succ_of[frm]
+            g_o, dv_o = self._leaders(sub, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len,
+                                      lanes=frm, next_lanes=np.where(nx < len(m.lanes), nx, -1))
+            closer = g_o < gap[chg]
+            gap[chg] = np.where(closer, g_o, gap[chg])
+            dv[chg] = np.where(closer, dv_o, dv[chg])
         acc = idm(ve.v[moving], ve.v0[moving], gap, dv, ve.T[moving], ve.a_max[moving], ve.b_comf[moving],
                   ve.s0[moving])
         stop_gap = self._stop_points(moving, lights, occupied, ego)
@@ -222,13 +240,13 @@ class Traffic:
         ve.acc[:] = 0.0
         ve.acc[moving] = acc
         if self.tick % MOBIL_EVERY == 0 or np.any(ve.forced_lane >= 0):
-            self._lane_changes(moving, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc, lights)
+            self._lane_changes(moving, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc, lights, gap)
         # integrate (ballistic update, no reversing)
         v_new = np.maximum(ve.v[moving] + acc * dt, 0.0)
         ve.s[moving] += np.maximum((ve.v[moving] + v_new) / 2 * dt, 0.0)
         ve.v[moving] = v_new
         ve.lat[moving] -= np.sign(ve.lat[moving]) * np.minimum(np.abs(ve.lat[moving]),
-                                                               m.width[ve.lane[moving]] / LC_DURATION_S * dt)
+                                                               self._lateral_rate(ve.lane[moving], ve.v[moving]) * dt)
         ve.lc_from[moving[np.abs(ve.lat[moving]) < 0.8]] = -1
         self._advance_lanes(moving)
         self._respawn(ego)
@@ -306,19 +324,24 @@ class Traffic:
         return (np.concatenate(parts_lane), np.concatenate(parts_s), np.concatenate(parts_v),
                 np.concatenate(parts_len), np.concatenate(parts_id))
 
-    def _leaders(self, idx, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len):
+    def _leaders(self, idx, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len,
+                 lanes: np.ndarray | None = None, next_lanes: np.ndarray | None = None):
+        """Gap and closing speed to each vehicle's leader on its lane (or on ``lanes``: the lane a
+        lane-changer is leaving, whose traffic it must not run into either)."""
         ve, m = self.veh, self.map
-        q = ve.lane[idx] * KEY_STRIDE + ve.s[idx]
+        lane = ve.lane[idx] if lanes is None else lanes
+        nxt = ve.next_lane[idx] if next_lanes is None else next_lanes
+        q = lane * KEY_STRIDE + ve.s[idx]
         pos = np.searchsorted(key, q, side="right")
         has = pos < len(key)
         pos_c = np.minimum(pos, len(key) - 1)
-        same = has & (np.floor(key[pos_c] / KEY_STRIDE) == ve.lane[idx])
+        same = has & (np.floor(key[pos_c] / KEY_STRIDE) == lane)
         lead = order[pos_c]
         gap = np.where(same, ent_s[lead] - ve.s[idx] - (ent_len[lead] + ve.length[idx]) / 2, FREE_GAP_M)
         lv = np.where(same, ent_v[lead], ve.v[idx])
         # nobody ahead on this lane: the first road user on the next lane
-        nl = np.where(ve.next_lane[idx] >= 0, ve.next_lane[idx], len(m.lanes))
-        rest = m.length[ve.lane[idx]] - ve.s[idx]
+        nl = np.where(nxt >= 0, nxt, len(m.lanes))
+        rest = m.length[lane] - ve.s[idx]
         g2 = rest + first_s[nl] - (first_len[nl] + ve.length[idx]) / 2
         use2 = ~same & (first_s[nl] < FREE_GAP_M)
         gap = np.where(use2, g2, gap)
@@ -402,7 +425,7 @@ class Traffic:
                 stop[lane] = min(stop[lane], s - 2.5)
         return stop
 
-    def _lane_changes(self, idx, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc_now, lights) -> None:
+    def _lane_changes(self, idx, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc_now, lights, cur_gap) -> None:
         ve, m = self.veh, self.map
         forced = ve.forced_lane[idx] >= 0
         turn = (np.arange(len(idx)) + self.tick // MOBIL_EVERY) % 1 == 0
@@ -411,6 +434,8 @@ class Traffic:
         # the gap search sees one lane only, so no change starts just before a section boundary
         cand = (ve.lc_from[idx] < 0) & ((m.kind[ve.lane[idx]] == LaneKind.ROAD) | dead_end) & (turn | forced) & (
             ve.kind[idx] != Kind.STALLED) & ((rest > LC_MIN_REST_M) | dead_end)
+        # in a slow queue a car needs room ahead to swing out without clipping its neighbours
+        cand &= (cur_gap > SWING_OUT_GAP_M) | (ve.v[idx] > SWING_OUT_FREE_MPS)
         best_gain = np.full(len(idx), -np.inf)
         best_lane = np.full(len(idx), -1)
         # first and last road user on every lane (entities are sorted by lane, then s)

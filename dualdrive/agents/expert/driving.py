@@ -29,6 +29,8 @@ CORRIDOR_MARGIN_M = 0.45
 YIELD_HORIZON_S = 5.0
 OBSTACLE_LOOKAHEAD_M = 70.0
 BLOCKED_LANE_COST_M = 2000.0
+MAX_DETOUR_M = 30.0
+ROUTE_LOOKAHEAD_LANES = 8  # blockers this many route lanes ahead make the expert re-plan
 EMERGENCY_RANGE_M = 90.0
 # The path is planned for the rear axle (the follower pursues with it, and a rear axle on the lane
 # centre is how a car is steered along a lane); plan poses are the matching centre poses.
@@ -92,6 +94,7 @@ class RouteDriver:
         self.final_stop_s = final_stop_s  # stop at this s on the last route lane (None: drive on)
         self.speed_cap = speed_cap_mps
         self.last_change_t = -1e9
+        self._last_replan = -1e9
         self.preds: dict[int, list[int]] = {ln.id: [] for ln in self.m.lanes}
         for ln in self.m.lanes:
             for x in ln.successors:
@@ -187,6 +190,7 @@ class RouteDriver:
     def maybe_change_lane(self, obstacles: Obstacles) -> None:
         """Lane changes the route asks for, around a blocked lane, and out of an emergency vehicle's way."""
         w, m = self.w, self.m
+        self._avoid_blocked_lanes()
         lane, s, lat = self.lane_s()
         if abs(lat) > 0.8 or w.t - self.last_change_t < 2.0:
             return  # finish the current change first
@@ -209,6 +213,34 @@ class RouteDriver:
         if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) and self._gap_ok(want, s):
             self.i += 1
             self._switch(want)
+
+    def _avoid_blocked_lanes(self) -> None:
+        """Once a second: if a lane ahead on the route holds a stalled car or a work zone, re-plan the
+        route (up to the parking lot, if any) round it, so lanes are chosen before the intersection
+        rather than swerved out of behind the blocker."""
+        w, m = self.w, self.m
+        if w.t - self._last_replan < 1.0:
+            return
+        self._last_replan = w.t
+        ve = w.traffic.veh
+        static = ve.active & np.isin(ve.kind, (Kind.STALLED, Kind.WORKZONE))
+        ahead = set(self.route[self.i + 1:self.i + ROUTE_LOOKAHEAD_LANES])
+        hit = {int(x) for x in ve.lane[static]} & ahead
+        if not hit:
+            return
+        j = next((k for k in range(self.i, len(self.route)) if m.kind[self.route[k]] in (LaneKind.ACCESS, LaneKind.AISLE)),
+                 len(self.route))
+        target = self.route[j - 1]
+        if target in hit or j - 1 <= self.i:
+            return
+        try:
+            new = m.route(self.route[self.i], [target], blocked={x: BLOCKED_LANE_COST_M for x in hit})
+        except ValueError:
+            return
+        old_len = sum(m.length[x] for x in self.route[self.i:j])
+        # a way round on the same roads (another lane); a detour round the block is not worth it
+        if not hit & set(new) and sum(m.length[x] for x in new) < old_len + MAX_DETOUR_M:
+            self.route = self.route[:self.i] + new + self.route[j:]
 
     def _switch(self, lane: int) -> None:
         self.route[self.i] = lane if self.route[self.i] == lane else self.route[self.i]
@@ -264,7 +296,9 @@ class RouteDriver:
         on = np.where(ve.active)[0]
         xy, _ = w.traffic.poses()
         rel = world_to_ego(xy[on], w.ego_xy, w.ego_heading) if len(on) else np.zeros((0, 2))
-        sel = np.abs(rel[:, 1] + lat_t) < GAP_LATERAL_M
+        # ... and by intent: a vehicle that has begun changing into the target lane is in the gap too
+        target_lanes = [target, *m.lanes[target].successors, *self.preds[target]]
+        sel = (np.abs(rel[:, 1] + lat_t) < GAP_LATERAL_M) | np.isin(ve.lane[on], target_lanes)
         on, ds = on[sel], rel[sel, 0]
         half = (ve.length[on] + EGO_LENGTH_M) / 2
         ahead = ds >= 0
