@@ -15,7 +15,7 @@ SPAWN_CLEAR_OF_EGO_M = 35.0
 CONE_SPACING_M = 4.0
 WORK_ZONE_LENGTH_M = 40.0
 # mean gap between spawned vehicles per family, metres of lane per vehicle at density 1.0
-MEAN_SPACING_M = {"highway": 45.0, "urban": 45.0, "parking": 1e9, "p2p": 55.0}
+MEAN_SPACING_M = {"highway": 65.0, "urban": 45.0, "parking": 1e9, "p2p": 55.0}
 
 
 class StaticKind:
@@ -145,9 +145,25 @@ def _route_road_lanes(layout: Layout, min_len: float, need_neighbour: bool) -> l
     for lane in layout.route_lanes[: layout.arrival_index + 1]:
         ln = m.lanes[lane]
         has_nb = ln.left >= 0 or ln.right >= 0
-        if ln.kind == LaneKind.ROAD and ln.length_m >= min_len and (has_nb or not need_neighbour) and not ln.dead_end:
+        if ln.kind == LaneKind.ROAD and ln.length_m >= min_len and (has_nb or not need_neighbour) and not ln.dead_end \
+                and not _merge_section(m, lane):
             out.append(lane)
     return out
+
+
+def _merge_section(m: LaneMap, lane: int) -> bool:
+    """The lane's carriageway has an acceleration/exit lane or a lane drop: traffic there is already
+    merging, and closing a lane on top of it is a different (compound) scenario, not one event."""
+    seen, todo = set(), [lane]
+    while todo:
+        x = todo.pop()
+        if x < 0 or x in seen:
+            continue
+        seen.add(x)
+        if m.lanes[x].kind == LaneKind.RAMP or m.lanes[x].dead_end:
+            return True
+        todo += [int(m.left[x]), int(m.right[x])]
+    return False
 
 
 BLOCKER_SPACING_M = 80.0  # a stalled car and a work zone are never this close: one lane stays open

@@ -19,7 +19,10 @@ from dualdrive.world.signals import Light
 FREE_GAP_M = 1e4
 KEY_STRIDE = 1e5  # lane * KEY_STRIDE + s orders everyone by lane, then position
 LC_DURATION_S = 3.0
-LC_FULL_RATE_MPS = 5.0
+LC_SLOW_HEADING = 0.4  # sin of the steepest angle a car takes across at crawling speed (~24 deg)
+LC_MIN_RATE_MPS = 0.3  # sideways metres per second a car still edges across at walking pace
+SIDE_LOOK_M = 15.0  # half-window searched for something beside a lane-changer in its new lane
+SIDE_MARGIN_M = 0.5
 SWING_OUT_GAP_M = 5.0
 SWING_OUT_FREE_MPS = 8.0  # below this speed lane changes take longer
 MOBIL_B_SAFE = 4.0  # m/s^2 the new follower may be asked to brake at most
@@ -190,8 +193,9 @@ class Traffic:
 
     def _lateral_rate(self, lane: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Sideways speed of a lane change: a lane width in LC_DURATION_S at speed, slower when
-        crawling (a car cannot move sideways faster than its heading allows)."""
-        return self.map.width[lane] / LC_DURATION_S * np.clip(v / LC_FULL_RATE_MPS, 0.15, 1.0)
+        crawling (a car cannot move sideways faster than its heading allows; a stopped one still
+        edges across, as in a zipper queue)."""
+        return np.minimum(self.map.width[lane] / LC_DURATION_S, np.maximum(v * LC_SLOW_HEADING, LC_MIN_RATE_MPS))
 
     # -- the tick -----------------------------------------------------------------------------
     def step(self, dt: float, t_s: float, lights: np.ndarray, ego: np.ndarray | None) -> None:
@@ -245,13 +249,28 @@ class Traffic:
         v_new = np.maximum(ve.v[moving] + acc * dt, 0.0)
         ve.s[moving] += np.maximum((ve.v[moving] + v_new) / 2 * dt, 0.0)
         ve.v[moving] = v_new
-        ve.lat[moving] -= np.sign(ve.lat[moving]) * np.minimum(np.abs(ve.lat[moving]),
-                                                               self._lateral_rate(ve.lane[moving], ve.v[moving]) * dt)
+        rate = self._lateral_rate(ve.lane[moving], ve.v[moving]) * dt
+        rate[self._side_blocked(moving, key, order, ent_s, ent_len, ent_id)] = 0.0
+        ve.lat[moving] -= np.sign(ve.lat[moving]) * np.minimum(np.abs(ve.lat[moving]), rate)
         ve.lc_from[moving[np.abs(ve.lat[moving]) < 0.8]] = -1
         self._advance_lanes(moving)
         self._respawn(ego)
         self._step_pedestrians(dt, t_s, lights, ego)
         self.tick += 1
+
+    def _side_blocked(self, idx, key, order, ent_s, ent_len, ent_id) -> np.ndarray:
+        """Per vehicle in ``idx``: it is mid-change and something (an NPC, the ego) sits beside it in
+        the lane it is moving into, overlapping along the lane, so it must not edge further across."""
+        ve = self.veh
+        out = np.zeros(len(idx), bool)
+        for k in np.where(np.abs(ve.lat[idx]) > 0.05)[0]:
+            i = idx[k]
+            q = ve.lane[i] * KEY_STRIDE + ve.s[i]
+            lo, hi = np.searchsorted(key, [q - SIDE_LOOK_M, q + SIDE_LOOK_M])
+            e = order[lo:hi]
+            e = e[ent_id[e] != i]
+            out[k] = bool(np.any(np.abs(ent_s[e] - ve.s[i]) < (ent_len[e] + ve.length[i]) / 2 + SIDE_MARGIN_M))
+        return out
 
     def _stuck_behind_static(self, order, ent_lane, ent_s, ent_len, ent_id) -> np.ndarray:
         """Per entity: its next road user ahead on the same lane is a static blocker (stalled car,
@@ -264,10 +283,10 @@ class Traffic:
         is_static = np.zeros(n, bool)
         real = ent_id >= 0
         is_static[real] = np.isin(ve.kind[ent_id[real]], STATIC_KINDS)
-        a, b = order[:-1], order[1:]  # consecutive in (lane, s): b is a's leader when on the same lane
-        hit = (ent_lane[a] == ent_lane[b]) & is_static[b] & ~is_static[a] & (ent_s[b] - ent_s[a] < BLOCKED_LOOK_M)
-        stuck[a[hit]] = True
-        return stuck
+        # everyone queued behind a blocker in its lane, not only the first in the queue
+        for b in np.where(is_static)[0]:
+            stuck |= (ent_lane == ent_lane[b]) & (ent_s < ent_s[b]) & (ent_s[b] - ent_s < BLOCKED_LOOK_M)
+        return stuck & ~is_static
 
     def _make_room(self, idx: np.ndarray, ent_lane, ent_s, ent_v, ent_len, ent_id, stuck) -> np.ndarray:
         """Cooperative merging (zipper): a polite driver on the through lane slows to let a vehicle
@@ -435,7 +454,7 @@ class Traffic:
         cand = (ve.lc_from[idx] < 0) & ((m.kind[ve.lane[idx]] == LaneKind.ROAD) | dead_end) & (turn | forced) & (
             ve.kind[idx] != Kind.STALLED) & ((rest > LC_MIN_REST_M) | dead_end)
         # in a slow queue a car needs room ahead to swing out without clipping its neighbours
-        cand &= (cur_gap > SWING_OUT_GAP_M) | (ve.v[idx] > SWING_OUT_FREE_MPS)
+        cand &= (cur_gap > SWING_OUT_GAP_M) | (ve.v[idx] > SWING_OUT_FREE_MPS) | dead_end
         best_gain = np.full(len(idx), -np.inf)
         best_lane = np.full(len(idx), -1)
         # first and last road user on every lane (entities are sorted by lane, then s)

@@ -31,10 +31,14 @@ MAX_REVERSE_MPS = 5.0
 ROUTE_TARGETS = 10  # target points given to the agent
 ROUTE_TARGET_SPACING_M = 8.0
 EGO_LANE_MATCH_M = 2.7  # the ego occupies every lane its body overlaps (centre line this close), for traffic
+EGO_CORNER_MATCH_M = 1.5  # ... and every lane a corner of it pokes into by ~0.3 m
 BLOCKED_S = 90.0  # an ego that has not moved for this long is reported as blocked
 ROUTE_MATCH_M = 4.5  # the ego is on the route when this close to its polyline
 ROUTE_MATCH_BESIDE_M = 8.5  # or this close and heading along it (up to two lanes beside it)
 PED_SIZE_M = 0.6
+CUT_IN_HEADWAY_S = (0.4, 0.8)  # the time gap (at the ego's speed) a cut-in leaves in front of the ego
+CUT_IN_MIN_GAP_M = 2.0
+CUT_IN_SPEED_FACTOR = 0.85
 
 
 class World:
@@ -222,12 +226,19 @@ class World:
         m = self.map
         xy, h, v = self.ego_xy, self.ego_heading, self.ego_speed
         d2 = ((m.pts - xy) ** 2).sum(1)
-        near = np.where((d2 < EGO_LANE_MATCH_M**2) & (np.abs(wrap_angle(m.heads - h)) < 0.8))[0]
+        along = np.abs(wrap_angle(m.heads - h)) < 0.8
+        near = np.where((d2 < EGO_LANE_MATCH_M**2) & along)[0]
+        # a corner poking into the next lane (a slow lane change, a car angled in a queue) already
+        # claims it: drivers there brake for it, not only for a car whose centre has crossed the line
+        c = np.cos(h), np.sin(h)
+        for end, side in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+            corner = xy + end * EGO_LENGTH_M / 2 * np.array(c) + side * EGO_WIDTH_M / 2 * np.array([-c[1], c[0]])
+            near = np.union1d(near, np.where((((m.pts - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2) & along)[0])
         rows, claims = [], []
         if len(near):
-            lanes, first = np.unique(m.pt_lane[near], return_index=True)
+            lanes = np.unique(m.pt_lane[near])
             for lane in lanes:
-                g = near[m.pt_lane[near] == lane]
+                g = np.arange(m.offset[lane], m.offset[lane] + m.count[lane])
                 g = g[np.argmin(d2[g])]
                 s = (g - m.offset[lane]) * m.step[lane]
                 rows.append((lane, s, abs(v), EGO_LENGTH_M))
@@ -284,12 +295,15 @@ class World:
         for nb in (int(m.left[lane]), int(m.right[lane])):
             if nb < 0 or s + 30.0 > m.length[nb]:
                 continue
-            s_c = s + EGO_LENGTH_M + float(self.rng.uniform(2.0, 5.0))
+            # aggressive but physically fair: it cuts in with a short time gap that a driver braking
+            # firmly can still handle (a cut-in a bumper's length ahead at speed is a crash scenario)
+            headway = float(self.rng.uniform(*CUT_IN_HEADWAY_S))
+            s_c = s + EGO_LENGTH_M + CUT_IN_MIN_GAP_M + headway * self.ego_speed
             if np.any(ve.active & (ve.lane == nb) & (np.abs(ve.s - s_c) < 15.0)):
                 continue
             ve.lane[i], ve.s[i], ve.lat[i], ve.lc_from[i] = nb, s_c, 0.0, -1
             ve.v[i], ve.v0[i], ve.T[i], ve.a_max[i], ve.b_comf[i], ve.s0[i], ve.polite[i] = (
-                self.ego_speed * 0.9, self.ego_speed * 0.9, 1.0, 1.5, 2.5, 2.0, 0.0)
+                self.ego_speed * CUT_IN_SPEED_FACTOR, self.ego_speed * CUT_IN_SPEED_FACTOR, 1.0, 1.5, 2.5, 2.0, 0.0)
             ve.length[i], ve.width[i], ve.kind[i], ve.active[i] = 4.6, 1.9, int(Kind.CUTIN), True
             ve.forced_lane[i] = lane
             ve.next_lane[i] = self.traffic._pick_next(nb)

@@ -19,7 +19,8 @@ from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 
 PATH_STEP_M = 1.0
 LANE_CHANGE_LENGTH_S = 3.5  # seconds of travel over which a lateral offset is taken out
-MIN_LANE_CHANGE_M = 12.0  # a lane's width sideways within this at low speed (radius ~8 m)
+MIN_LANE_CHANGE_M = 12.0
+TIGHT_EASE_M = 6.5  # the sharpest lateral ease, for pulling out at walking pace (radius ~6 m)  # a lane's width sideways within this at low speed (radius ~8 m)
 A_LAT_MAX_MPS2 = 2.0  # comfortable cornering
 IDM_T_S, IDM_A, IDM_B, IDM_S0 = 1.4, 1.6, 2.0, 2.5
 STOP_S0_M = 0.8  # stand this far behind a stop line
@@ -32,6 +33,10 @@ BLOCKED_LANE_COST_M = 2000.0
 MAX_DETOUR_M = 30.0
 ROUTE_LOOKAHEAD_LANES = 8  # blockers this many route lanes ahead make the expert re-plan
 EMERGENCY_RANGE_M = 90.0
+EMERGENCY_MIN_MPS = 5.0  # make way for an emergency vehicle only when both are moving
+QUEUE_MPS = 2.0  # below this both we and the follower are in a crawling queue
+GAP_SEEK_FACTOR = 0.85  # waiting for a gap, drive this fraction of the limit so gaps pass by
+LANE_CHANGE_CLEAR_S = 2.0  # a faster follower must still be this far off when our change is done
 # The path is planned for the rear axle (the follower pursues with it, and a rear axle on the lane
 # centre is how a car is steered along a lane); plan poses are the matching centre poses.
 REAR_AXLE_M = 2.5
@@ -95,6 +100,7 @@ class RouteDriver:
         self.speed_cap = speed_cap_mps
         self.last_change_t = -1e9
         self._last_replan = -1e9
+        self.gap_wait_t = -1e9  # when a lane change the route needs last found no gap
         self.preds: dict[int, list[int]] = {ln.id: [] for ln in self.m.lanes}
         for ln in self.m.lanes:
             for x in ln.successors:
@@ -112,10 +118,26 @@ class RouteDriver:
         while True:
             lane = self.route[self.i]
             s, lat = m.hw_lanes[lane].local_coordinates(rear)
-            if s > m.length[lane] - 0.05 and self.i + 1 < len(self.route) and self.route[self.i + 1] in m.lanes[lane].successors:
-                self.i += 1
-                continue
+            if s > m.length[lane] - 0.05 and self.i + 1 < len(self.route):
+                if self.route[self.i + 1] in m.lanes[lane].successors:
+                    self.i += 1
+                    continue
+                if m.lanes[lane].successors and self._reroute_past(lane, rear):
+                    continue
             return lane, float(s), float(lat)
+
+    def _reroute_past(self, lane: int, rear: np.ndarray) -> bool:
+        """A lane change the route asked for did not happen before the lane ended (no gap came):
+        carry on into the lane we are on and plan again from it, as a driver's navigation does."""
+        m = self.m
+        on = min(m.lanes[lane].successors, key=lambda x: abs(m.hw_lanes[x].local_coordinates(rear)[1]))
+        try:
+            new = m.route(on, [self.route[-1]])
+        except ValueError:
+            return False  # the goal is out of reach from here: drive on along the lane
+        self.route = self.route[:self.i + 1] + new
+        self.i += 1
+        return True
 
     @property
     def finished(self) -> bool:
@@ -210,9 +232,12 @@ class RouteDriver:
                 return
         if want >= 0 and self._blocked_ahead(want, float(m.hw_lanes[want].local_coordinates(self.rear_xy())[0])) is not None:
             return  # not into a lane closed ahead: pass the blocker first
-        if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) and self._gap_ok(want, s):
-            self.i += 1
-            self._switch(want)
+        if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP):
+            if self._gap_ok(want, s):
+                self.i += 1
+                self._switch(want)
+            else:
+                self.gap_wait_t = w.t  # no gap: ease off so that the target lane's gaps slide by
 
     def _avoid_blocked_lanes(self) -> None:
         """Once a second: if a lane ahead on the route holds a stalled car or a work zone, re-plan the
@@ -283,7 +308,10 @@ class RouteDriver:
             return False
         xy, _ = self.w.traffic.poses()
         rel = world_to_ego(xy[ev], self.w.ego_xy, self.w.ego_heading)
-        return bool(np.any((rel[:, 0] < 0) & (rel[:, 0] > -EMERGENCY_RANGE_M) & (np.abs(rel[:, 1]) < 2.0)))
+        # in a queue nobody can pull over and the emergency vehicle is not getting through faster
+        # anyway: a crawling lane change into free-flowing traffic is the dangerous move
+        moving = (ve.v[ev] > EMERGENCY_MIN_MPS) & (self.w.ego_speed > EMERGENCY_MIN_MPS)
+        return bool(np.any(moving & (rel[:, 0] < 0) & (rel[:, 0] > -EMERGENCY_RANGE_M) & (np.abs(rel[:, 1]) < 2.0)))
 
     def _gap_ok(self, target: int, s: float) -> bool:
         """Accept a gap on ``target`` when the new leader is far enough and the new follower need not brake hard."""
@@ -303,16 +331,23 @@ class RouteDriver:
         half = (ve.length[on] + EGO_LENGTH_M) / 2
         ahead = ds >= 0
         gap_l = (ds[ahead] - half[ahead]).min() if ahead.any() else 1e4
-        if gap_l < max(6.0, 0.6 * v):
+        queue = v < QUEUE_MPS  # zipper merging in a standing queue: closer gaps are normal
+        if gap_l < max(3.0 if queue else 6.0, 0.6 * v):
             return False
         behind = ~ahead
         if behind.any():
             k = np.argmax(ds[behind])
             gap_f = -ds[behind][k] - half[behind][k]
             vf = ve.v[on][behind][k]
+            if queue and vf < QUEUE_MPS / 2 and gap_f > 1.0:
+                return True  # a standing follower lets us in ahead of it (and then follows us)
             a_f = idm(np.array([vf]), np.array([max(vf, 1.0) * 1.1]), np.array([max(gap_f, 0.1)]),
                       np.array([vf - v]), np.array([1.2]), np.array([1.5]), np.array([2.0]), np.array([2.0]))[0]
             if gap_f < max(5.0, 0.3 * vf) or a_f < -2.5:
+                return False
+            # a slow change takes long: the follower must not close the gap before we are across
+            t_change = max(MIN_LANE_CHANGE_M, LANE_CHANGE_LENGTH_S * v) / max(v, 1.0)
+            if vf > v and gap_f - (vf - v) * t_change < LANE_CHANGE_CLEAR_S * vf:
                 return False
         return True
 
@@ -322,8 +357,8 @@ class RouteDriver:
         v = max(w.ego_speed, 0.0)
         horizon = max(40.0, v * PLAN_POSES * PLAN_DT_S + 30.0)
         path, d, lane_starts = self.build_path(horizon)
-        v_max = self._speed_limits(path, d, lane_starts)
         lead_gap, lead_v = self._leader(path, d, obstacles)
+        v_max = self._speed_limits(path, d, lane_starts)
         stop_d = self._stop_distance(lane_starts, v, obstacles)
         # roll the speed forward with IDM against the leader (constant speed) and the stop point
         s_t, v_t, out = 0.0, v, []
@@ -357,6 +392,8 @@ class RouteDriver:
             limit[d >= start - 1e-6] = m.speed_limit[ln] * CRUISE_FACTOR
         if self.speed_cap is not None:
             limit = np.minimum(limit, self.speed_cap)
+        if self.w.t - self.gap_wait_t < 1.0:
+            limit = limit * GAP_SEEK_FACTOR
         # curvature from the heading change over a few metres
         hd = np.unwrap(np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0])))
         kappa = np.abs(np.gradient(hd) / np.maximum(np.gradient(d), 1e-3))
