@@ -33,7 +33,9 @@ BLOCKED_LANE_COST_M = 2000.0
 MAX_DETOUR_M = 30.0
 ROUTE_LOOKAHEAD_LANES = 8  # blockers this many route lanes ahead make the expert re-plan
 EMERGENCY_RANGE_M = 90.0
+EMERGENCY_LC_REST_M = 60.0
 EMERGENCY_MIN_MPS = 5.0  # make way for an emergency vehicle only when both are moving
+LC_LAST_CHANCE_M = 8.0  # no lane change the route asks for starts this close to the end of a lane
 QUEUE_MPS = 2.0  # below this both we and the follower are in a crawling queue
 GAP_SEEK_FACTOR = 0.85  # waiting for a gap, drive this fraction of the limit so gaps pass by
 LANE_CHANGE_CLEAR_S = 2.0  # a faster follower must still be this far off when our change is done
@@ -134,7 +136,7 @@ class RouteDriver:
         try:
             new = m.route(on, [self.route[-1]])
         except ValueError:
-            return False  # the goal is out of reach from here: drive on along the lane
+            new = [on]  # the goal is out of reach from here: drive on, off the route, rather than swerve
         self.route = self.route[:self.i + 1] + new
         self.i += 1
         return True
@@ -220,7 +222,10 @@ class RouteDriver:
         if self.i + 1 < len(self.route) and m.is_lane_change(lane, self.route[self.i + 1]):
             want = self.route[self.i + 1]
         blocked = self._blocked_ahead(lane, s)
-        if blocked is not None or self._emergency_behind(lane, s):
+        # make way for an emergency vehicle only with room left to come back before the lane ends
+        # (a lane change just before an intersection loses the turn the route needs)
+        yield_ev = m.length[lane] - s > EMERGENCY_LC_REST_M and self._emergency_behind(lane, s)
+        if blocked is not None or yield_ev:
             options = self._escape_lanes(lane, prefer_right=blocked is None)
             for want, new_route in options:  # the best side first; the other if only it has a gap
                 if self._gap_ok(want, s):
@@ -232,6 +237,8 @@ class RouteDriver:
                 return
         if want >= 0 and self._blocked_ahead(want, float(m.hw_lanes[want].local_coordinates(self.rear_xy())[0])) is not None:
             return  # not into a lane closed ahead: pass the blocker first
+        if want >= 0 and m.lanes[lane].successors and m.length[lane] - s < LC_LAST_CHANCE_M:
+            return  # too late: no swerve across the stop line into an intersection; re-route past it
         if want >= 0 and m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP):
             if self._gap_ok(want, s):
                 self.i += 1
@@ -285,8 +292,10 @@ class RouteDriver:
                 r = m.route(int(nb), [goal], blocked={lane: BLOCKED_LANE_COST_M})
             except ValueError:
                 continue
-            if not prefer_right and lane in r:
-                continue  # this way leads back into the blocked lane (an acceleration lane, say)
+            if not prefer_right and lane in r and m.lanes[int(nb)].dead_end:
+                continue  # an acceleration lane that only leads back into the blocked lane
+            # (otherwise coming back to the blocked lane later is fine: the change back waits until
+            # the blocker is passed, see "not into a lane closed ahead")
             cost = sum(m.length[x] for x in r)
             options.append((cost + (0 if prefer_right and nb == m.right[lane] else 1.0), int(nb), r))
         options.sort(key=lambda o: o[0])
