@@ -34,6 +34,7 @@ EGO_LANE_MATCH_M = 2.7  # the ego occupies every lane its body overlaps (centre 
 EGO_CORNER_MATCH_M = 1.5  # ... and every lane a corner of it pokes into by ~0.3 m
 BLOCKED_S = 90.0  # an ego that has not moved for this long is reported as blocked
 ROUTE_MATCH_M = 4.5  # the ego is on the route when this close to its polyline
+PROGRESS_WINDOW_M = 40.0  # route progress is searched this far ahead of the last match (plus odometry)
 ROUTE_MATCH_BESIDE_M = 8.5  # or this close and heading along it (up to two lanes beside it)
 PED_SIZE_M = 0.6
 CUT_IN_HEADWAY_S = (0.4, 0.8)  # the time gap (at the ego's speed) a cut-in leaves in front of the ego
@@ -69,6 +70,7 @@ class World:
         self.t = 0.0
         self.steps = 0
         self.progress_m = 0.0
+        self._unmatched_m = 0.0  # distance driven since the ego was last matched to its route
         self.left_spot = self.layout.start_spot < 0
         self.parked_spot = -1
         self.still_s = 0.0
@@ -340,7 +342,11 @@ class World:
 
     def _update_progress(self) -> None:
         r = self.route
-        win = (r.progress_m >= self.progress_m - 10.0) & (r.progress_m <= self.progress_m + 40.0)
+        self._unmatched_m += abs(self.ego_speed) * self.dt
+        # look ahead as far as the ego has driven since its last match: after a stretch beside the
+        # route (a parallel turn lane through an intersection) progress picks up where the ego is
+        ahead = PROGRESS_WINDOW_M + self._unmatched_m
+        win = (r.progress_m >= self.progress_m - 10.0) & (r.progress_m <= self.progress_m + ahead)
         idx = np.where(win)[0]
         if len(idx) == 0:
             return
@@ -353,6 +359,7 @@ class World:
         if ok.any():
             k = int(np.argmin(np.where(ok, d, np.inf)))
             self.progress_m = max(self.progress_m, float(r.progress_m[idx[k]]))
+            self._unmatched_m = 0.0
 
     def _parking_error(self) -> tuple[float, float]:
         """Errors to the spot parked in, else to the nearest free target spot."""

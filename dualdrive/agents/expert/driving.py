@@ -38,7 +38,10 @@ EMERGENCY_MIN_MPS = 5.0  # make way for an emergency vehicle only when both are 
 LC_LAST_CHANCE_M = 8.0  # no lane change the route asks for starts this close to the end of a lane
 QUEUE_MPS = 2.0  # below this both we and the follower are in a crawling queue
 GAP_SEEK_FACTOR = 0.85  # waiting for a gap, drive this fraction of the limit so gaps pass by
-LANE_CHANGE_CLEAR_S = 2.0  # a faster follower must still be this far off when our change is done
+LANE_CHANGE_CLEAR_S = 2.0
+FAST_FOLLOWER_MPS = 5.0  # a follower closing faster than this must be clear of our whole change
+MAX_CHANGE_S = 5.0  # from a standstill a lane change is done in about this (accelerating across)
+RETURN_ROOM_M = 30.0  # room after a blocker needed to change back into its lane  # a faster follower must still be this far off when our change is done
 # The path is planned for the rear axle (the follower pursues with it, and a rear axle on the lane
 # centre is how a car is steered along a lane); plan poses are the matching centre poses.
 REAR_AXLE_M = 2.5
@@ -216,8 +219,8 @@ class RouteDriver:
         w, m = self.w, self.m
         self._avoid_blocked_lanes()
         lane, s, lat = self.lane_s()
-        if abs(lat) > 0.8 or w.t - self.last_change_t < 2.0:
-            return  # finish the current change first
+        if (abs(lat) > 0.8 and w.ego_speed > QUEUE_MPS) or w.t - self.last_change_t < 2.0:
+            return  # finish the current change first (unless it stalled: then decide afresh)
         want = -1
         if self.i + 1 < len(self.route) and m.is_lane_change(lane, self.route[self.i + 1]):
             want = self.route[self.i + 1]
@@ -285,11 +288,14 @@ class RouteDriver:
         m = self.m
         goal = self.route[-1]
         options = []
+        # with room to come back after the blocker (a turn lane, say), pass it and return; else
+        # plan as if the lane were closed
+        closed = {} if self._room_after_blocker(lane) >= RETURN_ROOM_M else {lane: BLOCKED_LANE_COST_M}
         for nb in (m.right[lane], m.left[lane]) if prefer_right else (m.left[lane], m.right[lane]):
             if nb < 0 or m.length[nb] - 0 < 1:
                 continue
             try:
-                r = m.route(int(nb), [goal], blocked={lane: BLOCKED_LANE_COST_M})
+                r = m.route(int(nb), [goal], blocked=closed)
             except ValueError:
                 continue
             if not prefer_right and lane in r and m.lanes[int(nb)].dead_end:
@@ -300,6 +306,15 @@ class RouteDriver:
             options.append((cost + (0 if prefer_right and nb == m.right[lane] else 1.0), int(nb), r))
         options.sort(key=lambda o: o[0])
         return [(o[1], o[2]) for o in options]
+
+    def _room_after_blocker(self, lane: int) -> float:
+        """Metres of ``lane`` left after its last static blocker (the whole lane if it has none)."""
+        ve = self.w.traffic.veh
+        on = ve.active & (ve.lane == lane) & np.isin(ve.kind, (Kind.STALLED, Kind.WORKZONE))
+        if not on.any():
+            return float(self.m.length[lane])
+        end = ve.s[on] + ve.length[on] / 2
+        return float(self.m.length[lane] - end.max())
 
     def _blocked_ahead(self, lane: int, s: float) -> float | None:
         """Distance to a stopped obstacle (stalled car, work zone) ahead in our lane, if any."""
@@ -354,9 +369,10 @@ class RouteDriver:
                       np.array([vf - v]), np.array([1.2]), np.array([1.5]), np.array([2.0]), np.array([2.0]))[0]
             if gap_f < max(5.0, 0.3 * vf) or a_f < -2.5:
                 return False
-            # a slow change takes long: the follower must not close the gap before we are across
-            t_change = max(MIN_LANE_CHANGE_M, LANE_CHANGE_LENGTH_S * v) / max(v, 1.0)
-            if vf > v and gap_f - (vf - v) * t_change < LANE_CHANGE_CLEAR_S * vf:
+            # a slow change beside a fast lane takes long: the follower must not close the gap before
+            # we are across (a slow follower in a queue just adapts, as the IDM check above says)
+            t_change = min(max(MIN_LANE_CHANGE_M, LANE_CHANGE_LENGTH_S * v) / max(v, 1.0), MAX_CHANGE_S)
+            if vf > v + FAST_FOLLOWER_MPS and gap_f - (vf - v) * t_change < LANE_CHANGE_CLEAR_S * vf:
                 return False
         return True
 
