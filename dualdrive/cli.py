@@ -11,6 +11,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dualdrive.world.scenarios import ConfigError, EventConfig, ScenarioConfig
 
+# no emoji or markup in what we print: "seeds 0:100" must not turn into an emoji
+_console = Console(emoji=False, markup=False, highlight=False, soft_wrap=True)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dualdrive: end-to-end driving on highway-env")
 err = Console(stderr=True, soft_wrap=True)  # one-line errors, however narrow the terminal
 
@@ -57,7 +60,7 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
     if "parking_position_error_m" in summary:
         extra = (f", parked {summary['parked']} ({summary['parking_position_error_m']:.2f} m, "
                  f"{summary['parking_heading_error_deg']:.1f} deg)")
-    Console().print(f"{ok}: RC {summary['route_completion']:.1f}%, {summary['collisions']} collisions, "
+    _console.print(f"{ok}: RC {summary['route_completion']:.1f}%, {summary['collisions']} collisions, "
                     f"{len(summary['infractions'])} infractions, {summary['duration_s']:.1f} s{extra} -> {out}")
 
 
@@ -91,11 +94,11 @@ def batch(agent: str = typer.Option("expert", help="agent name or module:Class")
         res = run_batch(agent, family, rng, events, workers, on_done=lambda r: bar.advance(task))
     ok = sum(r["success"] for r in res)
     coll = sum(r["collisions"] > 0 for r in res)
-    Console().print(f"{agent} on {family}{' +events' if events else ''}, seeds {seeds}: success {ok}/{len(res)}, "
+    _console.print(f"{agent} on {family}{' +events' if events else ''}, seeds {seeds}: success {ok}/{len(res)}, "
                     f"episodes with a collision {coll}, red-light runs {sum(any(i['type'] == 'red_light' for i in r['infractions']) for r in res)}")
     for r in res:
         if not r["success"]:
             extra = f" pos_err={r.get('parking_position_error_m')}" if "parked" in r else ""
-            Console().print(f"  seed {r['seed']}: {failure_reason(r)} (RC {r['route_completion']:.0f}%, t={r['duration_s']}s{extra})")
+            _console.print(f"  seed {r['seed']}: {failure_reason(r)} (RC {r['route_completion']:.0f}%, t={r['duration_s']}s{extra})")
     if out:
         out.write_text(json.dumps(res, indent=1, default=str))

@@ -78,6 +78,7 @@ class World:
         self.lights = self.signals.states(0.0)
         self.free_target_spots = self._free_spots()
         self.lane_here = -1
+        self._road_pts = np.isin(self.map.kind[self.map.pt_lane], (LaneKind.ROAD, LaneKind.RAMP))
         self._update_progress()
 
     # -- public API ----------------------------------------------------------------------------
@@ -233,9 +234,11 @@ class World:
         # a corner poking into the next lane (a slow lane change, a car angled in a queue) already
         # claims it: drivers there brake for it, not only for a car whose centre has crossed the line
         c = np.cos(h), np.sin(h)
+        # (only road lanes: at a stop line the nose over a connector's first metre is not in the box)
+        along_road = along & self._road_pts
         for end, side in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
             corner = xy + end * EGO_LENGTH_M / 2 * np.array(c) + side * EGO_WIDTH_M / 2 * np.array([-c[1], c[0]])
-            near = np.union1d(near, np.where((((m.pts - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2) & along)[0])
+            near = np.union1d(near, np.where((((m.pts - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2) & along_road)[0])
         rows, claims = [], []
         if len(near):
             lanes = np.unique(m.pt_lane[near])

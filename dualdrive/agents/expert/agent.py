@@ -22,7 +22,11 @@ SPOT_SENSE_RANGE_M = 15.0  # the expert only knows a spot is free once it is thi
 SPOT_FREE_RADIUS_M = 1.6  # no parked car centre this close to a spot's centre
 PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
 LEAVE_OFFSETS_M = (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
-LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5)  # first drive straight out of the spot this far
+LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)  # first drive straight out of the spot this far
+# the neighbours' corners pass close while swinging out of a spot, where full-lock steering lags
+# the plan most: keep more room than when parking
+LEAVE_CLEARANCE_M = (0.35, 0.2)
+LEAVE_EXIT_ROAD_M = (3.0, 6.0, 9.0, 12.0)  # goals on the road out of the lot, for a spot near the aisle's end
 OBSTACLE_RADIUS_M = 120.0
 
 
@@ -86,21 +90,30 @@ class ExpertAgent(Agent):
         w, m = self.w, self.m
         spot = m.spots[w.layout.start_spot]
         start = (*w.ego_xy, w.ego_heading)
-        best: list[Segment] | None = None
-        best_len = np.inf
-        lot_poly = m.lots[spot.lot].polygon_xy
-        for exit_m in LEAVE_STRAIGHT_M:
-            for d in LEAVE_OFFSETS_M:
-                s = min(spot.aisle_s_m + d, m.length[spot.aisle_lane] - 0.5)
-                xy, h = m.pose(np.array([spot.aisle_lane]), np.array([s]))
-                segs = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])), exit_m)
-                length = sum(sg.s[-1] for sg in segs) + 3.0 * (len(segs) - 1)  # a gear change costs a few metres
-                if length < best_len and path_is_free(segs, self._static_boxes(), EGO_LENGTH_M, EGO_WIDTH_M,
-                                                      _grow(lot_poly, 1.0)):
-                    best, best_len = segs, length
-        if best is None:  # fall back to the shortest path; the monitor will report any contact
-            xy, h = m.pose(np.array([spot.aisle_lane]), np.array([spot.aisle_s_m + LEAVE_OFFSETS_M[0]]))
-            best = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])))
+        lot_area = _grow(m.lots[spot.lot].polygon_xy, 1.0)
+        # goals along the aisle ahead, then (a spot near the aisle's end) on the road out of the lot
+        goals = []
+        for d in LEAVE_OFFSETS_M:
+            s = min(spot.aisle_s_m + d, m.length[spot.aisle_lane] - 0.5)
+            goals.append((spot.aisle_lane, s, lot_area))
+        for nxt in m.lanes[spot.aisle_lane].successors:
+            goals += [(nxt, s, None) for s in LEAVE_EXIT_ROAD_M if s < m.length[nxt]]
+        for clearance in LEAVE_CLEARANCE_M:  # the roomiest path that exists
+            best: list[Segment] | None = None
+            best_len = np.inf
+            for exit_m in LEAVE_STRAIGHT_M:
+                for lane, s, area in goals:
+                    xy, h = m.pose(np.array([lane]), np.array([s]))
+                    segs = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])), exit_m)
+                    length = sum(sg.s[-1] for sg in segs) + 3.0 * (len(segs) - 1)  # a gear change costs a few metres
+                    if length < best_len and path_is_free(segs, self._static_boxes(), EGO_LENGTH_M, EGO_WIDTH_M,
+                                                          area, clearance, exit_m):
+                        best, best_len = segs, length
+            if best is not None:
+                return ManoeuvreTracker(best)
+        # no free path: the shortest one; the monitor will report any contact
+        xy, h = m.pose(np.array([spot.aisle_lane]), np.array([spot.aisle_s_m + LEAVE_OFFSETS_M[0]]))
+        best = plan_leave(start, spot.heading_rad, (xy[0, 0], xy[0, 1], float(h[0])))
         return ManoeuvreTracker(best)
 
     # -- searching and parking -----------------------------------------------------------------

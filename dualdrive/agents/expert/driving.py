@@ -48,6 +48,8 @@ REAR_AXLE_M = 2.5
 FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
 GAP_LATERAL_M = 2.6  # a vehicle this close to the target lane's centre line is in the gap
+HELD_MPS = 0.3
+HELD_WAIT_S = 4.0  # traffic with priority standing still this long at its line lets us go
 PED_WATCH_M = 9.0  # pedestrians this close to where our path crosses their crosswalk matter
 PED_CLEAR_M = 1.8  # a pedestrian this far past our crossing point (walking away) no longer does
 PED_ABOUT_TO_WALK_S = 3.0  # a pedestrian at the kerb with the walk signal steps off within this
@@ -105,7 +107,8 @@ class RouteDriver:
         self.speed_cap = speed_cap_mps
         self.last_change_t = -1e9
         self._last_replan = -1e9
-        self.gap_wait_t = -1e9  # when a lane change the route needs last found no gap
+        self.gap_wait_t = -1e9
+        self._held_since: float | None = None  # since when the traffic we yield to has stood still  # when a lane change the route needs last found no gap
         self.preds: dict[int, list[int]] = {ln.id: [] for ln in self.m.lanes}
         for ln in self.m.lanes:
             for x in ln.successors:
@@ -554,4 +557,13 @@ class RouteDriver:
         green = (grp < 0) | (w.lights[np.maximum(grp, 0)] == Light.GREEN)
         my_eta = max(dist_to_line, 0.0) / max(v, 0.5)
         threat = green & (eta < YIELD_HORIZON_S) & ((their_prio < prio) | ((their_prio == prio) & (eta < my_eta)))
-        return bool(threat.any())
+        if not threat.any():
+            self._held_since = None
+            return False
+        # the cars with priority stand still at their line (held by pedestrians, say): after a while
+        # go, as a driver waiting to turn does; once we claim the box they yield to us
+        if np.all(ve.v[idx[threat]] < HELD_MPS) and v < HELD_MPS:
+            self._held_since = w.t if self._held_since is None else self._held_since
+            return w.t - self._held_since < HELD_WAIT_S
+        self._held_since = None
+        return True

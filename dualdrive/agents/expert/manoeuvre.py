@@ -107,13 +107,18 @@ def _split(pts: np.ndarray, gears: np.ndarray) -> list[Segment]:
 
 
 def path_is_free(segments: list[Segment], obstacles: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                 ego_length: float, ego_width: float, area: np.ndarray | None = None) -> bool:
-    """No ego box along the path overlaps an obstacle; with ``area`` every box corner stays inside it."""
+                 ego_length: float, ego_width: float, area: np.ndarray | None = None,
+                 clearance_m: float = CLEARANCE_M, skip_first_m: float = 0.0) -> bool:
+    """No ego box along the path overlaps an obstacle; with ``area`` every box corner stays inside it.
+    ``skip_first_m``: the path's first metres are not checked (driving straight out of the spot the
+    ego stands in, between its neighbours, is free by construction and narrower than the margin)."""
     xy, h, length, width = obstacles
-    for sg in segments:
+    for n, sg in enumerate(segments):
         idx = np.arange(0, len(sg.xy), 3)
-        boxes = box_corners(centre_of(sg.xy[idx], sg.heading[idx]), sg.heading[idx], np.full(len(idx), ego_length + 2 * CLEARANCE_M),
-                            np.full(len(idx), ego_width + 2 * CLEARANCE_M))
+        if n == 0:
+            idx = idx[sg.s[idx] >= skip_first_m]
+        boxes = box_corners(centre_of(sg.xy[idx], sg.heading[idx]), sg.heading[idx], np.full(len(idx), ego_length + 2 * clearance_m),
+                            np.full(len(idx), ego_width + 2 * clearance_m))
         if len(xy):
             for k, box in enumerate(boxes):
                 near = np.linalg.norm(xy - box.mean(axis=0), axis=1) < 9.0
