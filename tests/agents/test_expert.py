@@ -72,3 +72,27 @@ def test_expert_never_collides_with_events_on(family):
     for seed in range(3):
         s = _episode(family, seed, events=True)
         assert not _collisions(s), (seed, s["infractions"])
+
+
+@pytest.mark.parametrize("seed", [35, 95])  # spots a few metres from the aisle's end, both neighbours taken
+def test_leaving_a_spot_keeps_clear_of_the_neighbours(seed):
+    import gymnasium as gym
+    from dualdrive.agents.expert.manoeuvre import path_is_free
+    from dualdrive.world.env import ENV_IDS
+    from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M
+    env = gym.make(ENV_IDS["p2p"], config=ScenarioConfig(family="p2p"), disable_env_checker=True)
+    obs, info = env.reset(seed=seed)
+    agent = ExpertAgent()
+    agent.reset(info)
+    w = env.unwrapped.world
+    st = w.statics
+    # the planned way out passes the parked cars with room to spare once out of the spot's own box
+    segs = agent.tracker.segments
+    assert path_is_free(segs, (st.xy, st.heading_rad, st.length_m, st.width_m), EGO_LENGTH_M, EGO_WIDTH_M,
+                        clearance_m=0.2, skip_first_m=4.5)
+    # and driving it touches nothing
+    from dualdrive.agents.follower import TrajectoryFollower
+    follower = TrajectoryFollower()
+    for _ in range(150):
+        obs, *_ = env.step(follower.update(agent.act(obs), w.ego_speed).to_action())
+    assert not [i for i in w.summary()["infractions"] if i["type"].startswith("collision")]
