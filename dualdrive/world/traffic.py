@@ -19,8 +19,9 @@ from dualdrive.world.signals import Light
 FREE_GAP_M = 1e4
 KEY_STRIDE = 1e5  # lane * KEY_STRIDE + s orders everyone by lane, then position
 LC_DURATION_S = 3.0
-LC_SLOW_HEADING = 0.4  # sin of the steepest angle a car takes across at crawling speed (~24 deg)
-LC_MIN_RATE_MPS = 0.3  # sideways metres per second a car still edges across at walking pace
+LC_MAX_YAW_RAD = 0.2  # the steepest a lane-changer's body points across (~11 deg)
+LC_SLOW_HEADING = 0.6  # sin of the steepest angle a car takes across at crawling speed (~24 deg)
+LC_MIN_RATE_MPS = 0.6  # sideways metres per second a car still edges across at walking pace
 SIDE_LOOK_M = 15.0  # half-window searched for something beside a lane-changer in its new lane
 SIDE_MARGIN_M = 0.5
 SWING_OUT_GAP_M = 5.0
@@ -187,8 +188,10 @@ class Traffic:
         ve = self.veh
         xy, h = self.map.pose(ve.lane, ve.s, ve.lat)
         # while changing lanes the body points towards the new lane
-        dlat = np.where(np.abs(ve.lat) > 0.05, -np.sign(ve.lat) * np.arctan2(
-            self._lateral_rate(ve.lane, ve.v), np.maximum(ve.v, 0.5)), 0.0)
+        # (capped, and straightening over the last metre: a long truck crawling across must not
+        # swing its nose into the lane beyond)
+        yaw = np.minimum(np.arctan2(self._lateral_rate(ve.lane, ve.v), np.maximum(ve.v, 0.5)), LC_MAX_YAW_RAD)
+        dlat = np.where(np.abs(ve.lat) > 0.05, -np.sign(ve.lat) * yaw * np.minimum(np.abs(ve.lat), 1.0), 0.0)
         return xy, h + dlat
 
     def _lateral_rate(self, lane: np.ndarray, v: np.ndarray) -> np.ndarray:
