@@ -37,6 +37,7 @@ ROUTE_MATCH_M = 4.5  # the ego is on the route when this close to its polyline
 PROGRESS_WINDOW_M = 40.0  # route progress is searched this far ahead of the last match (plus odometry)
 ROUTE_MATCH_BESIDE_M = 8.5  # or this close and heading along it (up to two lanes beside it)
 PED_SIZE_M = 0.6
+AISLE_EXIT_M = 4.0  # a released aisle blocker this close to its aisle's end has left the lot
 CUT_IN_HEADWAY_S = (0.4, 0.8)  # the time gap (at the ego's speed) a cut-in leaves in front of the ego
 CUT_IN_MIN_GAP_M = 2.0
 CUT_IN_SPEED_FACTOR = 0.85
@@ -257,6 +258,8 @@ class World:
 
     def _trigger_events(self) -> None:
         for ev in self.pending:
+            if ev.done and ev.name == "blocked_aisle":
+                self._drive_out_of_lot(ev.vehicle)
             if ev.done or self.t < ev.at_time_s:
                 continue
             if ev.name == "emergency_vehicle":
@@ -315,6 +318,13 @@ class World:
             return True
         return False
 
+    def _drive_out_of_lot(self, i: int) -> None:
+        """The released aisle blocker leaves the lot at the end of its aisle (NPCs do not drive the
+        lot's loop, so it would otherwise stand there and block the aisle again)."""
+        ve = self.traffic.veh
+        if ve.active[i] and ve.s[i] > self.map.length[ve.lane[i]] - AISLE_EXIT_M:
+            ve.active[i] = False
+
     def _release_blocker(self, ev: PendingEvent) -> bool:
         ve = self.traffic.veh
         xy, _ = self.map.pose(ve.lane[ev.vehicle:ev.vehicle + 1], ve.s[ev.vehicle:ev.vehicle + 1])
@@ -322,6 +332,8 @@ class World:
             ev.data["waited_s"] = ev.data.get("waited_s", 0.0) + 1.0
         if ev.data.get("waited_s", 0.0) >= ev.data["wait_s"]:
             ve.release_t[ev.vehicle] = self.t
+            # it drives off down the aisle at the lot's speed (with v0 = 0 it would stop again)
+            ve.v0[ev.vehicle] = float(self.map.speed_limit[ve.lane[ev.vehicle]])
             return True
         return False
 

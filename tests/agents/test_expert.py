@@ -96,3 +96,9 @@ def test_leaving_a_spot_keeps_clear_of_the_neighbours(seed):
     for _ in range(150):
         obs, *_ = env.step(follower.update(agent.act(obs), w.ego_speed).to_action())
     assert not [i for i in w.summary()["infractions"] if i["type"].startswith("collision")]
+
+
+def test_a_blocked_aisle_clears_and_the_expert_parks():
+    s = _episode("parking", 0, events=True)
+    assert any(e["event"] == "blocked_aisle" for e in s["events"])
+    assert s["success"] and not _collisions(s)
