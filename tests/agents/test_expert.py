@@ -102,3 +102,11 @@ def test_a_blocked_aisle_clears_and_the_expert_parks():
     s = _episode("parking", 0, events=True)
     assert any(e["event"] == "blocked_aisle" for e in s["events"])
     assert s["success"] and not _collisions(s)
+
+
+@pytest.mark.slow
+def test_a_permissive_left_turn_goes_when_the_oncoming_cars_are_held():
+    # p2p seed 12: oncoming cars stand at their line for pedestrians through whole green phases;
+    # the expert used to wait for them for ever
+    s = _episode("p2p", 12)
+    assert s["success"] and not _collisions(s)

@@ -72,3 +72,24 @@ def test_bad_config_is_rejected_with_the_valid_choices():
         ScenarioConfig(family="parking", events={"cut_in": True})
     with pytest.raises(ValueError, match="NaN"):
         World(ScenarioConfig(family="parking"), 0).step([np.nan, 0.0, 1])
+
+
+def test_route_progress_picks_up_after_a_stretch_off_the_route():
+    # the ego drives 60 m well beside its route (a parallel turn lane, say) and comes back onto it:
+    # progress resumes where it is, rather than staying stuck behind the search window
+    w = World(ScenarioConfig(family="highway", traffic_density=0.0), 0)
+    w.traffic.veh.active[:] = False
+    r = w.route
+    k0 = int(np.searchsorted(r.progress_m, 100.0))
+    k1 = int(np.searchsorted(r.progress_m, 160.0))
+    w.ego.speed = 10.0
+    for k in range(k0 + 1):  # along the route up to 100 m
+        w.ego.position = r.xy[k].copy()
+        w._update_progress()
+    assert abs(w.progress_m - 100.0) < 2.0
+    for k in range(k0, k1):  # 60 m at 10 m/s, 12 m to the side of the route
+        w.ego.position = r.xy[k] + np.array([0.0, 12.0])
+        w._update_progress()
+    w.ego.position = r.xy[k1].copy()
+    w._update_progress()
+    assert abs(w.progress_m - 160.0) < 5.0  # (a fixed window would have left it at 100 m)

@@ -19,8 +19,7 @@ from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 
 PATH_STEP_M = 1.0
 LANE_CHANGE_LENGTH_S = 3.5  # seconds of travel over which a lateral offset is taken out
-MIN_LANE_CHANGE_M = 12.0
-TIGHT_EASE_M = 6.5  # the sharpest lateral ease, for pulling out at walking pace (radius ~6 m)  # a lane's width sideways within this at low speed (radius ~8 m)
+MIN_LANE_CHANGE_M = 12.0  # a lane's width sideways within this at low speed (radius ~8 m)
 A_LAT_MAX_MPS2 = 2.0  # comfortable cornering
 IDM_T_S, IDM_A, IDM_B, IDM_S0 = 1.4, 1.6, 2.0, 2.5
 STOP_S0_M = 0.8  # stand this far behind a stop line
@@ -33,22 +32,22 @@ BLOCKED_LANE_COST_M = 2000.0
 MAX_DETOUR_M = 30.0
 ROUTE_LOOKAHEAD_LANES = 8  # blockers this many route lanes ahead make the expert re-plan
 EMERGENCY_RANGE_M = 90.0
-EMERGENCY_LC_REST_M = 60.0
+EMERGENCY_LC_REST_M = 60.0  # lane left that making way for an emergency vehicle needs
 EMERGENCY_MIN_MPS = 5.0  # make way for an emergency vehicle only when both are moving
 LC_LAST_CHANCE_M = 8.0  # no lane change the route asks for starts this close to the end of a lane
 QUEUE_MPS = 2.0  # below this both we and the follower are in a crawling queue
 GAP_SEEK_FACTOR = 0.85  # waiting for a gap, drive this fraction of the limit so gaps pass by
-LANE_CHANGE_CLEAR_S = 2.0
+LANE_CHANGE_CLEAR_S = 2.0  # a faster follower must still be this far off when our change is done
 FAST_FOLLOWER_MPS = 5.0  # a follower closing faster than this must be clear of our whole change
 MAX_CHANGE_S = 5.0  # from a standstill a lane change is done in about this (accelerating across)
-RETURN_ROOM_M = 30.0  # room after a blocker needed to change back into its lane  # a faster follower must still be this far off when our change is done
+RETURN_ROOM_M = 30.0  # room after a blocker needed to change back into its lane
 # The path is planned for the rear axle (the follower pursues with it, and a rear axle on the lane
 # centre is how a car is steered along a lane); plan poses are the matching centre poses.
 REAR_AXLE_M = 2.5
 FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
 GAP_LATERAL_M = 2.6  # a vehicle this close to the target lane's centre line is in the gap
-HELD_MPS = 0.3
+HELD_MPS = 0.3  # below this a vehicle with priority counts as standing still
 HELD_WAIT_S = 4.0  # traffic with priority standing still this long at its line lets us go
 PED_WATCH_M = 9.0  # pedestrians this close to where our path crosses their crosswalk matter
 PED_CLEAR_M = 1.8  # a pedestrian this far past our crossing point (walking away) no longer does
@@ -107,8 +106,8 @@ class RouteDriver:
         self.speed_cap = speed_cap_mps
         self.last_change_t = -1e9
         self._last_replan = -1e9
-        self.gap_wait_t = -1e9
-        self._held_since: float | None = None  # since when the traffic we yield to has stood still  # when a lane change the route needs last found no gap
+        self.gap_wait_t = -1e9  # when a lane change the route needs last found no gap
+        self._held_since: dict[int, float] = {}  # per connector: since when the traffic we yield to stood still
         self.preds: dict[int, list[int]] = {ln.id: [] for ln in self.m.lanes}
         for ln in self.m.lanes:
             for x in ln.successors:
@@ -385,8 +384,8 @@ class RouteDriver:
         v = max(w.ego_speed, 0.0)
         horizon = max(40.0, v * PLAN_POSES * PLAN_DT_S + 30.0)
         path, d, lane_starts = self.build_path(horizon)
-        lead_gap, lead_v = self._leader(path, d, obstacles)
         v_max = self._speed_limits(path, d, lane_starts)
+        lead_gap, lead_v = self._leader(path, d, obstacles)
         stop_d = self._stop_distance(lane_starts, v, obstacles)
         # roll the speed forward with IDM against the leader (constant speed) and the stop point
         s_t, v_t, out = 0.0, v, []
@@ -558,12 +557,12 @@ class RouteDriver:
         my_eta = max(dist_to_line, 0.0) / max(v, 0.5)
         threat = green & (eta < YIELD_HORIZON_S) & ((their_prio < prio) | ((their_prio == prio) & (eta < my_eta)))
         if not threat.any():
-            self._held_since = None
+            self._held_since.pop(conn, None)
             return False
         # the cars with priority stand still at their line (held by pedestrians, say): after a while
         # go, as a driver waiting to turn does; once we claim the box they yield to us
         if np.all(ve.v[idx[threat]] < HELD_MPS) and v < HELD_MPS:
-            self._held_since = w.t if self._held_since is None else self._held_since
-            return w.t - self._held_since < HELD_WAIT_S
-        self._held_since = None
+            since = self._held_since.setdefault(conn, w.t)
+            return w.t - since < HELD_WAIT_S
+        self._held_since.pop(conn, None)
         return True
