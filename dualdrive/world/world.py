@@ -236,10 +236,12 @@ class World:
         # claims it: drivers there brake for it, not only for a car whose centre has crossed the line
         c = np.cos(h), np.sin(h)
         # (only road lanes: at a stop line the nose over a connector's first metre is not in the box)
-        along_road = along & self._road_pts
+        # corners lie within half the diagonal of the centre: test only the points that close to it
+        reach = np.hypot(EGO_LENGTH_M, EGO_WIDTH_M) / 2 + EGO_CORNER_MATCH_M
+        cand = np.where((d2 < reach**2) & along & self._road_pts)[0]
         for end, side in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
             corner = xy + end * EGO_LENGTH_M / 2 * np.array(c) + side * EGO_WIDTH_M / 2 * np.array([-c[1], c[0]])
-            near = np.union1d(near, np.where((((m.pts - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2) & along_road)[0])
+            near = np.union1d(near, cand[((m.pts[cand] - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2])
         rows, claims = [], []
         if len(near):
             lanes = np.unique(m.pt_lane[near])
