@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from highway_env.road.lane import CircularLane
+
 from dualdrive.world.map import Crosswalk, LaneKind, MapBuilder, Movement, ParkingLot, ParkingSpot
 from dualdrive.world.geometry import connector_points, resample_polyline
 
@@ -25,6 +27,12 @@ RAMP_SPEED = 20.0
 CITY_SPEED = 13.9  # 50 km/h
 TURN_SPEED = 8.0
 AISLE_SPEED = 4.0
+# a single-lane urban roundabout (inscribed diameter ~32 m) with two-lane approaches
+RB_RADIUS_M = 13.0  # ring centreline
+RB_LANE_W = 5.5
+RB_APPROACH_M = 28.0  # from the centre to the end of the approach lanes (the give-way line)
+RB_SPEED = 7.0  # ~25 km/h on the ring and its entries and exits
+RB_GIVE_WAY_MARGIN_M = 1.5  # the give-way line is this far outside the ring's outer edge
 
 
 def _rot(v: np.ndarray, ang: float) -> np.ndarray:
@@ -114,8 +122,10 @@ def _left_normal(u: np.ndarray) -> np.ndarray:
 
 def build_grid(b: MapBuilder, origin: tuple[float, float], nx: int, ny: int, block_m: float, stub_m: float,
                prefix: str, rng: np.random.Generator, protected_left_p: float = 0.5,
-               stubs: set[str] | None = None, kerb_parking_p: float = 0.5) -> GridLanes:
-    """A grid of signalised four-way intersections, two lanes each way, with crosswalks."""
+               stubs: set[str] | None = None, kerb_parking_p: float = 0.5,
+               roundabout: int | None = None) -> GridLanes:
+    """A grid of signalised four-way intersections, two lanes each way, with crosswalks; node
+    ``roundabout`` (an index into the grid, row-major) is a roundabout instead."""
     centers = [np.array(origin, float) + np.array([i * block_m, j * block_m]) for j in range(ny) for i in range(nx)]
     idx = {(i, j): j * nx + i for j in range(ny) for i in range(nx)}
     gl = GridLanes(centers=centers)
@@ -133,6 +143,9 @@ def build_grid(b: MapBuilder, origin: tuple[float, float], nx: int, ny: int, blo
         b.neighbours(ids[0], ids[1])
         return ids
 
+    def clear(k: int) -> float:  # centre to where the node's roads end
+        return RB_APPROACH_M if k == roundabout else STOP_LINE_M
+
     for (i, j), k in idx.items():
         c = centers[k]
         for leg, u in LEGS.items():
@@ -140,22 +153,27 @@ def build_grid(b: MapBuilder, origin: tuple[float, float], nx: int, ny: int, blo
             if (ni, nj) in idx:
                 if (k, leg) in out_:
                     continue
-                c2 = centers[idx[(ni, nj)]]
-                length = block_m - 2 * STOP_LINE_M
-                fwd = road(c + u * STOP_LINE_M, u, length, f"{prefix}{k}{leg}", False)
-                back = road(c2 - u * STOP_LINE_M, -u, length, f"{prefix}{idx[(ni, nj)]}{leg}r", False)
+                k2 = idx[(ni, nj)]
+                c2 = centers[k2]
+                length = block_m - clear(k) - clear(k2)
+                fwd = road(c + u * clear(k), u, length, f"{prefix}{k}{leg}", False)
+                back = road(c2 - u * clear(k2), -u, length, f"{prefix}{k2}{leg}r", False)
                 out_[(k, leg)], in_[(idx[(ni, nj)], _opposite(leg))] = fwd, fwd
                 out_[(idx[(ni, nj)], _opposite(leg))], in_[(k, leg)] = back, back
                 gl.segments += [fwd, back]
-                _kerb_parking(b, c + u * STOP_LINE_M, u, length, rng, kerb_parking_p)
-                _kerb_parking(b, c2 - u * STOP_LINE_M, -u, length, rng, kerb_parking_p)
+                _kerb_parking(b, c + u * clear(k), u, length, rng, kerb_parking_p)
+                _kerb_parking(b, c2 - u * clear(k2), -u, length, rng, kerb_parking_p)
             elif stubs is None or leg in stubs or (k, leg) in stubs:
-                fwd = road(c + u * STOP_LINE_M, u, stub_m, f"{prefix}{k}{leg}x", False)
-                back = road(c + u * (STOP_LINE_M + stub_m), -u, stub_m, f"{prefix}{k}{leg}e", True)
+                fwd = road(c + u * clear(k), u, stub_m, f"{prefix}{k}{leg}x", False)
+                back = road(c + u * (clear(k) + stub_m), -u, stub_m, f"{prefix}{k}{leg}e", True)
                 out_[(k, leg)], in_[(k, leg)] = fwd, back
                 gl.stub_out[(k, leg)], gl.stub_in[(k, leg)] = fwd, back
     for k, c in enumerate(centers):
-        _intersection(b, k, c, in_, out_, prefix, protected=rng.random() < protected_left_p)
+        protected = rng.random() < protected_left_p  # drawn for every node: the seed's stream stays aligned
+        if k == roundabout:
+            _roundabout(b, k, c, in_, out_, prefix)
+        else:
+            _intersection(b, k, c, in_, out_, prefix, protected=protected)
     return gl
 
 
@@ -203,6 +221,66 @@ def _intersection(b: MapBuilder, k: int, c: np.ndarray, in_: dict, out_: dict, p
         walk_group = base + (2 if leg in ("N", "S") else 0)  # walk with the traffic parallel to the crosswalk
         b.crosswalks.append(Crosswalk(len(b.crosswalks), c + u * CROSSWALK_AT_M - n * half,
                                       c + u * CROSSWALK_AT_M + n * half, CROSSWALK_W, walk_group))
+
+
+def _roundabout(b: MapBuilder, k: int, c: np.ndarray, in_: dict, out_: dict, prefix: str) -> None:
+    """A single-lane ring driven counter-clockwise, with a give-way at each entry.
+
+    Four ring nodes sit between the legs (at 45, 135, 225 and 315 degrees). At each node the
+    entries from the leg before it merge in and the exits to the leg after it leave, so the ring
+    is four quarter arcs and a right turn goes straight from its entry to its exit. An entry
+    conflicts with the arc arriving at its node (circulating traffic has priority) and with the
+    other entry lane of its leg (the outer lane goes first: two cars never merge side by side)."""
+    rid = len(b.roundabouts)
+    b.roundabouts.append((c.copy(), RB_RADIUS_M, RB_LANE_W))
+    legs = list(LEGS)  # E, N, W, S: counter-clockwise, leg j at 90*j degrees
+    node_ang = [np.deg2rad(45.0 + 90.0 * j) for j in range(4)]
+    meta = dict(roundabout=rid)
+    arcs = []
+    for j in range(4):
+        # arc j runs from node j-1 to node j (counter-clockwise is highway-env's "clockwise" with y up)
+        lane = CircularLane(c, RB_RADIUS_M, node_ang[j - 1], node_ang[j] + (2 * np.pi if j == 0 else 0.0),
+                            clockwise=True, width=RB_LANE_W, speed_limit=RB_SPEED)
+        arcs.append(b.add_lane(f"{prefix}{k}o{(j - 1) % 4}", f"{prefix}{k}o{j}", lane, LaneKind.CONNECTOR, **meta))
+    entries: dict[int, list[int]] = {j: [] for j in range(4)}  # node -> entry connectors merging there
+    exits: dict[int, list[int]] = {j: [] for j in range(4)}  # node -> exit connectors leaving there
+    for j, leg in enumerate(legs):
+        u = LEGS[leg]
+        if (k, leg) in in_:  # entries from leg j merge at node j
+            node, a = j, node_ang[j]
+            p1, h1 = c + RB_RADIUS_M * np.array([np.cos(a), np.sin(a)]), a + np.pi / 2
+            for lane_pos, movement in ((1, Movement.RIGHT), (0, Movement.LEFT)):
+                src = in_[(k, leg)][lane_pos]
+                hw = b.hw_lanes[src]
+                pts = connector_points(hw.position(hw.length, 0), hw.heading_at(hw.length), p1, h1)
+                e = b.add_poly(f"{prefix}{k}{leg}i{lane_pos}", f"{prefix}{k}o{node}", pts, CITY_LANE_W, RB_SPEED,
+                               LaneKind.CONNECTOR, movement=movement, **meta)
+                b.link(src, e)
+                entries[node].append(e)
+        if (k, leg) in out_:  # exits to leg j leave at node j-1
+            node, a = (j - 1) % 4, node_ang[j - 1]
+            p0, h0 = c + RB_RADIUS_M * np.array([np.cos(a), np.sin(a)]), a + np.pi / 2
+            for lane_pos in (1, 0):
+                dst = out_[(k, leg)][lane_pos]
+                hw = b.hw_lanes[dst]
+                pts = connector_points(p0, h0, hw.position(0, 0), hw.heading_at(0))
+                x = b.add_poly(f"{prefix}{k}o{node}", f"{prefix}{k}{leg}x{lane_pos}", pts, CITY_LANE_W, RB_SPEED,
+                               LaneKind.CONNECTOR, **meta)
+                b.link(x, dst)
+                exits[node].append(x)
+    for j in range(4):
+        for frm in [arcs[j]] + entries[j]:
+            for nxt in [arcs[(j + 1) % 4]] + exits[j]:
+                b.link(frm, nxt)
+        for e in entries[j]:
+            info = b.lanes[e]
+            info.merge_arc = arcs[j]
+            info.sibling = next((x for x in entries[j] if x != e), -1)
+            # the give-way line: where the entry path reaches the ring's outer edge (less a margin)
+            hw = b.hw_lanes[e]
+            ss = np.arange(0.0, hw.length, 0.25)
+            r = np.array([np.linalg.norm(hw.position(si, 0) - c) for si in ss])
+            info.give_way_s = float(ss[np.argmax(r < RB_RADIUS_M + RB_LANE_W / 2 + RB_GIVE_WAY_MARGIN_M)])
 
 
 # -- parking lot -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 
 from dualdrive.world.builders import (CITY_LANE_W, CITY_SPEED, MOTORWAY_LANE_W, STOP_LINE_M, build_grid, build_lot, build_motorway,
                                       link_straight)
-from dualdrive.world.map import LaneKind, LaneMap, MapBuilder
+from dualdrive.world.map import LaneKind, LaneMap, MapBuilder, Movement
 from dualdrive.world.scenarios import ScenarioConfig
 
 OUTER_LANE_Y = -1.5 * CITY_LANE_W  # centre of the outer (kerb-side) lane of an eastbound street at y=0
@@ -72,7 +72,9 @@ def _make_highway(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
 # -- urban -------------------------------------------------------------------------------------
 def _make_urban(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
     b = MapBuilder()
-    grid = build_grid(b, (0.0, 0.0), 3, 2, 130.0, 60.0, "u", rng)
+    # one of the two middle nodes is a roundabout (the seed picks which): many routes pass it
+    rb = int(rng.choice([1, 4])) if cfg.roundabout else None
+    grid = build_grid(b, (0.0, 0.0), 3, 2, 130.0, 60.0, "u", rng, roundabout=rb)
     m = b.build()
     entries = sorted(grid.stub_in.items())
     exits = sorted(grid.stub_out.items())
@@ -83,8 +85,11 @@ def _make_urban(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
             continue
         start = int(lanes_in[int(rng.integers(2))])
         route = m.route(start, [int(x) for x in lanes_out])
-        turns = sum(m.lanes[x].kind == LaneKind.CONNECTOR and m.lanes[x].movement != 0 for x in route)
-        if turns >= 1 and sum(m.lanes[x].kind == LaneKind.CONNECTOR for x in route) >= 2:
+        # a pass through a roundabout counts as a turn at one junction
+        junctions = [x for x in route if m.lanes[x].kind == LaneKind.CONNECTOR
+                     and (m.lanes[x].roundabout < 0 or m.lanes[x].movement != Movement.STRAIGHT)]
+        turns = sum(m.lanes[x].movement != Movement.STRAIGHT or m.lanes[x].roundabout >= 0 for x in junctions)
+        if turns >= 1 and len(junctions) >= 2:
             break
     s0 = float(rng.uniform(5.0, 20.0))
     xy, h = m.pose(np.array([start]), np.array([s0]))

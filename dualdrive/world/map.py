@@ -52,6 +52,12 @@ class LaneInfo:
     right: int = -1
     signal_group: int = -1  # for connectors: the signal group that governs entering it
     intersection: int = -1
+    roundabout: int = -1  # ring, entry and exit lanes of a roundabout
+    # a roundabout entry: where its give-way line is, the ring arc whose traffic has priority there,
+    # and the entry beside it (both merge at the same point; the one nearer the merge goes first)
+    give_way_s: float = -1.0
+    merge_arc: int = -1
+    sibling: int = -1
     movement: Movement = Movement.STRAIGHT
     conflicts: list[int] = field(default_factory=list)  # connectors whose paths cross this one
     crosswalks: list[tuple[int, float]] = field(default_factory=list)  # (crosswalk id, s where crossed)
@@ -105,6 +111,7 @@ class MapBuilder:
         self.spots: list[ParkingSpot] = []
         self.lots: dict[str, ParkingLot] = {}
         self.intersections: list[np.ndarray] = []  # box polygons
+        self.roundabouts: list[tuple[np.ndarray, float, float]] = []  # (centre, ring radius, ring width)
         self.n_signal_groups = 0
         self.signal_plans: list[dict] = []
         self.kerb_parking: list[tuple[np.ndarray, float]] = []  # (centre, heading) of kerb-side bays
@@ -164,6 +171,7 @@ class LaneMap:
         self.spots = b.spots
         self.lots = b.lots
         self.intersections = b.intersections
+        self.roundabouts = b.roundabouts
         self.n_signal_groups = b.n_signal_groups
         self.signal_plans = b.signal_plans
         self.kerb_parking = b.kerb_parking

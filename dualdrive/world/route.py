@@ -48,8 +48,12 @@ class RoutePolyline:
         return int(self.command[idx[0]]), float(self.progress_m[idx[0]] - progress_m)
 
 
-def _edge_command(m: LaneMap, a: int, b: int) -> Command:
+def _edge_command(m: LaneMap, a: int, b: int, after: list[int]) -> Command:
+    """The command for driving from lane ``a`` into lane ``b`` (``after``: the route beyond ``b``)."""
     la, lb = m.lanes[a], m.lanes[b]
+    if lb.roundabout >= 0:
+        # entering a roundabout, navigation says where the exit goes (as "take the 2nd exit" does)
+        return _roundabout_command(m, a, after) if la.roundabout < 0 else Command.FOLLOW_LANE
     if b == la.left:
         return Command.CHANGE_LANE_LEFT
     if b == la.right:
@@ -62,6 +66,17 @@ def _edge_command(m: LaneMap, a: int, b: int) -> Command:
     if lb.kind == LaneKind.ACCESS and la.kind != LaneKind.AISLE:
         return Command.ENTER_LOT
     return Command.FOLLOW_LANE
+
+
+def _roundabout_command(m: LaneMap, approach: int, after: list[int]) -> Command:
+    leave = next((x for x in after if m.lanes[x].roundabout < 0), None)
+    if leave is None:
+        return Command.GO_STRAIGHT
+    h_in = m.heads[m.offset[approach] + m.count[approach] - 1]
+    turn = float((m.heads[m.offset[leave]] - h_in + np.pi) % (2 * np.pi) - np.pi)
+    if abs(turn) < np.pi / 4:
+        return Command.GO_STRAIGHT
+    return Command.TURN_LEFT if turn > 0 else Command.TURN_RIGHT
 
 
 def build_route(m: LaneMap, lanes: list[int], arrival_index: int, start_s_m: float = 0.0) -> RoutePolyline:
@@ -87,7 +102,7 @@ def build_route(m: LaneMap, lanes: list[int], arrival_index: int, start_s_m: flo
             xy, _ = m.pose(np.full(n, lane), np.linspace(a, b, n))
             pts.append(xy)
             nxt = lanes[i + k + 1] if i + k + 1 < len(lanes) else -1
-            c = _edge_command(m, lane, nxt) if nxt >= 0 else Command.FOLLOW_LANE
+            c = _edge_command(m, lane, nxt, lanes[i + k + 2:]) if nxt >= 0 else Command.FOLLOW_LANE
             cmd = np.full(n, int(Command.FOLLOW_LANE))
             cmd[-max(1, int(10 / ROUTE_STEP_M)):] = int(c)
             if m.lanes[lane].kind == LaneKind.AISLE and i + k > arrival_index:

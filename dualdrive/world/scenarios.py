@@ -57,6 +57,7 @@ class ScenarioConfig:
     lot_occupancy: float = 0.6  # fraction of parking spots taken by parked cars
     start_in_spot: bool | None = None  # parking family: None lets the seed choose
     max_duration_s: float | None = None  # None: the family's default time limit
+    roundabout: bool = True  # urban: one junction of the grid is a roundabout
     events: EventConfig = field(default_factory=EventConfig)
 
     def __post_init__(self) -> None:

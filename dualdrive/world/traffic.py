@@ -43,6 +43,13 @@ MERGE_MIN_POLITE = 0.2
 MERGE_PASS_M = 4.0  # closer than this behind a merger, a driver passes it instead
 BLOCKED_LOOK_M = 120.0  # a static blocker this far ahead in one's lane means: change lanes  # the most aggressive drivers do not make room
 SPAWN_CLEAR_M = 40.0  # never respawn an NPC this close to the ego
+RB_SLOW_MPS2 = 1.5  # deceleration drivers plan for on the way into a roundabout
+RB_GIVE_WAY_MPS = 3.0  # speed over the last RB_CREEP_M before a roundabout's give-way line
+RB_CREEP_M = 5.0
+RB_LOOK_S = 2.0  # circulating traffic this close (in time) to the arc at an entry's merge point has priority
+RB_LINE_M = 0.5  # a front bumper this far past the give-way line is committed: it is merging
+RB_NODE_M = 6.0  # the first metres of the lanes leaving a roundabout node overlap
+RB_SIBLING_M = 2.0  # of two cars arriving at a leg's two entry lanes, the outer goes first unless this much further back
 PED_LOOK_AHEAD_M = 0.8
 PED_CLEAR_OF_CAR_M = 0.4
 CAR_ON_CROSSWALK_M = 8.0  # a car centre this close to a crosswalk keeps waiting pedestrians on the kerb
@@ -159,6 +166,19 @@ class Traffic:
             if len(p) == 1:
                 self.pred_of[x] = p[0]
         self.sources = np.array([ln.id for ln in m.lanes if ln.is_source], dtype=np.int64)
+        self.rb_lane = np.array([ln.roundabout >= 0 for ln in m.lanes] + [False])
+        self.give_way_s = np.array([ln.give_way_s for ln in m.lanes] + [-1.0])
+        self.rb_entry = self.give_way_s >= 0
+        self.merge_arc = np.array([ln.merge_arc for ln in m.lanes] + [-1], dtype=np.int64)
+        self.sibling = np.array([ln.sibling for ln in m.lanes] + [-1], dtype=np.int64)
+        self.outer_entry = np.array([ln.movement == Movement.RIGHT for ln in m.lanes] + [False])
+        # at a roundabout's nodes lanes diverge from one point: every lane leaving the node a car is
+        # heading for is watched over its first metres, not only the one it will take
+        k = max([len(ln.successors) for ln in m.lanes] + [1])
+        self.node_succ = np.full((n_lanes + 1, k), n_lanes, dtype=np.int64)
+        for ln in m.lanes:
+            if any(m.lanes[x].roundabout >= 0 for x in ln.successors):
+                self.node_succ[ln.id, : len(ln.successors)] = ln.successors
         self.movement_prio = np.array([_prio(ln.movement) if ln.kind == LaneKind.CONNECTOR else 9 for ln in m.lanes])
         k = max([len(ln.conflicts) for ln in m.lanes] + [1])
         self.conflicts = np.full((n_lanes, k), n_lanes, dtype=np.int64)  # padded with a sentinel lane
@@ -175,6 +195,9 @@ class Traffic:
             self.cross_along[(lane, cw)] = float((xy[0] - self.cw_start[cw]) @ axis / np.linalg.norm(axis))
         for i in np.where(self.veh.active)[0]:
             self.veh.next_lane[i] = self._pick_next(int(self.veh.lane[i]))
+        act = np.where(self.veh.active)[0]
+        # nobody starts the episode too fast to stop where it must (a give-way line just ahead)
+        self.veh.v[act] = np.minimum(self.veh.v[act], self._desired_speed(act))
 
     # -- helpers ------------------------------------------------------------------------------
     def _pick_next(self, lane: int) -> int:
@@ -233,10 +256,11 @@ class Traffic:
             closer = g_o < gap[chg]
             gap[chg] = np.where(closer, g_o, gap[chg])
             dv[chg] = np.where(closer, dv_o, dv[chg])
-        acc = idm(ve.v[moving], ve.v0[moving], gap, dv, ve.T[moving], ve.a_max[moving], ve.b_comf[moving],
-                  ve.s0[moving])
+        v0 = self._desired_speed(moving)
+        acc = idm(ve.v[moving], v0, gap, dv, ve.T[moving], ve.a_max[moving], ve.b_comf[moving], ve.s0[moving])
         stop_gap = self._stop_points(moving, lights, occupied, ego)
-        acc_stop = idm(ve.v[moving], ve.v0[moving], stop_gap, ve.v[moving], ve.T[moving], ve.a_max[moving],
+        stop_gap = np.minimum(stop_gap, self._give_way(moving, ent_lane, ent_s, ent_id))
+        acc_stop = idm(ve.v[moving], v0, stop_gap, ve.v[moving], ve.T[moving], ve.a_max[moving],
                        ve.b_comf[moving], ve.s0[moving] * 0 + 1.0)
         acc = np.minimum(acc, acc_stop)
         stuck = self._stuck_behind_static(order, ent_lane, ent_s, ent_len, ent_id)
@@ -260,6 +284,66 @@ class Traffic:
         self._respawn(ego)
         self._step_pedestrians(dt, t_s, lights, ego)
         self.tick += 1
+
+    def _desired_speed(self, idx: np.ndarray) -> np.ndarray:
+        """Each driver's desired speed, capped on a roundabout at its speed limit, and on the way
+        in already slowing towards its give-way line (at a comfortable RB_SLOW_MPS2)."""
+        ve, m = self.veh, self.map
+        lane = ve.lane[idx]
+        cap = np.where(self.rb_lane[lane], m.speed_limit[lane], np.inf)
+        nl = np.where(ve.next_lane[idx] >= 0, ve.next_lane[idx], len(m.lanes))
+        into = self.rb_lane[nl] & ~self.rb_lane[lane]
+        rest = np.maximum(m.length[lane] - ve.s[idx], 0.0)
+        lim_next = m.speed_limit[np.minimum(nl, len(m.lanes) - 1)]
+        # entries are give-way lines: arrive at walking pace, slow enough to stop if the ring is busy
+        to_line = np.where(self.rb_entry[nl], rest + self.give_way_s[nl], rest)
+        entry = np.where(self.rb_entry[nl], RB_GIVE_WAY_MPS, lim_next)
+        cap = np.where(into, np.sqrt(entry**2 + 2 * RB_SLOW_MPS2 * np.maximum(to_line - RB_CREEP_M, 0.0)), cap)
+        # on the entry itself: creep up to the line, then accelerate onto the ring
+        before = self.rb_entry[lane] & (ve.s[idx] < self.give_way_s[lane])
+        to_line = self.give_way_s[lane] - ve.s[idx]
+        cap = np.where(before, np.minimum(cap, np.sqrt(RB_GIVE_WAY_MPS**2 + 2 * RB_SLOW_MPS2 * np.maximum(
+            to_line - RB_CREEP_M, 0.0))), cap)
+        return np.minimum(ve.v0[idx], cap)
+
+    def _give_way(self, idx: np.ndarray, ent_lane, ent_s, ent_id) -> np.ndarray:
+        """Where vehicles at a roundabout must wait: its two entry lanes of a leg converge, so a car
+        takes one only when the other is empty and nobody with priority is arriving at it (the outer
+        lane goes first); at the give-way line at the ring's edge a car waits while circulating
+        traffic is on (or about to enter) the arc arriving at its merge point."""
+        ve, m = self.veh, self.map
+        gap = np.full(len(idx), FREE_GAP_M)
+        lane, s = ve.lane[idx], ve.s[idx]
+        front = s + ve.length[idx] / 2
+        nl = np.where(ve.next_lane[idx] >= 0, ve.next_lane[idx], len(m.lanes))
+        to_end = m.length[lane] - front
+        approaching = self.rb_entry[nl] & (to_end < STOP_APPROACH_M)
+        at_ring_line = self.rb_entry[lane] & (front < self.give_way_s[lane] + RB_LINE_M)
+        if not (approaching.any() or at_ring_line.any()):
+            return gap
+        # vehicles about to enter each lane soon (NPCs by their chosen next lane, the ego by its claims)
+        act = np.where(ve.active & (ve.next_lane >= 0))[0]
+        act_rest = m.length[ve.lane[act]] - ve.s[act] - ve.length[act] / 2
+        eta = act_rest / np.maximum(ve.v[act], 0.5)
+        arriving = set(ve.next_lane[act[eta < RB_LOOK_S]].tolist()) | set(self.ego_claims.tolist())
+        for k in np.where(approaching | (self.rb_entry[lane] & (front < 1.0)))[0]:
+            e = nl[k] if approaching[k] else lane[k]
+            sib = self.sibling[e]
+            if sib < 0:
+                continue
+            mine = to_end[k] if approaching[k] else -front[k]
+            margin = RB_SIBLING_M if self.outer_entry[sib] else -RB_SIBLING_M
+            rivals = act[ve.next_lane[act] == sib]
+            busy = bool(np.any(ent_lane == sib)) or sib in self.ego_claims or bool(
+                np.any(act_rest[ve.next_lane[act] == sib] < mine + margin) & (len(rivals) > 0))
+            if busy:
+                gap[k] = max(to_end[k] - 0.5, 0.05) if approaching[k] else 0.05
+        for k in np.where(at_ring_line)[0]:
+            arc = self.merge_arc[lane[k]]
+            node_busy = np.isin(ent_lane, self.node_succ[lane[k]]) & (ent_s < RB_NODE_M) & (ent_id != idx[k])
+            if arc in arriving or bool(np.any((ent_lane == arc) & (ent_id != idx[k]))) or node_busy.any():
+                gap[k] = min(gap[k], max(self.give_way_s[lane[k]] - front[k], 0.05))
+        return gap
 
     def _side_blocked(self, idx, key, order, ent_s, ent_len, ent_id) -> np.ndarray:
         """Per vehicle in ``idx``: it is mid-change and something (an NPC, the ego) sits beside it in
@@ -337,6 +421,14 @@ class Traffic:
             parts_v.append(ego[:, 2])
             parts_len.append(ego[:, 3])
             parts_id.append(np.full(len(ego), -1))
+        # a car past its give-way line, merging, is already in the ring for those circulating behind
+        merging = act[self.rb_entry[ve.lane[act]] & (ve.s[act] + ve.length[act] / 2 >= self.give_way_s[ve.lane[act]] + RB_LINE_M)]
+        arc = self.merge_arc[ve.lane[merging]]
+        parts_lane.append(arc)
+        parts_s.append(self.map.length[arc] - (self.map.length[ve.lane[merging]] - ve.s[merging]))
+        parts_v.append(ve.v[merging])
+        parts_len.append(ve.length[merging])
+        parts_id.append(merging)
         jl, js = self._jaywalker_entities()
         parts_lane.append(jl)
         parts_s.append(js)
@@ -368,6 +460,15 @@ class Traffic:
         use2 = ~same & (first_s[nl] < FREE_GAP_M)
         gap = np.where(use2, g2, gap)
         lv = np.where(use2, first_v[nl], lv)
+        # a roundabout node: whoever stands in the first metres of any lane leaving it blocks it
+        fs = first_s[self.node_succ[lane]]
+        j = np.argmin(fs, axis=1)
+        fs_min = fs[np.arange(len(idx)), j]
+        nb = self.node_succ[lane, j]
+        g3 = rest + fs_min - (first_len[nb] + ve.length[idx]) / 2
+        use3 = ~same & (fs_min < RB_NODE_M) & (g3 < gap)
+        gap = np.where(use3, g3, gap)
+        lv = np.where(use3, first_v[nb], lv)
         return gap, ve.v[idx] - lv
 
     def _stop_points(self, idx: np.ndarray, lights: np.ndarray, occupied: np.ndarray, ego) -> np.ndarray:

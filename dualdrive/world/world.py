@@ -251,7 +251,9 @@ class World:
                 s = (g - m.offset[lane]) * m.step[lane]
                 rows.append((lane, s, abs(v), EGO_LENGTH_M))
                 rest = m.length[lane] - s
-                if m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) and abs(v) > 1.0 and rest < max(8.0, abs(v) * 4.5):
+                # (on a roundabout's entry or ring too: cars at the next entry wait for the ego)
+                entering = m.kind[lane] in (LaneKind.ROAD, LaneKind.RAMP) or m.lanes[lane].roundabout >= 0
+                if entering and abs(v) > 1.0 and rest < max(8.0, abs(v) * 4.5):
                     for c in m.lanes[lane].successors:
                         g_c = m.signal_group[c]
                         if m.kind[c] == LaneKind.CONNECTOR and (g_c < 0 or self.lights[g_c] != 0):

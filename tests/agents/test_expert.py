@@ -110,3 +110,13 @@ def test_a_permissive_left_turn_goes_when_the_oncoming_cars_are_held():
     # the expert used to wait for them for ever
     s = _episode("p2p", 12)
     assert s["success"] and not _collisions(s)
+
+
+@pytest.mark.slow
+def test_expert_drives_through_the_roundabout():
+    from dualdrive.world.scenarios import ScenarioConfig
+    from dualdrive.world.world import World
+    w = World(ScenarioConfig(family="urban"), 3)
+    assert any(w.map.lanes[x].roundabout >= 0 for x in w.layout.route_lanes)  # the route goes round it
+    s = _episode("urban", 3)
+    assert s["success"], (s["infractions"], s["route_completion"])

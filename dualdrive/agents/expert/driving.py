@@ -12,9 +12,9 @@ import numpy as np
 
 from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
 from dualdrive.world.geometry import box_corners, boxes_overlap, wrap_angle, world_to_ego
-from dualdrive.world.map import LaneKind, LaneMap
+from dualdrive.world.map import LaneKind, LaneMap, Movement
 from dualdrive.world.signals import Light
-from dualdrive.world.traffic import Kind, idm
+from dualdrive.world.traffic import RB_LOOK_S, RB_SIBLING_M, Kind, idm
 from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 
 PATH_STEP_M = 1.0
@@ -47,6 +47,8 @@ REAR_AXLE_M = 2.5
 FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
 GAP_LATERAL_M = 2.6  # a vehicle this close to the target lane's centre line is in the gap
+GIVE_WAY_MPS = 2.5  # a roundabout's give-way line is approached at this speed, from which a stop is gentle
+GIVE_WAY_CREEP_M = 8.0  # over the last metres before the line (the driver looks for a gap)
 HELD_MPS = 0.3  # below this a vehicle with priority counts as standing still
 HELD_WAIT_S = 4.0  # traffic with priority standing still this long at its line lets us go
 PED_WATCH_M = 9.0  # pedestrians this close to where our path crosses their crosswalk matter
@@ -417,6 +419,12 @@ class RouteDriver:
         limit = np.full(len(d), 0.0)
         for ln, start in lane_starts:
             limit[d >= start - 1e-6] = m.speed_limit[ln] * CRUISE_FACTOR
+        for ln, start in lane_starts:
+            if m.lanes[ln].give_way_s >= 0:
+                # a give-way line: arrive slowly enough to stop there if the ring is not clear
+                line = start + m.lanes[ln].give_way_s - FRONT_FROM_REAR_M
+                near = (d > line - GIVE_WAY_CREEP_M) & (d <= line)
+                limit[near] = np.minimum(limit[near], GIVE_WAY_MPS)
         if self.speed_cap is not None:
             limit = np.minimum(limit, self.speed_cap)
         if self.w.t - self.gap_wait_t < 1.0:
@@ -492,6 +500,12 @@ class RouteDriver:
                     return line
                 if self._must_yield(ln, line, v) or self._crosswalk_busy(ln):
                     return line
+            if info.give_way_s >= 0:
+                if k > 0 and line > -0.5 and self._entry_taken(ln, line):
+                    return line
+                gw_line = start + info.give_way_s - FRONT_FROM_REAR_M
+                if gw_line > -0.3 and self._ring_busy(ln):
+                    return max(gw_line, 0.0)
             if k == 0 and info.crosswalks:
                 # already past the line (turning in the box): wait short of a busy crosswalk ahead
                 for cw, s_cw in info.crosswalks:
@@ -531,6 +545,33 @@ class RouteDriver:
             if np.any(on & (coming | about)):
                 return True
         return False
+
+    def _ring_busy(self, entry: int) -> bool:
+        """At a roundabout's give-way line: circulating traffic is on (or about to enter) the arc
+        arriving at our merge point (the NPCs' rule too)."""
+        w, m = self.w, self.m
+        ve = w.traffic.veh
+        arc = m.lanes[entry].merge_arc
+        if np.any(ve.active & (ve.lane == arc)):
+            return True
+        cand = np.where(ve.active & (ve.next_lane == arc))[0]
+        rest = m.length[ve.lane[cand]] - ve.s[cand] - ve.length[cand] / 2
+        return bool(np.any(rest / np.maximum(ve.v[cand], 0.5) < RB_LOOK_S))
+
+    def _entry_taken(self, entry: int, to_entry_m: float) -> bool:
+        """A roundabout leg's two entry lanes converge: take ours only when the other is empty and
+        no car arriving at it has priority (the outer lane's, unless clearly further back)."""
+        w, m = self.w, self.m
+        ve = w.traffic.veh
+        sib = m.lanes[entry].sibling
+        if sib < 0:
+            return False
+        if np.any(ve.active & (ve.lane == sib)):
+            return True
+        cand = np.where(ve.active & (ve.next_lane == sib))[0]
+        rest = m.length[ve.lane[cand]] - ve.s[cand] - ve.length[cand] / 2
+        margin = RB_SIBLING_M if m.lanes[sib].movement == Movement.RIGHT else -RB_SIBLING_M
+        return bool(np.any(rest < to_entry_m + margin))
 
     def _must_yield(self, conn: int, dist_to_line: float, v: float) -> bool:
         """Yield when a conflicting connector is occupied, or claimed by someone with priority who arrives soon."""
