@@ -55,17 +55,13 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
                                     on_step=lambda t, T: bar.update(task, completed=t))
     except ConfigError as e:
         _fail(str(e))
-    ok = "[green]success[/green]" if summary["success"] else "[red]failed[/red]"
+    ok = "success" if summary["success"] else "failed"
     extra = ""
     if "parking_position_error_m" in summary:
         extra = (f", parked {summary['parked']} ({summary['parking_position_error_m']:.2f} m, "
                  f"{summary['parking_heading_error_deg']:.1f} deg)")
     _console.print(f"{ok}: RC {summary['route_completion']:.1f}%, {summary['collisions']} collisions, "
                     f"{len(summary['infractions'])} infractions, {summary['duration_s']:.1f} s{extra} -> {out}")
-
-
-if __name__ == "__main__":
-    sys.exit(app())
 
 
 @app.command()
@@ -102,3 +98,74 @@ def batch(agent: str = typer.Option("expert", help="agent name or module:Class")
             _console.print(f"  seed {r['seed']}: {failure_reason(r)} (RC {r['route_completion']:.0f}%, t={r['duration_s']}s{extra})")
     if out:
         out.write_text(json.dumps(res, indent=1, default=str))
+
+
+@app.command("eval")
+def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Class"),
+             suite: Optional[str] = typer.Option(None, help="suite name (highway, urban, parking, p2p, longtail, all) or a suite .yaml"),
+             env: Optional[str] = typer.Option(None, "--env", help="a stock highway-env gym id instead of a suite"),
+             seeds: str = typer.Option("0:10", help="A:B, as Python's range (B excluded)"),
+             workers: int = typer.Option(1, min=1, help="episodes run in parallel on Ray"),
+             out: Path = typer.Option(Path("runs/results.json"), help="results file (its journal sits beside it)"),
+             record: bool = typer.Option(False, "--record", help="save each episode's log (.npz) and video"),
+             episode_timeout: float = typer.Option(1800.0, help="seconds before an episode counts as hung"),
+             address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)")) -> None:
+    """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C)."""
+    from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
+    try:
+        if suite is None and env is None:
+            suite = "all"
+        cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address)
+        from dualdrive.agents.registry import load_agent
+        load_agent(agent)  # a bad agent name fails here, not in every worker
+        jobs, _ = plan_jobs(cfg)
+        with Progress(TextColumn("[bold]eval[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} episodes"),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("", total=len(jobs))
+
+            def done(row: dict, finished: int, total: int) -> None:
+                bar.update(task, completed=finished, description=f"last: {row['scenario']}/{row['seed']} DS {row['driving_score']:.0f}")
+            res = evaluate(cfg, on_done=done)
+    except ConfigError as e:
+        _fail(str(e))
+    except EvalInterrupted as e:
+        err.print(str(e))
+        raise typer.Exit(130)
+    s = res["summary"]
+    _console.print(f"{agent} on {res['meta']['suite'] or env}, seeds {seeds}: {s['episodes']} episodes "
+                   f"({s['failed_episodes']} failed), {res['meta']['wall_time_s']:.0f} s")
+    for name, m in [("driving score", "driving_score"), ("route completion", "route_completion"),
+                    ("infraction score", "infraction_score"), ("success rate", "success_rate"), ("PDMS", "pdms")]:
+        if m in s:
+            lo, hi = s[m]["ci95"]
+            _console.print(f"  {name:<17} {s[m]['mean']:6.1f}  [{lo:.1f}, {hi:.1f}]")
+    _console.print(f"-> {out} (journal {journal_path(out)})")
+
+
+@app.command()
+def report(results: list[Path] = typer.Argument(..., help="one or more results.json files"),
+           out: Path = typer.Option(Path("runs/report.html"), help="HTML file to write")) -> None:
+    """One self-contained HTML page: summary, per-scenario table, infractions, distributions, videos."""
+    from dualdrive.bench.report import html_report
+    try:
+        page = html_report(results)
+    except ConfigError as e:
+        _fail(str(e))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    _console.print(f"report -> {out}")
+
+
+@app.command()
+def compare(a: Path = typer.Argument(..., help="baseline results.json"),
+            b: Path = typer.Argument(..., help="results.json to compare against it")) -> None:
+    """Differences B - A per metric with 95% bootstrap intervals, and whether each is significant."""
+    from dualdrive.bench.report import compare_text
+    try:
+        _console.print(compare_text(a, b))
+    except ConfigError as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -6,7 +6,8 @@ import importlib
 from dualdrive.agents.base import Agent
 from dualdrive.world.scenarios import ConfigError
 
-AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent"}
+AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent", "idle": "dualdrive.agents.simple:IdleAgent",
+          "random": "dualdrive.agents.simple:RandomAgent"}
 
 
 def load_agent(name: str) -> Agent:

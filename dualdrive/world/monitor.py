@@ -52,6 +52,16 @@ class Monitor:
         self._offroad = False
         self._wrong = False
 
+    @property
+    def off_road(self) -> bool:
+        """The ego is off the drivable area now."""
+        return self._offroad
+
+    @property
+    def wrong_lane(self) -> bool:
+        """The ego is driving against the traffic of the lane it is in now."""
+        return self._wrong
+
     # -- collisions ----------------------------------------------------------------------------
     def check_collisions(self, t_s: float, ego_box: np.ndarray, ego_xy: np.ndarray, actors: dict) -> None:
         now: set[tuple[str, int]] = set()

@@ -1,0 +1,147 @@
+"""The evaluation runner on a real local Ray cluster: determinism across worker counts, resuming
+after a killed run, failing agents, reports and comparisons."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dualdrive.bench.episode import EpisodeJob, run_job
+from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path
+from dualdrive.bench.report import compare_text, html_report, load_results
+from dualdrive.world.scenarios import ConfigError, ScenarioConfig
+
+HELPERS = str(Path(__file__).parent / "helpers")
+SUITE = """name: tiny
+version: 1
+scenarios:
+  - {name: hw, family: highway, config: {max_duration_s: 6}}
+  - {name: park, family: parking, config: {max_duration_s: 6, start_in_spot: false}}
+"""
+BIN = str(Path(sys.executable).parent / "dualdrive")
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("suite") / "tiny.yaml"
+    p.write_text(SUITE)
+    return p
+
+
+@pytest.fixture(scope="module")
+def runs(suite_file, tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("runs")
+    out = {}
+    for workers in (1, 2):
+        cfg = EvalConfig("expert", range(0, 3), d / f"w{workers}.json", suite=str(suite_file), workers=workers)
+        out[workers] = (evaluate(cfg), cfg.out)
+    return out
+
+
+def test_one_and_two_workers_give_identical_results(runs):
+    (r1, _), (r2, _) = runs[1], runs[2]
+    assert r1["summary"] == r2["summary"] and r1["by_scenario"] == r2["by_scenario"]
+    strip = lambda rows: [{k: v for k, v in e.items() if k != "wall_s"} for e in rows]  # noqa: E731
+    assert strip(r1["episodes"]) == strip(r2["episodes"])
+    assert len(r1["episodes"]) == 6 and {e["scenario"] for e in r1["episodes"]} == {"hw", "park"}
+    s = r1["summary"]
+    for key in ("driving_score", "route_completion", "infraction_score", "success_rate", "pdms"):
+        assert set(s[key]) >= {"mean", "std", "ci95"} and 0.0 <= s[key]["mean"] <= 100.0
+        assert s[key]["ci95"][0] <= s[key]["mean"] <= s[key]["ci95"][1]
+    meta = r1["meta"]
+    assert meta["agent"] == "expert" and meta["seeds"] == "0:3" and meta["versions"]["ray"]
+
+
+def test_rerunning_a_finished_run_repeats_nothing(runs, suite_file):
+    r1, out = runs[1]
+    lines_before = journal_path(out).read_text().splitlines()
+    again = evaluate(EvalConfig("expert", range(0, 3), out, suite=str(suite_file), workers=1))
+    assert again["summary"] == r1["summary"] and again["meta"]["resumed_episodes"] == 6
+    assert journal_path(out).read_text().splitlines() == lines_before
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_episodes(suite_file, tmp_path):
+    out = tmp_path / "res.json"
+    cmd = [BIN, "eval", "--agent", "expert", "--suite", str(suite_file), "--seeds", "0:4", "--workers", "1",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = journal_path(out)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started, mid-run
+    proc.wait()
+    first = journal.read_text().splitlines()
+    assert 3 <= len(first) < 9, "killed too late to test resuming"
+    assert not out.exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = journal.read_text().splitlines()
+    assert lines[: len(first)] == first  # what was saved is kept as it was
+    keys = [(json.loads(x)["scenario"], json.loads(x)["seed"]) for x in lines[1:]]
+    assert len(keys) == len(set(keys)) == 8  # every episode exactly once
+    res = load_results(out)
+    assert res["meta"]["resumed_episodes"] == len(first) - 1 and len(res["episodes"]) == 8
+
+
+@pytest.mark.parametrize("agent, reason", [("faulty_agents:Raises", "agent raised RuntimeError: boom"),
+                                           ("faulty_agents:NanPlan", "NaN"),
+                                           ("faulty_agents:NanControl", "not finite"),
+                                           ("faulty_agents:ReturnsNone", "not a Plan or a Control")])
+def test_a_failing_agent_fails_its_episode_with_the_reason(agent, reason, monkeypatch):
+    monkeypatch.syspath_prepend(HELPERS)
+    cfg = ScenarioConfig(family="highway", max_duration_s=3).to_dict()
+    row = run_job(agent, EpisodeJob("hw", 0, cfg))
+    assert row["status"] == "failed" and not row["success"] and reason in row["error"]
+    assert row["driving_score"] <= row["route_completion"]  # scored on what was driven
+
+
+def test_a_hanging_agent_is_timed_out_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", HELPERS + os.pathsep + os.environ.get("PYTHONPATH", ""))  # for the Ray workers
+    monkeypatch.syspath_prepend(HELPERS)
+    (tmp_path / "s.yaml").write_text("name: one\nversion: 1\nscenarios:\n  - {name: hw, family: highway, config: {max_duration_s: 3}}\n")
+    cfg = EvalConfig("faulty_agents:Hangs", range(0, 2), tmp_path / "r.json", suite=str(tmp_path / "s.yaml"),
+                     workers=2, episode_timeout_s=8.0)
+    res = evaluate(cfg)
+    assert [e["status"] for e in res["episodes"]] == ["failed", "failed"]
+    assert all("timed out" in e["error"] for e in res["episodes"])
+
+
+def test_report_and_compare(runs, tmp_path):
+    (r1, p1), (_, p2) = runs[1], runs[2]
+    page = html_report([p1, p2])
+    assert page.startswith("<!doctype html>") and "driving_score" in page and "<img" in page
+    assert "hw" in page and "park" in page
+    text = compare_text(p1, p2)
+    assert "driving_score" in text and "significant" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_results(bad)
+    bad.write_text(json.dumps({"something": "else"}))
+    with pytest.raises(ConfigError, match="not a dualdrive results file"):
+        load_results(bad)
+    r = subprocess.run([BIN, "report", str(bad), "--out", str(tmp_path / "r.html")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, msg", [(["--suite", "nope"], "unknown suite"), (["--agent", "nope"], "unknown agent"),
+                                       (["--env", "nope-v0"], "unknown env id"), (["--seeds", "5:2"], "need A < B"),
+                                       (["--seeds", "x"], "must be A:B")])
+def test_eval_bad_input_is_one_clear_line(args, msg, tmp_path):
+    base = ["eval", "--suite", "highway", "--out", str(tmp_path / "r.json")]
+    if "--env" in args:
+        base.remove("--suite")
+        base.remove("highway")
+    r = subprocess.run([BIN, *base, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_journal_of_another_run_is_refused(runs, suite_file):
+    _, out = runs[1]
+    with pytest.raises(ConfigError, match="different run"):
+        evaluate(EvalConfig("idle", range(0, 3), out, suite=str(suite_file)))
