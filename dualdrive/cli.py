@@ -167,5 +167,22 @@ def compare(a: Path = typer.Argument(..., help="baseline results.json"),
         _fail(str(e))
 
 
+@app.command()
+def score(logs: list[Path] = typer.Argument(..., help="episode logs (.npz) saved by `dualdrive eval --record`")) -> None:
+    """Recompute every metric of saved episode logs (with this version's metric code) and print them."""
+    import json
+
+    from dualdrive.bench.log import EpisodeLog, LogError
+    from dualdrive.bench.metrics import episode_metrics
+    for p in logs:
+        try:
+            log = EpisodeLog.load(p)
+        except LogError as e:
+            _fail(str(e))
+        m = episode_metrics(log)
+        _console.print(json.dumps({"log": str(p), "scenario": log.meta.get("scenario"), "seed": log.meta["seed"],
+                                   **{k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}}))
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -29,7 +29,8 @@ EP_MIN_M = 5.0  # NAVSIM: with less progress possible than this, EP is 1
 TTC_HORIZON_S = np.arange(0.1, 0.91, 0.1)  # NAVSIM: time to collision below 0.9 s is a violation
 TTC_MIN_SPEED_MPS = 0.5
 TTC_STRIDE = 2  # checked every other tick (5 Hz)
-LEAD_RANGE_M = 20.0  # a slower vehicle this close ahead in our path caps the progress possible
+LEAD_RANGE_M = 10.0  # a slower vehicle ahead in our path within this plus LEAD_HEADWAY_S at the limit
+LEAD_HEADWAY_S = 2.5  # caps the progress possible (an IDM reference planner would follow it too)
 LEAD_HALF_WIDTH_M = 2.0
 RED_LIGHT_LOOK_M = 40.0  # a red light this close ahead on the route: the road allows no progress
 STATIONARY_MPS = 0.05
@@ -137,7 +138,8 @@ def _allowed_speed(log: EpisodeLog) -> np.ndarray:
         if sel.any():
             a = log.actors[i, sel]
             rel = world_to_ego(a[:, :2], log.ego[i, :2], float(log.ego[i, 2]))
-            ahead = (rel[:, 0] > 0) & (rel[:, 0] < LEAD_RANGE_M) & (np.abs(rel[:, 1]) < LEAD_HALF_WIDTH_M)
+            reach = LEAD_RANGE_M + LEAD_HEADWAY_S * log.speed_limit_mps[i]
+            ahead = (rel[:, 0] > 0) & (rel[:, 0] < reach) & (np.abs(rel[:, 1]) < LEAD_HALF_WIDTH_M)
             if ahead.any():
                 lead = int(np.argmin(np.where(ahead, rel[:, 0], np.inf)))
                 v[i] = min(v[i], max(0.0, a[lead, 3] * np.cos(a[lead, 2] - log.ego[i, 2])))

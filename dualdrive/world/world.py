@@ -21,7 +21,7 @@ from dualdrive.world.population import PendingEvent, populate
 from dualdrive.world.route import Command, RoutePolyline, build_route
 from dualdrive.world.scenarios import ScenarioConfig, check_seed
 from dualdrive.world.signals import ALL_RED_S, AMBER_S, GREEN_S, LEFT_ARROW_S, SignalController
-from dualdrive.world.traffic import Kind, Traffic
+from dualdrive.world.traffic import STATIC_KINDS, Kind, Traffic
 
 EGO_LENGTH_M, EGO_WIDTH_M = Vehicle.LENGTH, Vehicle.WIDTH
 MAX_STEER_RAD = 0.7  # ~6.4 m turning radius with highway-env's bicycle model
@@ -41,6 +41,8 @@ AISLE_EXIT_M = 4.0  # a released aisle blocker this close to its aisle's end has
 CUT_IN_HEADWAY_S = (0.4, 0.8)  # the time gap (at the ego's speed) a cut-in leaves in front of the ego
 CUT_IN_MIN_GAP_M = 2.0
 CUT_IN_SPEED_FACTOR = 0.85
+CUT_IN_CLEAR_AHEAD_M = 80.0  # the cut-in's own lane must be free of blockers and queues this far ahead
+CUT_IN_QUEUE_MPS = 2.0
 
 
 class World:
@@ -311,7 +313,12 @@ class World:
             # firmly can still handle (a cut-in a bumper's length ahead at speed is a crash scenario)
             headway = float(self.rng.uniform(*CUT_IN_HEADWAY_S))
             s_c = s + EGO_LENGTH_M + CUT_IN_MIN_GAP_M + headway * self.ego_speed
-            if np.any(ve.active & (ve.lane == nb) & (np.abs(ve.s - s_c) < 15.0)):
+            on_nb = ve.active & ((ve.lane == nb) | (ve.lc_from == nb))
+            if np.any(on_nb & (np.abs(ve.s - s_c) < 15.0)):
+                continue
+            # nor out of a lane that is closed or queued ahead: it could not get going again
+            ahead = on_nb & (ve.s > s_c) & (ve.s - s_c < CUT_IN_CLEAR_AHEAD_M)
+            if np.any(ahead & (np.isin(ve.kind, STATIC_KINDS) | (ve.v < CUT_IN_QUEUE_MPS))):
                 continue
             ve.lane[i], ve.s[i], ve.lat[i], ve.lc_from[i] = nb, s_c, 0.0, -1
             ve.v[i], ve.v0[i], ve.T[i], ve.a_max[i], ve.b_comf[i], ve.s0[i], ve.polite[i] = (

@@ -145,3 +145,15 @@ def test_a_journal_of_another_run_is_refused(runs, suite_file):
     _, out = runs[1]
     with pytest.raises(ConfigError, match="different run"):
         evaluate(EvalConfig("idle", range(0, 3), out, suite=str(suite_file)))
+
+
+def test_a_recorded_episode_rescores_to_the_same_metrics(tmp_path):
+    from dualdrive.bench.log import EpisodeLog
+    from dualdrive.bench.metrics import episode_metrics
+    cfg = ScenarioConfig(family="urban", max_duration_s=8).to_dict()
+    row = run_job("expert", EpisodeJob("u", 1, cfg), str(tmp_path))
+    assert Path(row["video_path"]).stat().st_size > 0
+    again = episode_metrics(EpisodeLog.load(row["log_path"]))
+    assert {k: row[k] for k in again} == again
+    r = subprocess.run([BIN, "score", row["log_path"]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["driving_score"] == pytest.approx(row["driving_score"], abs=1e-3)
