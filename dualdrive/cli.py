@@ -184,5 +184,53 @@ def score(logs: list[Path] = typer.Argument(..., help="episode logs (.npz) saved
                                    **{k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}}))
 
 
+@app.command()
+def sensors(scenario: str = typer.Option("urban", help="highway, urban, parking, p2p or a dualdrive gym id"),
+            env: Optional[str] = typer.Option(None, "--env", help="a stock highway-env gym id instead of a scenario"),
+            seed: int = typer.Option(0, help="episode seed"),
+            steps: int = typer.Option(20, min=0, help="ticks to drive (the expert; idle on stock envs) before the picture"),
+            out: Path = typer.Option(Path("runs/sensors.png"), help="PNG to write")) -> None:
+    """One picture: camera image(s), LiDAR point cloud (BEV), radar returns and the top-down ground truth."""
+    import gymnasium as gym
+    import numpy as np
+
+    from dualdrive.sensors.lidar import SensorConfigError
+    from dualdrive.sensors.panel import sensor_panel
+    from dualdrive.sensors.suite import SensorSuite
+    try:
+        if env is not None:
+            import highway_env  # noqa: F401
+            if env not in gym.registry:
+                _fail(f"unknown env id {env!r}; e.g. highway-v0, intersection-v0, parking-v0, roundabout-v0")
+            wrapped = SensorSuite(gym.make(env, render_mode="rgb_array"))
+            obs, info = wrapped.reset(seed=seed)
+            for _ in range(steps):
+                a = 1 if isinstance(wrapped.action_space, gym.spaces.Discrete) else np.zeros(wrapped.action_space.shape)
+                obs, _, te, tr, _ = wrapped.step(a)
+                if te or tr:
+                    break
+            label = f"{env} seed {seed}"
+        else:
+            from dualdrive.agents.expert.agent import ExpertAgent
+            from dualdrive.agents.follower import TrajectoryFollower
+            from dualdrive.run.drive import resolve_scenario
+            family, env_id = resolve_scenario(scenario)
+            wrapped = SensorSuite(gym.make(env_id, disable_env_checker=True))
+            obs, info = wrapped.reset(seed=seed)
+            agent, follower = ExpertAgent(), TrajectoryFollower()
+            agent.reset(info)
+            world = wrapped.unwrapped.world
+            for _ in range(steps):
+                d = agent.act(obs)
+                obs, _, te, tr, _ = wrapped.step(follower.update(d, world.ego_speed).to_action())
+                if te or tr:
+                    break
+            label = f"{family} seed {seed}, t={world.t:.1f} s"
+        path = sensor_panel(wrapped, obs, out, label)
+    except (ConfigError, SensorConfigError) as e:
+        _fail(str(e))
+    _console.print(f"sensors -> {path}")
+
+
 if __name__ == "__main__":
     sys.exit(app())

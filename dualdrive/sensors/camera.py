@@ -1,0 +1,257 @@
+"""A perspective camera rendered from the ego's point of view (not a top-down image).
+
+Pinhole projection with a configurable resolution, horizontal field of view, mounting position,
+yaw and pitch. The ground (grass, then the road surface and lots), lane markings and parking-spot
+lines are drawn first; then 3-D boxes far to near (painter's algorithm), each visible face shaded
+by its orientation and faded with distance; traffic-light heads show their current colour.
+Geometry crossing the camera's near plane is clipped before projection, so nothing wraps round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dualdrive.sensors.lidar import SensorConfigError
+from dualdrive.sensors.scene import LIGHT_POLE_M, BoxClass, LineStyle, SensorScene
+from dualdrive.world.geometry import box_corners
+
+NEAR_M = 0.3
+SKY = np.array([140, 185, 235])
+GRASS = np.array([86, 125, 70])
+ASPHALT = np.array([72, 72, 78])
+PAINT = np.array([235, 235, 225])
+FOG = np.array([175, 190, 205])
+BOX_COLOURS = {int(BoxClass.CAR): (60, 100, 190), int(BoxClass.TRUCK): (200, 150, 60),
+               int(BoxClass.EMERGENCY): (235, 235, 240), int(BoxClass.PEDESTRIAN): (225, 175, 130),
+               int(BoxClass.STATIC): (125, 125, 135), int(BoxClass.CONE): (255, 120, 0)}
+LIGHT_COLOURS = {0: (255, 30, 30), 1: (255, 190, 0), 2: (40, 230, 60)}
+DASH_M = 3  # dashed lines: 3 m painted, 3 m gap (marking points are 1 m apart)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str = "front"
+    width_px: int = 192
+    height_px: int = 96
+    fov_deg: float = 90.0  # horizontal
+    mount_x_m: float = 1.0  # forward of the ego's centre
+    mount_height_m: float = 1.5
+    yaw_deg: float = 0.0  # 0 front, 180 rear, 90 left
+    pitch_deg: float = 6.0  # looking down
+    max_depth_m: float = 80.0
+
+    def __post_init__(self) -> None:
+        if self.width_px < 8 or self.height_px < 8:
+            raise SensorConfigError(f"camera.{self.name}: width_px and height_px must be at least 8, got "
+                                    f"{self.width_px}x{self.height_px}")
+        if not 1.0 <= self.fov_deg < 180.0:
+            raise SensorConfigError(f"camera.{self.name}.fov_deg={self.fov_deg} must be in [1, 180)")
+        if self.mount_height_m <= 0 or self.max_depth_m <= NEAR_M:
+            raise SensorConfigError(f"camera.{self.name}: mount_height_m must be > 0 and max_depth_m > {NEAR_M}")
+        if not -89.0 < self.pitch_deg < 89.0:
+            raise SensorConfigError(f"camera.{self.name}.pitch_deg={self.pitch_deg} must be in (-89, 89)")
+
+
+class Camera:
+    def __init__(self, config: CameraConfig = CameraConfig()) -> None:
+        self.cfg = config
+        self.f_px = (config.width_px / 2) / np.tan(np.deg2rad(config.fov_deg) / 2)
+        self.cx, self.cy = config.width_px / 2, config.height_px / 2
+        self._yaw = np.deg2rad(config.yaw_deg)
+        self._pitch = np.deg2rad(config.pitch_deg)
+
+    # -- geometry ---------------------------------------------------------------------------
+    def to_camera(self, scene: SensorScene, xyz_world: np.ndarray) -> np.ndarray:
+        """World points (N, 3) -> camera frame (N, 3): (right, up, forward along the optical axis)."""
+        cfg = self.cfg
+        h = scene.ego_heading_rad + self._yaw
+        # the camera's position in the world
+        eh = scene.ego_heading_rad
+        cam = scene.ego_xy + cfg.mount_x_m * np.array([np.cos(eh), np.sin(eh)])
+        d = xyz_world[:, :2] - cam
+        f = d[:, 0] * np.cos(h) + d[:, 1] * np.sin(h)
+        left = -d[:, 0] * np.sin(h) + d[:, 1] * np.cos(h)
+        up = xyz_world[:, 2] - cfg.mount_height_m
+        cp, sp = np.cos(self._pitch), np.sin(self._pitch)
+        return np.column_stack([-left, f * sp + up * cp, f * cp - up * sp])
+
+    def project(self, cam_xyz: np.ndarray) -> np.ndarray:
+        """Camera-frame points in front of the camera -> pixel (u, v), v down."""
+        z = cam_xyz[:, 2]
+        return np.column_stack([self.cx + self.f_px * cam_xyz[:, 0] / z, self.cy - self.f_px * cam_xyz[:, 1] / z])
+
+    # -- rendering --------------------------------------------------------------------------
+    def render(self, scene: SensorScene) -> np.ndarray:
+        """(height_px, width_px, 3) uint8 RGB image."""
+        cfg = self.cfg
+        img = Image.new("RGB", (cfg.width_px, cfg.height_px), tuple(SKY))
+        dr = ImageDraw.Draw(img)
+        c = scene.ego_xy
+        r = cfg.max_depth_m
+        # the ground to the horizon, then the road surface
+        g = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * r * 1.5 + c
+        self._polygon(dr, scene, np.column_stack([g, np.zeros(4)]), GRASS)
+        for poly in scene.road:
+            part = _crop(poly, c, r)
+            if part is not None:
+                self._polygon(dr, scene, np.column_stack([part, np.zeros(len(part))]), ASPHALT)
+        for line, style in scene.markings:
+            self._polyline(dr, scene, line, style)
+        for outline in scene.spot_lines:
+            if np.linalg.norm(outline[0] - c) < r:
+                self._polyline(dr, scene, outline, int(LineStyle.SOLID))
+        self._boxes_and_lights(dr, scene)
+        return np.asarray(img)
+
+    def _fade(self, colour: np.ndarray, depth: float) -> tuple[int, int, int]:
+        a = min(max(depth / self.cfg.max_depth_m, 0.0), 1.0) * 0.7
+        return tuple(int(v) for v in (1 - a) * np.asarray(colour, float) + a * FOG)
+
+    def _polygon(self, dr: ImageDraw.ImageDraw, scene: SensorScene, xyz: np.ndarray, colour, shade: float = 1.0,
+                 fade: bool = False) -> None:
+        cam = _clip_near(self.to_camera(scene, xyz))
+        if len(cam) < 3:
+            return
+        px = self.project(cam)
+        col = np.asarray(colour, float) * shade
+        fill = self._fade(col, float(cam[:, 2].min())) if fade else tuple(int(v) for v in col)
+        dr.polygon([tuple(p) for p in px], fill=fill)
+
+    def _polyline(self, dr: ImageDraw.ImageDraw, scene: SensorScene, line: np.ndarray, style: int) -> None:
+        """Paint a ground line; dashed lines paint DASH_M metres of every 2 * DASH_M. Runs of
+        consecutive visible segments are drawn as one stroke."""
+        near = np.linalg.norm(line - scene.ego_xy, axis=1) < self.cfg.max_depth_m
+        if near.sum() < 2:
+            return
+        idx = np.nonzero(near)[0]
+        lo, hi = idx.min(), min(idx.max() + 2, len(line))
+        pts = line[lo:hi]
+        cam = self.to_camera(scene, np.column_stack([pts, np.zeros(len(pts))]))
+        a, b = cam[:-1], cam[1:]
+        keep = (a[:, 2] >= NEAR_M) | (b[:, 2] >= NEAR_M)
+        if style == LineStyle.DASHED:
+            keep &= ((np.arange(lo, hi - 1) // DASH_M) % 2) == 0
+        if not keep.any():
+            return
+        # clip segments crossing the near plane
+        t = np.clip((NEAR_M - a[:, 2]) / np.where(b[:, 2] != a[:, 2], b[:, 2] - a[:, 2], 1.0), 0.0, 1.0)[:, None]
+        on_plane = a + t * (b - a)  # where the segment crosses the near plane
+        a, b = (np.where((a[:, 2] < NEAR_M)[:, None], on_plane, a), np.where((b[:, 2] < NEAR_M)[:, None], on_plane, b))
+        ua, ub = self.project(np.where(keep[:, None], a, 1.0)), self.project(np.where(keep[:, None], b, 1.0))
+        w, h = self.cfg.width_px, self.cfg.height_px
+        inside = keep & ~(((ua[:, 0] < 0) & (ub[:, 0] < 0)) | ((ua[:, 0] > w) & (ub[:, 0] > w)) |
+                          ((ua[:, 1] < 0) & (ub[:, 1] < 0)) | ((ua[:, 1] > h) & (ub[:, 1] > h)))
+        k = np.nonzero(inside)[0]
+        if len(k) == 0:
+            return
+        runs = np.split(k, np.nonzero(np.diff(k) > 1)[0] + 1)
+        for run in runs:
+            xy = [tuple(ua[run[0]])] + [tuple(p) for p in ub[run]]
+            dr.line(xy, fill=self._fade(PAINT, float(min(a[run, 2].min(), b[run, 2].min()))), width=1)
+
+    def _boxes_and_lights(self, dr: ImageDraw.ImageDraw, scene: SensorScene) -> None:
+        b = scene.boxes
+        items = []  # (depth, kind, index)
+        c = scene.ego_xy
+        if len(b):
+            d = np.linalg.norm(b.xy - c, axis=1)
+            items += [(float(d[k]), 0, int(k)) for k in np.where(d < self.cfg.max_depth_m)[0]]
+        if len(scene.lights_xy):
+            d = np.linalg.norm(scene.lights_xy - c, axis=1)
+            items += [(float(d[k]), 1, int(k)) for k in np.where(d < self.cfg.max_depth_m)[0]]
+        eh = scene.ego_heading_rad
+        cam_xy = c + self.cfg.mount_x_m * np.array([np.cos(eh), np.sin(eh)])
+        centres = np.array([b.xy[k] if kind == 0 else scene.lights_xy[k] for _, kind, k in items]).reshape(-1, 2)
+        if len(centres):
+            cc = self.to_camera(scene, np.column_stack([centres, np.zeros(len(centres))]))
+            half = np.tan(np.deg2rad(self.cfg.fov_deg) / 2)
+            # out of view: behind the camera, or beyond the side of the frustum (a box's half-size of slack)
+            slack = 6.0
+            seen = (cc[:, 2] > -slack) & (np.abs(cc[:, 0]) <= np.maximum(cc[:, 2], 0) * half + slack)
+            items = [it for it, ok in zip(items, seen) if ok]
+        for _, kind, k in sorted(items, reverse=True):  # far to near
+            if kind == 0:
+                self._box(dr, scene, b.xy[k], b.heading_rad[k], b.length_m[k], b.width_m[k], 0.0, b.height_m[k],
+                          BOX_COLOURS.get(int(b.cls[k]), (150, 150, 150)), cam_xy)
+            else:
+                self._light(dr, scene, scene.lights_xy[k], scene.lights_heading_rad[k], int(scene.lights_state[k]))
+
+    def _light(self, dr, scene: SensorScene, xy: np.ndarray, facing: float, state: int) -> None:
+        """A pole, a dark head and, on the side facing the traffic it governs, the lit lamp."""
+        lamp_xy = xy + 0.25 * np.array([np.cos(facing), np.sin(facing)])
+        pts = np.array([[*xy, 0.0], [*xy, LIGHT_POLE_M - 1.0], [*xy, LIGHT_POLE_M], [*lamp_xy, LIGHT_POLE_M - 0.5]])
+        cam = self.to_camera(scene, pts)
+        if (cam[:, 2] < NEAR_M).any():
+            return
+        uv = self.project(cam)
+        depth = float(cam[0, 2])
+        dr.line([tuple(uv[0]), tuple(uv[1])], fill=self._fade(np.array([70, 70, 70]), depth), width=1)
+        half = max(0.2 * self.f_px / depth, 0.5)
+        dr.rectangle([uv[2, 0] - half, uv[2, 1], uv[2, 0] + half, uv[1, 1]], fill=self._fade(np.array([25, 25, 25]), depth))
+        eye = scene.ego_xy - xy
+        if np.cos(np.arctan2(eye[1], eye[0]) - facing) > 0.2:  # we see the lamp's side
+            r = max(0.15 * self.f_px / depth, 0.6)
+            dr.ellipse([uv[3, 0] - r, uv[3, 1] - r, uv[3, 0] + r, uv[3, 1] + r], fill=LIGHT_COLOURS.get(state, (90, 90, 90)))
+
+    def _box(self, dr, scene, xy, heading, length, width, z0, z1, colour, cam_xy, lit: bool = False) -> None:
+        base = box_corners(np.asarray(xy, float), float(heading), float(length), float(width))[0]  # (4, 2) ccw
+        corners = np.vstack([np.column_stack([base, np.full(4, z0)]), np.column_stack([base, np.full(4, z1)])])
+        cam = self.to_camera(scene, corners)  # (8, 3): 0-3 bottom, 4-7 top
+        centre = np.asarray(xy, float)
+        eye = np.append(cam_xy, self.cfg.mount_height_m)
+        col = np.asarray(colour, float)
+        for i in range(4):
+            j = (i + 1) % 4
+            mid = (base[i] + base[j]) / 2
+            normal = mid - centre
+            if normal @ (eye[:2] - mid) <= 0:
+                continue  # facing away
+            shade = 1.0 if lit else 0.65 + 0.35 * abs(np.cos(np.arctan2(normal[1], normal[0]) - scene.ego_heading_rad))
+            self._face(dr, cam[[i, j, j + 4, i + 4]], np.minimum(col * shade, 255), lit)
+        if self.cfg.mount_height_m > z1:  # the roof is seen only from above
+            self._face(dr, cam[4:], np.minimum(col * (1.0 if lit else 1.1), 255), lit)
+
+    def _face(self, dr, cam: np.ndarray, colour: np.ndarray, lit: bool) -> None:
+        cam = _clip_near(cam)
+        if len(cam) < 3:
+            return
+        fill = tuple(int(v) for v in colour) if lit else self._fade(colour, float(cam[:, 2].min()))
+        dr.polygon([tuple(p) for p in self.project(cam)], fill=fill)
+
+
+def _crop(poly: np.ndarray, centre: np.ndarray, r: float) -> np.ndarray | None:
+    """The part of a long lane polygon near the camera (its two edges cut to the points within r)."""
+    near = np.linalg.norm(poly - centre, axis=1) < r
+    if not near.any():
+        return None
+    if near.all():
+        return poly
+    n = len(poly) // 2  # polygons are (left edge, reversed right edge)
+    if len(poly) != 2 * n:
+        return poly
+    left, right = poly[:n], poly[n:][::-1]
+    k = np.nonzero(near[:n] | near[n:][::-1])[0]
+    lo, hi = max(k.min() - 1, 0), min(k.max() + 2, n)
+    return np.concatenate([left[lo:hi], right[lo:hi][::-1]])
+
+
+def _clip_near(p: np.ndarray) -> np.ndarray:
+    """Sutherland-Hodgman clip of a polygon (camera frame) to z >= NEAR_M."""
+    inside = p[:, 2] >= NEAR_M
+    if inside.all():
+        return p
+    if not inside.any():
+        return p[:0]
+    out = []
+    n = len(p)
+    for i in range(n):
+        a, b = p[i], p[(i + 1) % n]
+        ia, ib = inside[i], inside[(i + 1) % n]
+        if ia:
+            out.append(a)
+        if ia != ib:
+            t = (NEAR_M - a[2]) / (b[2] - a[2])
+            out.append(a + t * (b - a))
+    return np.array(out)
