@@ -232,5 +232,26 @@ def sensors(scenario: str = typer.Option("urban", help="highway, urban, parking,
     _console.print(f"sensors -> {path}")
 
 
+@app.command()
+def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with the raw figures"),
+          frames: int = typer.Option(100, min=5, help="frames per sensor measurement (median reported)")) -> None:
+    """Speed benchmarks on this machine. So far: the sensor costs per frame on a 50-vehicle scene."""
+    import json
+    import platform
+
+    from dualdrive.perf.sensors import bench_sensors
+    with Progress(TextColumn("[bold]bench[/bold] sensors"), BarColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:
+        bar.add_task("", total=None)
+        res = {"machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
+                           "python": platform.python_version()}, "sensors": bench_sensors(frames)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    sn = res["sensors"]
+    _console.print(f"sensors, {sn['actors_in_scene']} vehicles in the scene (median of {frames} frames): camera 96x192 "
+                   f"{sn['camera_96x192_ms']:.2f} ms, LiDAR 32 beams {sn['lidar_32_beams_ms']:.2f} ms "
+                   f"({sn['lidar_points']} points), radar {sn['radar_ms']:.2f} ms -> {out}")
+
+
 if __name__ == "__main__":
     sys.exit(app())

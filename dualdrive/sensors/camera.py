@@ -41,8 +41,11 @@ class CameraConfig:
     yaw_deg: float = 0.0  # 0 front, 180 rear, 90 left
     pitch_deg: float = 6.0  # looking down
     max_depth_m: float = 80.0
+    noise_std: float = 0.0  # Gaussian pixel noise (0-255 scale), added by the sensor suite
 
     def __post_init__(self) -> None:
+        if self.noise_std < 0:
+            raise SensorConfigError(f"camera.{self.name}.noise_std={self.noise_std} must be >= 0")
         if self.width_px < 8 or self.height_px < 8:
             raise SensorConfigError(f"camera.{self.name}: width_px and height_px must be at least 8, got "
                                     f"{self.width_px}x{self.height_px}")
@@ -61,6 +64,7 @@ class Camera:
         self.cx, self.cy = config.width_px / 2, config.height_px / 2
         self._yaw = np.deg2rad(config.yaw_deg)
         self._pitch = np.deg2rad(config.pitch_deg)
+        self._bbox: dict[int, tuple] = {}
 
     # -- geometry ---------------------------------------------------------------------------
     def to_camera(self, scene: SensorScene, xyz_world: np.ndarray) -> np.ndarray:
@@ -93,17 +97,39 @@ class Camera:
         # the ground to the horizon, then the road surface
         g = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * r * 1.5 + c
         self._polygon(dr, scene, np.column_stack([g, np.zeros(4)]), GRASS)
-        for poly in scene.road:
-            part = _crop(poly, c, r)
+        for k in self._in_view(scene, scene.road, [p for p in scene.road]):
+            part = _crop(scene.road[k], c, r)
             if part is not None:
                 self._polygon(dr, scene, np.column_stack([part, np.zeros(len(part))]), ASPHALT)
-        for line, style in scene.markings:
-            self._polyline(dr, scene, line, style)
-        for outline in scene.spot_lines:
-            if np.linalg.norm(outline[0] - c) < r:
-                self._polyline(dr, scene, outline, int(LineStyle.SOLID))
+        for k in self._in_view(scene, scene.markings, [m[0] for m in scene.markings]):
+            self._polyline(dr, scene, *scene.markings[k])
+        for k in self._in_view(scene, scene.spot_lines, scene.spot_lines):
+            self._polyline(dr, scene, scene.spot_lines[k], int(LineStyle.SOLID))
         self._boxes_and_lights(dr, scene)
         return np.asarray(img)
+
+    def _in_view(self, scene: SensorScene, layer: list, shapes: list[np.ndarray]) -> np.ndarray:
+        """Indices of the shapes of a (per-map, unchanging) layer whose bounding box comes within
+        ``max_depth_m`` of the camera and reaches in front of it. Boxes are cached per layer."""
+        key = id(layer)
+        if key not in self._bbox:
+            if len(self._bbox) > 8:
+                self._bbox.clear()
+            lo = np.array([p.min(0) for p in shapes]).reshape(-1, 2)
+            hi = np.array([p.max(0) for p in shapes]).reshape(-1, 2)
+            self._bbox[key] = (layer, lo, hi)  # the layer is kept alive so its id stays unique
+        _, lo, hi = self._bbox[key]
+        if len(lo) == 0:
+            return np.zeros(0, np.int64)
+        c = scene.ego_xy
+        gap = np.maximum(np.maximum(lo - c, c - hi), 0.0)
+        near = np.hypot(gap[:, 0], gap[:, 1]) < self.cfg.max_depth_m
+        # in front: some corner of the box is ahead of the camera's image plane
+        h = scene.ego_heading_rad + self._yaw
+        fwd = np.array([np.cos(h), np.sin(h)])
+        ahead = np.maximum(fwd[0] * (lo[:, 0] - c[0]), fwd[0] * (hi[:, 0] - c[0])) + np.maximum(
+            fwd[1] * (lo[:, 1] - c[1]), fwd[1] * (hi[:, 1] - c[1]))
+        return np.nonzero(near & (ahead > -self.cfg.mount_x_m))[0]
 
     def _fade(self, colour: np.ndarray, depth: float) -> tuple[int, int, int]:
         a = min(max(depth / self.cfg.max_depth_m, 0.0), 1.0) * 0.7

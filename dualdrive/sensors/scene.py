@@ -222,6 +222,11 @@ def scene_from_highway_env(env) -> SensorScene:
                 markings.append((edge, int(LineStyle.DASHED)))
             elif int(lt) in (2, 3):
                 markings.append((edge, int(LineStyle.SOLID)))
+    walls = [np.asarray(o.position, float) for o in road.objects if type(o).__name__ == "Obstacle"]
+    if len(walls) >= 3:  # a walled area (parking-v0): paved from wall to wall
+        w = np.array(walls)
+        lo, hi = w.min(0), w.max(0)
+        surface.insert(0, np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]))
     h = float(ego.heading)
     return SensorScene(c.copy(), h, float(ego.speed), 0.0, 0.0, 1, float(ego.LENGTH), float(ego.WIDTH), boxes,
                        markings, surface)

@@ -84,6 +84,8 @@ class SensorSuite(gym.ObservationWrapper):
             name = cam.cfg.name
             ok = not self._dropped() and self.rng.random() >= self.cfg.camera_blackout
             img = cam.render(scene) if ok else np.zeros((cam.cfg.height_px, cam.cfg.width_px, 3), np.uint8)
+            if ok and rng is not None and cam.cfg.noise_std > 0:
+                img = np.clip(img + rng.normal(0.0, cam.cfg.noise_std, img.shape), 0, 255).astype(np.uint8)
             out[f"camera_{name}_rgb"] = img
             out[f"camera_{name}_valid"] = np.array([int(ok)], np.int8)
         if self.lidar is not None:

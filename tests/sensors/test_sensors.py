@@ -154,3 +154,25 @@ def test_sensors_command_writes_a_panel(tmp_path):
     assert out.stat().st_size > 10_000
     r = subprocess.run([exe, "sensors", "--env", "nope-v0", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "unknown env id" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_camera_pixel_noise_is_seeded():
+    cfg = SensorSuiteConfig(cameras=(CameraConfig(noise_std=8.0),))
+    a = SensorSuite(gym.make(ENV_IDS["highway"], disable_env_checker=True), cfg).reset(seed=1)[0]["camera_front_rgb"]
+    b = SensorSuite(gym.make(ENV_IDS["highway"], disable_env_checker=True), cfg).reset(seed=1)[0]["camera_front_rgb"]
+    clean = SensorSuite(gym.make(ENV_IDS["highway"], disable_env_checker=True)).reset(seed=1)[0]["camera_front_rgb"]
+    assert np.array_equal(a, b) and 4.0 < np.abs(a.astype(int) - clean.astype(int)).mean() < 10.0
+
+
+def test_bench_reports_sensor_costs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = tmp_path / "bench.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "dualdrive"), "bench", "--frames", "5", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["sensors"]["actors_in_scene"] == 50 and res["machine"]["cpus"] >= 1
+    assert all(res["sensors"][k] > 0 for k in ("camera_96x192_ms", "lidar_32_beams_ms", "radar_ms"))
