@@ -47,6 +47,8 @@ REAR_AXLE_M = 2.5
 FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 CRUISE_FACTOR = 0.97  # drive a little under the limit, as a careful driver does
 GAP_LATERAL_M = 2.6  # a vehicle this close to the target lane's centre line is in the gap
+TURN_IN_WATCH_M = 40.0  # this close after a junction, watch for traffic turning into the target lane
+TURN_IN_HORIZON_S = 5.0
 GIVE_WAY_MPS = 2.5  # a roundabout's give-way line is approached at this speed, from which a stop is gentle
 GIVE_WAY_CREEP_M = 8.0  # over the last metres before the line (the driver looks for a gap)
 HELD_MPS = 0.3  # below this a vehicle with priority counts as standing still
@@ -356,6 +358,8 @@ class RouteDriver:
         target_lanes = [target, *m.lanes[target].successors, *self.preds[target]]
         sel = (np.abs(rel[:, 1] + lat_t) < GAP_LATERAL_M) | np.isin(ve.lane[on], target_lanes)
         on, ds = on[sel], rel[sel, 0]
+        if self._turning_in(target):
+            return False
         half = (ve.length[on] + EGO_LENGTH_M) / 2
         ahead = ds >= 0
         gap_l = (ds[ahead] - half[ahead]).min() if ahead.any() else 1e4
@@ -379,6 +383,23 @@ class RouteDriver:
             if vf > v + FAST_FOLLOWER_MPS and gap_f - (vf - v) * t_change < LANE_CHANGE_CLEAR_S * vf:
                 return False
         return True
+
+    def _turning_in(self, target: int) -> bool:
+        """Just past a junction, traffic turning into ``target`` arrives from round the corner: no
+        change while a car on (or about to take) a connector into it would reach us within a few
+        seconds. The gap check by position cannot see it coming: it is not behind us yet."""
+        w, m = self.w, self.m
+        s_t, _ = m.hw_lanes[target].local_coordinates(w.ego_xy)
+        feeders = [x for x in self.preds[target] if m.kind[x] == LaneKind.CONNECTOR]
+        if s_t > TURN_IN_WATCH_M or not feeders:
+            return False
+        ve = w.traffic.veh
+        on = np.where(ve.active & np.isin(ve.lane, feeders))[0]
+        nxt = np.where(ve.active & np.isin(ve.next_lane, feeders))[0]
+        dist = np.concatenate([m.length[ve.lane[on]] - ve.s[on],
+                               m.length[ve.lane[nxt]] - ve.s[nxt] + m.length[ve.next_lane[nxt]]]) + max(s_t, 0.0)
+        speed = np.maximum(np.concatenate([ve.v[on], ve.v[nxt]]), 1.0)
+        return bool(np.any(dist / speed < TURN_IN_HORIZON_S))
 
     # -- longitudinal --------------------------------------------------------------------------
     def plan(self, obstacles: Obstacles) -> np.ndarray:
