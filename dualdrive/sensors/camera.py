@@ -197,9 +197,19 @@ class Camera:
             slack = 6.0
             seen = (cc[:, 2] > -slack) & (np.abs(cc[:, 0]) <= np.maximum(cc[:, 2], 0) * half + slack)
             items = [it for it, ok in zip(items, seen) if ok]
+        # every box's corners into the camera frame and onto the image at once
+        ks = np.array([k for _, kind, k in items if kind == 0], np.int64)
+        slot = {int(k): i for i, k in enumerate(ks)}
+        if len(ks):
+            base = box_corners(b.xy[ks], b.heading_rad[ks], b.length_m[ks], b.width_m[ks])  # (n, 4, 2) ccw
+            z = np.concatenate([np.zeros((len(ks), 4)), np.repeat(b.height_m[ks][:, None], 4, 1)], 1)
+            xyz = np.concatenate([np.concatenate([base, base], 1), z[..., None]], 2).reshape(-1, 3)
+            cam = self.to_camera(scene, xyz).reshape(len(ks), 8, 3)
+            uv = self.project(np.where(cam[..., 2:3] > NEAR_M, cam, NEAR_M).reshape(-1, 3)).reshape(len(ks), 8, 2)
         for _, kind, k in sorted(items, reverse=True):  # far to near
             if kind == 0:
-                self._box(dr, scene, b.xy[k], b.heading_rad[k], b.length_m[k], b.width_m[k], 0.0, b.height_m[k],
+                i = slot[k]
+                self._box(dr, scene, base[i], b.xy[k], cam[i], uv[i], b.height_m[k],
                           BOX_COLOURS.get(int(b.cls[k]), (150, 150, 150)), cam_xy)
             else:
                 self._light(dr, scene, scene.lights_xy[k], scene.lights_heading_rad[k], int(scene.lights_state[k]))
@@ -221,30 +231,33 @@ class Camera:
             r = max(0.15 * self.f_px / depth, 0.6)
             dr.ellipse([uv[3, 0] - r, uv[3, 1] - r, uv[3, 0] + r, uv[3, 1] + r], fill=LIGHT_COLOURS.get(state, (90, 90, 90)))
 
-    def _box(self, dr, scene, xy, heading, length, width, z0, z1, colour, cam_xy, lit: bool = False) -> None:
-        base = box_corners(np.asarray(xy, float), float(heading), float(length), float(width))[0]  # (4, 2) ccw
-        corners = np.vstack([np.column_stack([base, np.full(4, z0)]), np.column_stack([base, np.full(4, z1)])])
-        cam = self.to_camera(scene, corners)  # (8, 3): 0-3 bottom, 4-7 top
-        centre = np.asarray(xy, float)
-        eye = np.append(cam_xy, self.cfg.mount_height_m)
+    def _box(self, dr, scene, base, centre, cam, uv, z1, colour, cam_xy) -> None:
+        """One box from its ground corners (4, 2), camera-frame corners (8, 3: bottom then top) and
+        their pixels; faces turned away from the camera are skipped."""
         col = np.asarray(colour, float)
+        crossing = bool((cam[:, 2] < NEAR_M).any())
+        if crossing and (cam[:, 2] < NEAR_M).all():
+            return
         for i in range(4):
             j = (i + 1) % 4
             mid = (base[i] + base[j]) / 2
             normal = mid - centre
-            if normal @ (eye[:2] - mid) <= 0:
+            if normal @ (cam_xy - mid) <= 0:
                 continue  # facing away
-            shade = 1.0 if lit else 0.65 + 0.35 * abs(np.cos(np.arctan2(normal[1], normal[0]) - scene.ego_heading_rad))
-            self._face(dr, cam[[i, j, j + 4, i + 4]], np.minimum(col * shade, 255), lit)
+            shade = 0.65 + 0.35 * abs(np.cos(np.arctan2(normal[1], normal[0]) - scene.ego_heading_rad))
+            self._face(dr, cam, uv, [i, j, j + 4, i + 4], np.minimum(col * shade, 255), crossing)
         if self.cfg.mount_height_m > z1:  # the roof is seen only from above
-            self._face(dr, cam[4:], np.minimum(col * (1.0 if lit else 1.1), 255), lit)
+            self._face(dr, cam, uv, [4, 5, 6, 7], np.minimum(col * 1.1, 255), crossing)
 
-    def _face(self, dr, cam: np.ndarray, colour: np.ndarray, lit: bool) -> None:
-        cam = _clip_near(cam)
-        if len(cam) < 3:
-            return
-        fill = tuple(int(v) for v in colour) if lit else self._fade(colour, float(cam[:, 2].min()))
-        dr.polygon([tuple(p) for p in self.project(cam)], fill=fill)
+    def _face(self, dr, cam: np.ndarray, uv: np.ndarray, idx: list[int], colour: np.ndarray, clip: bool) -> None:
+        if clip:  # the box crosses the near plane: clip this face in the camera frame first
+            pts = _clip_near(cam[idx])
+            if len(pts) < 3:
+                return
+            px, depth = self.project(pts), float(pts[:, 2].min())
+        else:
+            px, depth = uv[idx], float(cam[idx, 2].min())
+        dr.polygon([(float(x), float(y)) for x, y in px], fill=self._fade(colour, depth))
 
 
 def _crop(poly: np.ndarray, centre: np.ndarray, r: float) -> np.ndarray | None:

@@ -154,30 +154,36 @@ def _world_static_layers(m) -> tuple:
         spots = [np.vstack([b, b[:1]]) for b in (box_corners(sp.center_xy, sp.heading_rad, sp.length_m, sp.width_m)[0]
                                                   for sp in m.spots)]
         _STATIC_LAYERS.clear()  # one map at a time (a new episode builds a new map)
-        _STATIC_LAYERS[key] = (markings, road, spots)
-    return _STATIC_LAYERS[key]
+        _STATIC_LAYERS[key] = (m, markings, road, spots)  # the map is kept alive so its id stays unique
+    return _STATIC_LAYERS[key][1:]
+
+
+_LIGHT_HEADS: dict[int, tuple] = {}  # id(map) -> (xy, facing, signal group) of every light head
 
 
 def _world_lights(w) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One light head per signalised approach lane, at its stop line on the kerb side."""
     m = w.map
-    xy, hd, st = [], [], []
-    for ln in m.lanes:
-        if ln.signal_group < 0:
-            continue
-        p, h = m.pose(np.array([ln.id]), np.array([0.0]))
-        head = p[0] + 2.5 * np.array([np.sin(h[0]), -np.cos(h[0])])  # right of the lane, facing back
-        if np.linalg.norm(head - w.ego_xy) < SCENE_RANGE_M:
-            xy.append(head)
+    if id(m) not in _LIGHT_HEADS:
+        xy, hd, grp = [], [], []
+        for ln in m.lanes:
+            if ln.signal_group < 0:
+                continue
+            p, h = m.pose(np.array([ln.id]), np.array([0.0]))
+            xy.append(p[0] + 2.5 * np.array([np.sin(h[0]), -np.cos(h[0])]))  # right of the lane, facing back
             hd.append(float(h[0]) + np.pi)
-            st.append(int(w.lights[ln.signal_group]))
-    if not xy:
-        return np.zeros((0, 2)), np.zeros(0), np.zeros(0, np.int8)
-    xy, hd, st = np.array(xy), np.array(hd), np.array(st, np.int8)
-    # lanes sharing a stop line (a left and a straight connector from one lane) give one head
-    _, keep = np.unique(np.round(xy, 1), axis=0, return_index=True)
-    keep = np.sort(keep)
-    return xy[keep], hd[keep], st[keep]
+            grp.append(ln.signal_group)
+        xy, hd, grp = np.array(xy).reshape(-1, 2), np.array(hd), np.array(grp, np.int64)
+        # lanes sharing a stop line (a left and a straight connector from one lane) give one head
+        if len(xy):
+            _, keep = np.unique(np.round(xy, 1), axis=0, return_index=True)
+            keep = np.sort(keep)
+            xy, hd, grp = xy[keep], hd[keep], grp[keep]
+        _LIGHT_HEADS.clear()
+        _LIGHT_HEADS[id(m)] = (m, xy, hd, grp)  # the map is kept alive so its id stays unique
+    _, xy, hd, grp = _LIGHT_HEADS[id(m)]
+    near = _near(xy, w.ego_xy) if len(xy) else np.zeros(0, bool)
+    return xy[near], hd[near], w.lights[grp[near]].astype(np.int8)
 
 
 # -- stock highway-env environments ------------------------------------------------------------
