@@ -22,6 +22,7 @@ SKY = np.array([140, 185, 235])
 GRASS = np.array([86, 125, 70])
 ASPHALT = np.array([72, 72, 78])
 PAINT = np.array([235, 235, 225])
+KERB = np.array([165, 165, 160])
 FOG = np.array([175, 190, 205])
 BOX_COLOURS = {int(BoxClass.CAR): (60, 100, 190), int(BoxClass.TRUCK): (200, 150, 60),
                int(BoxClass.EMERGENCY): (235, 235, 240), int(BoxClass.PEDESTRIAN): (225, 175, 130),
@@ -154,6 +155,7 @@ class Camera:
         idx = np.nonzero(near)[0]
         lo, hi = idx.min(), min(idx.max() + 2, len(line))
         pts = line[lo:hi]
+        kerb = style == LineStyle.KERB
         cam = self.to_camera(scene, np.column_stack([pts, np.zeros(len(pts))]))
         a, b = cam[:-1], cam[1:]
         keep = (a[:, 2] >= NEAR_M) | (b[:, 2] >= NEAR_M)
@@ -175,7 +177,8 @@ class Camera:
         runs = np.split(k, np.nonzero(np.diff(k) > 1)[0] + 1)
         for run in runs:
             xy = [tuple(ua[run[0]])] + [tuple(p) for p in ub[run]]
-            dr.line(xy, fill=self._fade(PAINT, float(min(a[run, 2].min(), b[run, 2].min()))), width=1)
+            dr.line(xy, fill=self._fade(KERB if kerb else PAINT, float(min(a[run, 2].min(), b[run, 2].min()))),
+                    width=2 if kerb else 1)
 
     def _boxes_and_lights(self, dr: ImageDraw.ImageDraw, scene: SensorScene) -> None:
         b = scene.boxes

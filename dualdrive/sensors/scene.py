@@ -34,6 +34,10 @@ class BoxClass(IntEnum):
 class LineStyle(IntEnum):
     DASHED = 0
     SOLID = 1
+    KERB = 2  # the kerb stones along a street's edge (grey, wider)
+
+
+KERB_OFFSET_M = 0.25  # beyond the edge line
 
 
 @dataclass
@@ -146,6 +150,9 @@ def _world_static_layers(m) -> tuple:
             # each lane paints its right edge (dashed towards a neighbour) and, with no lane to its
             # left, its left edge (the centre line or the median)
             markings.append((right, int(LineStyle.DASHED if ln.right >= 0 else LineStyle.SOLID)))
+            if ln.right < 0:  # the kerb beyond the outermost lane
+                _, kerb = _lane_edges(hw, ln.width_m + 2 * KERB_OFFSET_M)
+                markings.append((kerb, int(LineStyle.KERB)))
             if ln.left < 0:
                 markings.append((left, int(LineStyle.SOLID)))
         for lot in m.lots.values():
