@@ -20,7 +20,7 @@ from dualdrive.world.scenarios import ConfigError, ScenarioConfig
 from dualdrive.world.world import ACCEL_LIMITS_MPS2, MAX_STEER_RAD, ROUTE_TARGETS, World
 
 ENV_IDS = {"highway": "dualdrive/Highway-v0", "urban": "dualdrive/Urban-v0", "parking": "dualdrive/Parking-v0",
-           "p2p": "dualdrive/P2P-v0"}
+           "p2p": "dualdrive/P2P-v0", "motorway": "dualdrive/Motorway-v0"}
 
 
 def observation_space() -> spaces.Dict:

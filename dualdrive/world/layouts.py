@@ -34,8 +34,8 @@ class Layout:
 
 
 def make_layout(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
-    return {"highway": _make_highway, "urban": _make_urban, "parking": _make_parking, "p2p": _make_p2p}[cfg.family](
-        cfg, rng)
+    return {"highway": _make_highway, "urban": _make_urban, "parking": _make_parking, "p2p": _make_p2p,
+            "motorway": _make_motorway}[cfg.family](cfg, rng)
 
 
 def _occupy(lane_map: LaneMap, lot: str, occupancy: float, rng: np.random.Generator, keep_free: int = 3,
@@ -67,6 +67,25 @@ def _make_highway(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
     route = m.route(start, goals)
     xy, h = m.pose(np.array([start]), np.array([s0]))
     return Layout(m, xy[0], float(h[0]), 22.0, route, len(route) - 1)
+
+
+# -- motorway: a plain straight road, as highway-env's highway-v0 ----------------------------------
+MOTORWAY_LENGTH_M = 5000.0
+MOTORWAY_EGO_S = 200.0
+
+
+def _make_motorway(cfg: ScenarioConfig, rng: np.random.Generator) -> Layout:
+    b = MapBuilder()
+    ids = []
+    for k in range(cfg.lanes):  # lane 0 is the leftmost
+        y = -k * MOTORWAY_LANE_W
+        ids.append(b.add_straight("mw0", "mw1", (0.0, y), (MOTORWAY_LENGTH_M, y), MOTORWAY_LANE_W, 30.0, is_source=True))
+    for a, c in zip(ids[:-1], ids[1:]):
+        b.neighbours(a, c)
+    m = b.build()
+    start = ids[int(rng.integers(len(ids)))]
+    xy, h = m.pose(np.array([start]), np.array([MOTORWAY_EGO_S]))
+    return Layout(m, xy[0], float(h[0]), 25.0, [start], 0)
 
 
 # -- urban -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from enum import IntEnum
 
 import networkx as nx
 import numpy as np
+from scipy.spatial import cKDTree
 from highway_env.road.lane import AbstractLane, PolyLaneFixedWidth, StraightLane
 from highway_env.road.road import RoadNetwork
 
@@ -208,6 +209,13 @@ class LaneMap:
         self.right = np.array([ln.right for ln in self.lanes])
         self.signal_group = np.array([ln.signal_group for ln in self.lanes])
         self.pt_lane = np.repeat(np.arange(len(self.lanes)), self.count)
+        # a spatial index over every lane point: per-tick lookups near the ego touch a handful of
+        # points instead of scanning the whole map (a 5 km motorway has 20 000 of them)
+        self._tree = cKDTree(self.pts)
+
+    def points_near(self, xy: np.ndarray, radius_m: float) -> np.ndarray:
+        """Indices (ascending) of the lane points within ``radius_m`` of ``xy``."""
+        return np.sort(np.asarray(self._tree.query_ball_point(np.asarray(xy, float), radius_m), dtype=np.int64))
 
     def pose(self, lane: np.ndarray, s: np.ndarray, lat: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised (xy, heading) at arc length ``s`` and lateral offset ``lat`` (left +) on ``lane``."""
@@ -228,13 +236,20 @@ class LaneMap:
 
     def locate(self, xy: np.ndarray, heading_rad: float | None = None, max_dist_m: float = 4.0) -> tuple[int, float, float]:
         """Nearest lane (heading-aware) to a point: (lane, s, lateral). Lane -1 if none within range."""
-        d2 = ((self.pts - xy) ** 2).sum(1)
-        if heading_rad is not None:
-            dh = np.abs((self.heads - heading_rad + np.pi) % (2 * np.pi) - np.pi)
-            d2 = d2 + 40.0 * (dh > np.pi / 2.5)  # prefer lanes that run our way
-        g = int(np.argmin(d2))
-        if d2[g] > max_dist_m**2:
+        # a point further than sqrt(max^2 + penalty) can neither win nor pass the distance check
+        penalty = 40.0 if heading_rad is not None else 0.0
+        idx = self.points_near(xy, float(np.sqrt(max_dist_m**2 + penalty)))
+        if len(idx) == 0:
             return -1, 0.0, 0.0
+        d2 = ((self.pts[idx] - xy) ** 2).sum(1)
+        score = d2
+        if heading_rad is not None:
+            dh = np.abs((self.heads[idx] - heading_rad + np.pi) % (2 * np.pi) - np.pi)
+            score = d2 + penalty * (dh > np.pi / 2.5)  # prefer lanes that run our way
+        k = int(np.argmin(score))
+        if d2[k] > max_dist_m**2:
+            return -1, 0.0, 0.0
+        g = int(idx[k])
         lane = int(self.pt_lane[g])
         s, lat = self.hw_lanes[lane].local_coordinates(xy)
         return lane, float(np.clip(s, 0, self.length[lane])), float(lat)

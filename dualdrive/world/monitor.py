@@ -114,15 +114,23 @@ class Monitor:
                 return
 
     def _near_any_lane(self, xy: np.ndarray) -> bool:
-        d2 = ((self.map.pts - xy) ** 2).sum(1)
-        g = int(np.argmin(d2))
-        return bool(np.sqrt(d2[g]) < self.map.width[self.map.pt_lane[g]] / 2 + OFFROAD_MARGIN_M)
+        """Within half a lane width (plus a margin) of the nearest lane point."""
+        m = self.map
+        d, _ = m._tree.query(xy)
+        # every point as near as the nearest (lanes meet end to start): the lowest index decides, as argmin did
+        idx = m.points_near(xy, float(d) + 1e-9)
+        if len(idx) == 0:
+            return False
+        d2 = ((m.pts[idx] - xy) ** 2).sum(1)
+        g = int(idx[int(np.argmin(d2))])
+        return bool(np.sqrt(((m.pts[g] - xy) ** 2).sum()) < m.width[m.pt_lane[g]] / 2 + OFFROAD_MARGIN_M)
 
     def _against_traffic(self, xy: np.ndarray, heading: float) -> bool:
         m = self.map
-        d2 = ((m.pts - xy) ** 2).sum(1)
-        close = d2 < (m.width[m.pt_lane] / 2) ** 2
-        if not close.any():
+        idx = m.points_near(xy, float(m.width.max()) / 2)
+        d2 = ((m.pts[idx] - xy) ** 2).sum(1)
+        close = idx[d2 < (m.width[m.pt_lane[idx]] / 2) ** 2]
+        if len(close) == 0:
             return False
         dh = np.abs(wrap_angle(m.heads[close] - heading))
         return bool(np.all(dh > 2.3))

@@ -15,7 +15,8 @@ SPAWN_CLEAR_OF_EGO_M = 35.0
 CONE_SPACING_M = 4.0
 WORK_ZONE_LENGTH_M = 40.0
 # mean gap between spawned vehicles per family, metres of lane per vehicle at density 1.0
-MEAN_SPACING_M = {"highway": 65.0, "urban": 45.0, "parking": 1e9, "p2p": 55.0}
+MEAN_SPACING_M = {"highway": 65.0, "urban": 45.0, "parking": 1e9, "p2p": 55.0, "motorway": 65.0}
+MOTORWAY_SPAN_M = (-100.0, 1500.0)  # the motorway's vehicles start spread over this stretch around the ego
 
 
 class StaticKind:
@@ -62,7 +63,9 @@ class Population:
 def populate(cfg: ScenarioConfig, layout: Layout, rng: np.random.Generator) -> Population:
     m = layout.map
     rows = _spawn_rows(cfg, layout, rng)
-    n_extra = 6  # rows reserved for events that appear later (emergency vehicle, cut-in, blocker)
+    # rows reserved for events that appear later (emergency vehicle, cut-in, blocker); the motorway,
+    # a benchmark scene, keeps exactly the vehicles it was asked for
+    n_extra = 0 if cfg.family == "motorway" else 6
     ve = Vehicles.empty(len(rows) + n_extra)
     for i, (lane, s) in enumerate(rows):
         _init_driver(ve, i, lane, s, m, rng, truck=cfg.family == "highway" and rng.random() < 0.15)
@@ -75,6 +78,8 @@ def populate(cfg: ScenarioConfig, layout: Layout, rng: np.random.Generator) -> P
 
 def _spawn_rows(cfg: ScenarioConfig, layout: Layout, rng: np.random.Generator) -> list[tuple[int, float]]:
     m = layout.map
+    if cfg.family == "motorway":
+        return _motorway_rows(cfg, layout, rng)
     spacing = MEAN_SPACING_M[cfg.family] / max(cfg.traffic_density, 1e-6)
     rows = []
     for ln in m.lanes:
@@ -86,6 +91,26 @@ def _spawn_rows(cfg: ScenarioConfig, layout: Layout, rng: np.random.Generator) -
             if np.linalg.norm(xy[0] - layout.ego_xy) > SPAWN_CLEAR_OF_EGO_M:
                 rows.append((ln.id, s))
             s += float(rng.uniform(0.5, 1.5)) * spacing
+    return rows
+
+
+def _motorway_rows(cfg: ScenarioConfig, layout: Layout, rng: np.random.Generator) -> list[tuple[int, float]]:
+    """Exactly ``cfg.vehicles`` (default 50) vehicles spread evenly over the lanes and the stretch
+    around the ego (jittered), none on top of the ego or of each other."""
+    m = layout.map
+    n = 50 if cfg.vehicles is None else int(cfg.vehicles)
+    lanes = [ln.id for ln in m.lanes]
+    s_ego = float(m.hw_lanes[layout.route_lanes[0]].local_coordinates(layout.ego_xy)[0])
+    lo, hi = s_ego + MOTORWAY_SPAN_M[0], min(s_ego + MOTORWAY_SPAN_M[1], m.length[lanes[0]] - 50.0)
+    per_lane = int(np.ceil(n / len(lanes)))
+    gap = (hi - lo) / max(per_lane, 1)
+    rows = []
+    for k in range(n):
+        lane = lanes[k % len(lanes)]
+        s = lo + (k // len(lanes) + 0.5) * gap + float(rng.uniform(-0.2, 0.2)) * gap
+        if lane == layout.route_lanes[0] and abs(s - s_ego) < 20.0:
+            s = s_ego + 20.0 + (k // len(lanes)) * 0.1  # never on the ego
+        rows.append((lane, float(np.clip(s, 0.0, m.length[lane]))))
     return rows
 
 

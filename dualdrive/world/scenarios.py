@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-FAMILIES = ("highway", "urban", "parking", "p2p")
+FAMILIES = ("highway", "urban", "parking", "p2p", "motorway")
 DEV_SEED_LIMIT = 5000
 MAX_SEED = 2**31 - 1
 
@@ -22,6 +22,7 @@ EVENTS_BY_FAMILY = {
     "urban": {"stalled_vehicle", "road_works", "jaywalker", "emergency_vehicle", "cut_in"},
     "parking": {"blocked_aisle", "jaywalker"},
     "p2p": {"stalled_vehicle", "road_works", "jaywalker", "emergency_vehicle", "cut_in", "blocked_aisle"},
+    "motorway": set(),  # the plain road of highway-env's highway-v0, for side-by-side comparisons
 }
 
 
@@ -58,6 +59,8 @@ class ScenarioConfig:
     start_in_spot: bool | None = None  # parking family: None lets the seed choose
     max_duration_s: float | None = None  # None: the family's default time limit
     roundabout: bool = True  # urban: one junction of the grid is a roundabout
+    vehicles: int | None = None  # motorway: exactly this many NPC vehicles (None: 50, as highway-v0)
+    lanes: int = 4  # motorway: number of lanes
     events: EventConfig = field(default_factory=EventConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,12 @@ class ScenarioConfig:
         _in_range("lot_occupancy", self.lot_occupancy, 0.0, 0.95)
         if self.max_duration_s is not None:
             _in_range("max_duration_s", self.max_duration_s, 1.0, 3600.0)
+        if self.vehicles is not None:
+            _in_range("vehicles", self.vehicles, 0, 2000)
+            if self.family != "motorway":
+                raise ConfigError(f"vehicles={self.vehicles!r} applies to family 'motorway' only; elsewhere use "
+                                  "traffic_density")
+        _in_range("lanes", self.lanes, 1, 8)
         bad = set(self.events.enabled()) - EVENTS_BY_FAMILY[self.family]
         if bad:
             raise ConfigError(f"event(s) {', '.join(sorted(bad))} do not apply to family {self.family!r}; "
@@ -81,7 +90,7 @@ class ScenarioConfig:
 
     @property
     def time_limit_s(self) -> float:
-        default = {"highway": 150.0, "urban": 200.0, "parking": 150.0, "p2p": 480.0}[self.family]
+        default = {"highway": 150.0, "urban": 200.0, "parking": 150.0, "p2p": 480.0, "motorway": 150.0}[self.family]
         return self.max_duration_s or default
 
     def to_dict(self) -> dict[str, Any]:

@@ -231,16 +231,17 @@ class World:
         and the connectors it is about to enter (NPCs turning across them yield)."""
         m = self.map
         xy, h, v = self.ego_xy, self.ego_heading, self.ego_speed
-        d2 = ((m.pts - xy) ** 2).sum(1)
-        along = np.abs(wrap_angle(m.heads - h)) < 0.8
-        near = np.where((d2 < EGO_LANE_MATCH_M**2) & along)[0]
+        reach = np.hypot(EGO_LENGTH_M, EGO_WIDTH_M) / 2 + EGO_CORNER_MATCH_M
+        pts = m.points_near(xy, max(EGO_LANE_MATCH_M, reach))  # every point the tests below can accept
+        d2 = ((m.pts[pts] - xy) ** 2).sum(1)
+        along = np.abs(wrap_angle(m.heads[pts] - h)) < 0.8
+        near = pts[(d2 < EGO_LANE_MATCH_M**2) & along]
         # a corner poking into the next lane (a slow lane change, a car angled in a queue) already
         # claims it: drivers there brake for it, not only for a car whose centre has crossed the line
         c = np.cos(h), np.sin(h)
         # (only road lanes: at a stop line the nose over a connector's first metre is not in the box)
         # corners lie within half the diagonal of the centre: test only the points that close to it
-        reach = np.hypot(EGO_LENGTH_M, EGO_WIDTH_M) / 2 + EGO_CORNER_MATCH_M
-        cand = np.where((d2 < reach**2) & along & self._road_pts)[0]
+        cand = pts[(d2 < reach**2) & along & self._road_pts[pts]]
         for end, side in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
             corner = xy + end * EGO_LENGTH_M / 2 * np.array(c) + side * EGO_WIDTH_M / 2 * np.array([-c[1], c[0]])
             near = np.union1d(near, cand[((m.pts[cand] - corner) ** 2).sum(1) < EGO_CORNER_MATCH_M**2])
@@ -248,9 +249,8 @@ class World:
         if len(near):
             lanes = np.unique(m.pt_lane[near])
             for lane in lanes:
-                g = np.arange(m.offset[lane], m.offset[lane] + m.count[lane])
-                g = g[np.argmin(d2[g])]
-                s = (g - m.offset[lane]) * m.step[lane]
+                lane_pts = m.pts[m.offset[lane]: m.offset[lane] + m.count[lane]]
+                s = int(np.argmin(((lane_pts - xy) ** 2).sum(1))) * m.step[lane]
                 rows.append((lane, s, abs(v), EGO_LENGTH_M))
                 rest = m.length[lane] - s
                 # (on a roundabout's entry or ring too: cars at the next entry wait for the ego)
