@@ -233,24 +233,36 @@ def sensors(scenario: str = typer.Option("urban", help="highway, urban, parking,
 
 
 @app.command()
-def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with the raw figures"),
-          frames: int = typer.Option(100, min=5, help="frames per sensor measurement (median reported)")) -> None:
-    """Speed benchmarks on this machine. So far: the sensor costs per frame on a 50-vehicle scene."""
+def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with the raw figures (a PNG plot beside it)"),
+          frames: int = typer.Option(100, min=5, help="frames per sensor measurement (median reported)"),
+          steps: int = typer.Option(300, min=20, help="world ticks per simulator measurement"),
+          skip_eval: bool = typer.Option(False, "--skip-eval", help="leave out the evaluation-throughput run (~1 min)")) -> None:
+    """Speed, side by side on this machine: the world against stock highway-env, scaling with traffic,
+    sensor costs, the closed loop, evaluation throughput."""
     import json
-    import platform
 
-    from dualdrive.perf.sensors import bench_sensors
-    with Progress(TextColumn("[bold]bench[/bold] sensors"), BarColumn(), TimeElapsedColumn(), console=err,
+    from dualdrive.perf.report import run_bench
+    with Progress(TextColumn("[bold]bench[/bold] {task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                   transient=True) as bar:
-        bar.add_task("", total=None)
-        res = {"machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version()}, "sensors": bench_sensors(frames)}
+        task = bar.add_task("", total=None)
+        res = run_bench(frames, steps, not skip_eval, lambda name: bar.update(task, description=name))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
-    sn = res["sensors"]
+    from dualdrive.perf.report import plot_bench
+    png = plot_bench(res, out.with_suffix(".png"))
+    r, sn, sc = res["ratios"], res["sensors"], res["scaling"]
+    _console.print(f"world vs highway-env (4-lane motorway, 50 vehicles, 10 Hz): {res['sim']['dualdrive_steps_per_s']:.0f} vs "
+                   f"{res['sim']['highway_env_steps_per_s']:.0f} steps/s = {r['sim_vs_highway_env']:.1f}x")
+    _console.print(f"tick cost at {sc['vehicles']} vehicles: {', '.join(f'{x:.2f}' for x in sc['ms_per_tick'])} ms "
+                   f"(exponent {sc['exponent']:.2f})")
     _console.print(f"sensors, {sn['actors_in_scene']} vehicles in the scene (median of {frames} frames): camera 96x192 "
-                   f"{sn['camera_96x192_ms']:.2f} ms, LiDAR 32 beams {sn['lidar_32_beams_ms']:.2f} ms "
-                   f"({sn['lidar_points']} points), radar {sn['radar_ms']:.2f} ms -> {out}")
+                   f"{sn['camera_96x192_ms']:.2f} ms, LiDAR 32 beams {sn['lidar_32_beams_ms']:.2f} ms, radar {sn['radar_ms']:.2f} ms")
+    _console.print(f"closed loop (urban, all sensors, {res['closed_loop']['agent']} agent): "
+                   f"{res['closed_loop']['steps_per_s']:.0f} steps/s")
+    if "eval" in res:
+        _console.print("eval: " + ", ".join(f"{k.replace('_', ' ')} {v['episodes_per_min']:.1f} episodes/min"
+                                            for k, v in res["eval"].items()))
+    _console.print(f"-> {out}, {png}")
 
 
 if __name__ == "__main__":

@@ -164,15 +164,19 @@ def test_camera_pixel_noise_is_seeded():
     assert np.array_equal(a, b) and 4.0 < np.abs(a.astype(int) - clean.astype(int)).mean() < 10.0
 
 
-def test_bench_reports_sensor_costs(tmp_path):
+def test_bench_reports_costs_and_ratios(tmp_path):
     import json
     import subprocess
     import sys
     from pathlib import Path
     out = tmp_path / "bench.json"
-    r = subprocess.run([str(Path(sys.executable).parent / "dualdrive"), "bench", "--frames", "5", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([str(Path(sys.executable).parent / "dualdrive"), "bench", "--frames", "5", "--steps", "20",
+                        "--skip-eval", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["sensors"]["actors_in_scene"] == 50 and res["machine"]["cpus"] >= 1
     assert all(res["sensors"][k] > 0 for k in ("camera_96x192_ms", "lidar_32_beams_ms", "radar_ms"))
+    assert res["ratios"]["sim_vs_highway_env"] == pytest.approx(
+        res["sim"]["dualdrive_steps_per_s"] / res["sim"]["highway_env_steps_per_s"])
+    assert res["scaling"]["vehicles"] == [10, 50, 100, 200, 400] and len(res["scaling"]["ms_per_tick"]) == 5
+    assert (tmp_path / "bench.png").stat().st_size > 0

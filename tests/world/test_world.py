@@ -17,11 +17,20 @@ def _rollout(family: str, seed: int, steps: int = 60) -> np.ndarray:
     return np.concatenate(trace)
 
 
-@pytest.mark.parametrize("family", ["highway", "urban", "parking", "p2p"])
+@pytest.mark.parametrize("family", ["highway", "urban", "parking", "p2p", "motorway"])
 def test_same_seed_same_episode_bit_for_bit(family):
     a, b = _rollout(family, 7), _rollout(family, 7)
     assert a.shape == b.shape and np.array_equal(a, b)
-    assert not np.array_equal(a[:3], _rollout(family, 8)[:3]) or family in ("highway",)
+    assert not np.array_equal(a[:3], _rollout(family, 8)[:3]) or family in ("highway", "motorway")
+
+
+def test_motorway_has_exactly_the_vehicles_asked_for():
+    for n in (10, 50, 400):
+        w = World(ScenarioConfig(family="motorway", vehicles=n), 0)
+        assert int(w.traffic.veh.active.sum()) == n == len(w.traffic.veh)
+        assert len({ln.key[:2] for ln in w.map.lanes}) == 1 and len(w.map.lanes) == 4
+    with pytest.raises(ConfigError, match="motorway"):
+        ScenarioConfig(family="highway", vehicles=10)
 
 
 def test_route_is_connected_and_reaches_its_goal():
