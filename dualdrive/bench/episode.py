@@ -17,7 +17,6 @@ import numpy as np
 from dualdrive.agents.base import Control, Plan
 from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.agents.registry import load_agent
-from dualdrive.bench.log import EpisodeLog
 from dualdrive.bench.metrics import CARLA_PENALTY, episode_metrics
 from dualdrive.bench.recorder import EpisodeRecorder
 from dualdrive.world.env import ENV_IDS
@@ -162,7 +161,3 @@ def _failed_row(job: EpisodeJob, error: str, tb: str | None = None) -> dict:
             "status": "failed", "error": error, "traceback": tb, "route_completion": 0.0, "infraction_score": 100.0,
             "driving_score": 0.0, "success": False, "success_rate": 0.0, "duration_s": 0.0, "infractions": {},
             "blocked": False, "timeout": False, "log_path": None, "video_path": None}
-
-
-def load_log(path: str) -> EpisodeLog:
-    return EpisodeLog.load(path)

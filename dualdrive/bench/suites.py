@@ -7,7 +7,7 @@ path to a user's own file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,7 @@ SCENARIO_KEYS = {"name", "family", "config"}
 @dataclass(frozen=True)
 class SuiteScenario:
     name: str
-    config: ScenarioConfig = field(compare=False)
-    config_dict: tuple = ()  # the config as sorted items, for hashing and comparing runs
+    config: ScenarioConfig
 
 
 @dataclass
@@ -97,4 +96,4 @@ def _scenario(raw: Any, where: str) -> SuiteScenario:
         cfg = ScenarioConfig.from_dict({"family": raw["family"], **overrides})
     except ConfigError as e:
         raise ConfigError(f"{where} ({raw['name']}): {e}") from None
-    return SuiteScenario(str(raw["name"]), cfg, tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items())))
+    return SuiteScenario(str(raw["name"]), cfg)

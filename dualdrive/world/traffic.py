@@ -333,9 +333,9 @@ class Traffic:
                 continue
             mine = to_end[k] if approaching[k] else -front[k]
             margin = RB_SIBLING_M if self.outer_entry[sib] else -RB_SIBLING_M
-            rivals = act[ve.next_lane[act] == sib]
-            busy = bool(np.any(ent_lane == sib)) or sib in self.ego_claims or bool(
-                np.any(act_rest[ve.next_lane[act] == sib] < mine + margin) & (len(rivals) > 0))
+            # the other lane is taken, or a car arriving at it is nearer its entry (the outer lane wins ties)
+            busy = (bool(np.any(ent_lane == sib)) or sib in self.ego_claims
+                    or bool(np.any(act_rest[ve.next_lane[act] == sib] < mine + margin)))
             if busy:
                 gap[k] = max(to_end[k] - 0.5, 0.05) if approaching[k] else 0.05
         for k in np.where(at_ring_line)[0]:
