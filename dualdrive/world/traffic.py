@@ -223,12 +223,10 @@ class Traffic:
         edges across, as in a zipper queue)."""
         return np.minimum(self.map.width[lane] / LC_DURATION_S, np.maximum(v * LC_SLOW_HEADING, LC_MIN_RATE_MPS))
 
-    # -- the tick -----------------------------------------------------------------------------
-    def step(self, dt: float, t_s: float, lights: np.ndarray, ego: np.ndarray | None) -> None:
-        """Advance one tick. ``ego``: rows (lane, s, speed, length) of the ego's lane projections."""
-        ve, m = self.veh, self.map
-        self._release_and_trigger(t_s, ego)
-        act = np.where(ve.active)[0]
+    def _sort(self, act: np.ndarray, ego: np.ndarray | None):
+        """Everyone on the road (NPCs, lane-changers on both lanes, the ego, jaywalkers) sorted by
+        (lane, s), with the first road user on each lane."""
+        m = self.map
         ent_lane, ent_s, ent_v, ent_len, ent_id = self._entities(act, ego)
         order = np.lexsort((ent_s, ent_lane))
         key = ent_lane[order] * KEY_STRIDE + ent_s[order]
@@ -243,6 +241,36 @@ class Traffic:
         first_len[uniq] = ent_len[order][first_idx]
         occupied = np.zeros(len(m.lanes) + 1, bool)
         occupied[uniq] = True
+        return ent_lane, ent_s, ent_v, ent_len, ent_id, order, key, first_s, first_v, first_len, occupied
+
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per vehicle (NPCs only, no ego): the id of the road user ahead on its lane and the bumper gap
+        to it, as the tick's IDM sees them, and the id of the one behind (-1: none)."""
+        ve = self.veh
+        act = np.where(ve.active)[0]
+        lead = np.full(len(ve), -1)
+        follow = np.full(len(ve), -1)
+        gap_out = np.full(len(ve), FREE_GAP_M)
+        if len(act) == 0:
+            return lead, gap_out, follow
+        ent_lane, ent_s, ent_v, ent_len, ent_id, order, key, first_s, first_v, first_len, _ = self._sort(act, None)
+        gap, _, lead_ent = self._leaders(act, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len,
+                                         with_ids=True)
+        lead[act] = np.where(lead_ent >= 0, ent_id[np.maximum(lead_ent, 0)], -1)
+        gap_out[act] = gap
+        # the one behind: the entity before us in the sorted order, on the same lane (as MOBIL's follower)
+        pos = np.searchsorted(key, ve.lane[act] * KEY_STRIDE + ve.s[act], side="left") - 1
+        behind = (pos >= 0) & (np.floor(key[np.maximum(pos, 0)] / KEY_STRIDE) == ve.lane[act])
+        follow[act] = np.where(behind, ent_id[order[np.maximum(pos, 0)]], -1)
+        return lead, gap_out, follow
+
+    # -- the tick -----------------------------------------------------------------------------
+    def step(self, dt: float, t_s: float, lights: np.ndarray, ego: np.ndarray | None) -> None:
+        """Advance one tick. ``ego``: rows (lane, s, speed, length) of the ego's lane projections."""
+        ve, m = self.veh, self.map
+        self._release_and_trigger(t_s, ego)
+        act = np.where(ve.active)[0]
+        ent_lane, ent_s, ent_v, ent_len, ent_id, order, key, first_s, first_v, first_len, occupied = self._sort(act, ego)
 
         moving = act[~np.isin(ve.kind[act], STATIC_KINDS) & (ve.release_t[act] <= t_s)]
         gap, dv = self._leaders(moving, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len)
@@ -439,7 +467,7 @@ class Traffic:
                 np.concatenate(parts_len), np.concatenate(parts_id))
 
     def _leaders(self, idx, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len,
-                 lanes: np.ndarray | None = None, next_lanes: np.ndarray | None = None):
+                 lanes: np.ndarray | None = None, next_lanes: np.ndarray | None = None, with_ids: bool = False):
         """Gap and closing speed to each vehicle's leader on its lane (or on ``lanes``: the lane a
         lane-changer is leaving, whose traffic it must not run into either)."""
         ve, m = self.veh, self.map
@@ -469,6 +497,8 @@ class Traffic:
         use3 = ~same & (fs_min < RB_NODE_M) & (g3 < gap)
         gap = np.where(use3, g3, gap)
         lv = np.where(use3, first_v[nb], lv)
+        if with_ids:  # the entity index of the leader on this lane (-1: none there, or it is on a lane ahead)
+            return gap, ve.v[idx] - lv, np.where(same & ~use3, lead, -1)
         return gap, ve.v[idx] - lv
 
     def _stop_points(self, idx: np.ndarray, lights: np.ndarray, occupied: np.ndarray, ego) -> np.ndarray:

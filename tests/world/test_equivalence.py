@@ -1,0 +1,85 @@
+"""The traffic kernel against highway-env's reference implementation, on constructed scenes.
+
+- Leader / follower pairs: the kernel's one sort by (lane, s) finds the same vehicle ahead and
+  behind as highway-env's ``Road.neighbour_vehicles``, and the bumper gap is the centre distance
+  less the two half lengths.
+- IDM: ``idm()`` reproduces ``IDMVehicle.acceleration`` to 1e-9 when given highway-env's
+  conventions (centre-to-centre distance, ``DISTANCE_WANTED`` as s0, its T, a, b). The one
+  difference: like Treiber's original, ``idm()`` does not let the dynamic part of the desired gap
+  go negative, so with a much faster leader it is at most as eager as highway-env's.
+MOBIL is not compared here: the kernel's lane-change rule adds merging, blockers and a keep-right
+bias to MOBIL and uses its own thresholds.
+"""
+import numpy as np
+import pytest
+from highway_env.road.road import Road, RoadNetwork
+from highway_env.vehicle.behavior import IDMVehicle
+
+from dualdrive.world.scenarios import ScenarioConfig
+from dualdrive.world.traffic import idm
+from dualdrive.world.world import World
+
+N, LENGTH = 16, 5.0
+
+
+def _scene(seed: int):
+    rng = np.random.default_rng(seed)
+    lanes = rng.integers(0, 4, N)
+    s = np.sort(rng.uniform(100.0, 700.0, N))
+    for k in range(4):  # at least 8 m between centres on a lane
+        on = np.where(lanes == k)[0]
+        if len(on):
+            s[on] = s[on[0]] + np.concatenate([[0.0], np.cumsum(np.maximum(np.diff(s[on]), 8.0))])
+    return lanes, s, rng.uniform(5.0, 30.0, N), rng.uniform(20.0, 33.0, N)
+
+
+def _both(seed: int):
+    lanes, s, v, v0 = _scene(seed)
+    w = World(ScenarioConfig(family="motorway", vehicles=N), 0)
+    ve = w.traffic.veh
+    ids = np.array([ln.id for ln in w.map.lanes])  # 0 is the leftmost, as in highway-env
+    ve.lane[:], ve.s[:], ve.v[:], ve.v0[:] = ids[lanes], s, v, v0
+    ve.lat[:], ve.lc_from[:], ve.length[:] = 0.0, -1, LENGTH
+    road = Road(RoadNetwork.straight_road_network(lanes=4, length=5000.0, speed_limit=40.0))
+    hv = []
+    for k, si, vi, v0i in zip(lanes, s, v, v0):
+        h = IDMVehicle.make_on_lane(road, ("0", "1", int(k)), longitudinal=float(si), speed=float(vi))
+        h.target_speed = float(v0i)
+        hv.append(h)
+    road.vehicles.extend(hv)
+    return w, road, hv, v0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_leaders_and_followers_as_highway_env(seed):
+    w, road, hv, _ = _both(seed)
+    lead, gap, follow = w.traffic.neighbours()
+    for i, h in enumerate(hv):
+        front, rear = road.neighbour_vehicles(h)
+        assert lead[i] == (hv.index(front) if front else -1)
+        assert follow[i] == (hv.index(rear) if rear else -1)
+        if front:
+            assert gap[i] == pytest.approx(h.lane_distance_to(front) - LENGTH, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_idm_reproduces_highway_env(seed):
+    _, road, hv, v0 = _both(seed)
+    ab = -IDMVehicle.COMFORT_ACC_MAX * IDMVehicle.COMFORT_ACC_MIN
+    checked = 0
+    for i, h in enumerate(hv):
+        front, _ = road.neighbour_vehicles(h)
+        theirs = h.acceleration(h, front)
+        d = h.lane_distance_to(front) if front else 1e4
+        dv = h.speed - front.speed if front else 0.0
+        ours = idm(np.array([h.speed]), np.array([v0[i]]), np.array([d]), np.array([dv]), np.array([IDMVehicle.TIME_WANTED]),
+                   np.array([IDMVehicle.COMFORT_ACC_MAX]), np.array([-IDMVehicle.COMFORT_ACC_MIN]),
+                   np.array([IDMVehicle.DISTANCE_WANTED]))[0]
+        if not front:
+            assert ours == pytest.approx(theirs, abs=1e-3)  # a free road: our "leader" is 10 km away
+        elif h.speed * IDMVehicle.TIME_WANTED + h.speed * dv / (2 * np.sqrt(ab)) >= 0:
+            assert ours == pytest.approx(theirs, abs=1e-9)
+            checked += 1
+        else:
+            assert ours <= theirs + 1e-12  # the clamp: never more eager than highway-env
+    assert checked >= 5
