@@ -236,7 +236,8 @@ def sensors(scenario: str = typer.Option("urban", help="highway, urban, parking,
 def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with the raw figures (a PNG plot beside it)"),
           frames: int = typer.Option(100, min=5, help="frames per sensor measurement (median reported)"),
           steps: int = typer.Option(300, min=20, help="world ticks per simulator measurement"),
-          skip_eval: bool = typer.Option(False, "--skip-eval", help="leave out the evaluation-throughput run (~1 min)")) -> None:
+          skip_eval: bool = typer.Option(False, "--skip-eval", help="leave out the evaluation-throughput run (~1 min)"),
+          profile: bool = typer.Option(False, "--profile", help="also write a cProfile of the world tick beside the JSON")) -> None:
     """Speed, side by side on this machine: the world against stock highway-env, scaling with traffic,
     sensor costs, the closed loop, evaluation throughput."""
     import json
@@ -262,6 +263,11 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
     if "eval" in res:
         _console.print("eval: " + ", ".join(f"{k.replace('_', ' ')} {v['episodes_per_min']:.1f} episodes/min"
                                             for k, v in res["eval"].items()))
+    if profile:
+        from dualdrive.perf.sim import profile_tick
+        prof_path = out.with_name(out.stem + "_profile.txt")
+        prof_path.write_text(profile_tick())
+        _console.print(f"profile of 300 world ticks (4-lane motorway, 50 vehicles) -> {prof_path}")
     _console.print(f"-> {out}, {png}")
 
 

@@ -64,3 +64,21 @@ def bench_scaling(ticks: int = 200) -> dict:
         ms.append(1000.0 * (time.perf_counter() - t0) / ticks)
     k, _ = np.polyfit(np.log(SCALING_COUNTS), np.log(ms), 1)
     return {"vehicles": list(SCALING_COUNTS), "ms_per_tick": ms, "exponent": float(k)}
+
+
+def profile_tick(n_vehicles: int = 50, ticks: int = 300, top: int = 12) -> str:
+    """cProfile of the gym step on the comparison scene: the functions with the most own time."""
+    import cProfile
+    import io
+    import pstats
+    env = dualdrive_scene(n_vehicles)
+    env.reset(seed=0)
+    action = np.array([0.0, 0.0, 1.0])
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(ticks):
+        env.step(action)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
