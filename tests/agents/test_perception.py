@@ -33,11 +33,12 @@ def test_separate_boxes_separate_detections_and_hidden_ones_none():
     assert len(hidden) == 1 and hidden[0].xy[0] < 12.0  # the car behind the van is not seen
 
 
-def test_a_moving_box_is_tracked_with_its_velocity():
-    # a car pulling away ahead, slightly offset: its back (and a sliver of one side) is what we see
+@pytest.mark.parametrize("lateral_m", [0.5, 3.0])  # ahead in our lane; in the next lane (its side seen sparsely)
+def test_a_moving_box_is_tracked_with_its_velocity(lateral_m):
     tracker, pose, ids = Tracker(dt_s=0.1), OdometryPose(), set()
     for k in range(20):
-        tracks = tracker.update(detect_objects(LIDAR.scan(_scene([(15.0 + 0.5 * k, 0.5, 0.0, 4.5, 1.9, 1.5)]))), pose)
+        tracks = tracker.update(detect_objects(LIDAR.scan(_scene([(15.0 + 0.5 * k, lateral_m, 0.0, 4.5, 1.9, 1.5)]))),
+                                pose)
         ids |= {t.id for t in tracks}
     assert len(tracks) == 1 and len(ids) == 1  # one identity throughout
     assert tracks[0].velocity == pytest.approx([5.0, 0.0], abs=0.7)

@@ -30,6 +30,7 @@ PRIOR_LENGTH_M, PRIOR_WIDTH_M = 4.5, 1.9
 FACE_MAX_M = 2.3  # a single face up to this wide is a vehicle's back or front
 THIN_M = 0.6
 SMALL_CLUSTER = 10  # points; fewer, lying on a bigger detection, are part of it
+STRAGGLER_M = 3.5  # a small cluster this close to a big one belongs to it
 ROOF_BAND_M = 0.1
 CLOSENESS_D0_M = 0.05
 FIT_ANGLES = np.deg2rad(np.arange(0.0, 90.0, 1.5))
@@ -82,6 +83,15 @@ def detect_objects(points: np.ndarray) -> list[Detection]:
     pairs = cKDTree(p[:, :2]).query_pairs(CLUSTER_M, output_type="ndarray")
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(p), len(p)))
     count, label = connected_components(graph, directed=False)
+    # at a grazing angle a car's side gets a hit every few metres: such stragglers join the big
+    # cluster they lie next to (two real cars are both big clusters, so they stay apart)
+    sizes = np.bincount(label, minlength=count)
+    big = sizes[label] >= SMALL_CLUSTER
+    if big.any() and (~big).any():
+        d, j = cKDTree(p[big, :2]).query(p[~big, :2])
+        near = d < STRAGGLER_M
+        small_idx = np.nonzero(~big)[0]
+        label[small_idx[near]] = label[np.nonzero(big)[0][j[near]]]
     out = []
     for k in range(count):
         q = p[label == k]
@@ -170,7 +180,7 @@ class OdometryPose:
 class Tracker:
     """Multi-object tracking of LiDAR detections with constant-velocity Kalman filters."""
 
-    def __init__(self, dt_s: float = 0.1, accel_noise: float = 2.0, meas_noise_m: float = 0.3) -> None:
+    def __init__(self, dt_s: float = 0.1, accel_noise: float = 2.0, meas_noise_m: float = 0.6) -> None:
         self.dt = dt_s
         self.q = accel_noise
         self.r = meas_noise_m
