@@ -14,7 +14,8 @@ from dualdrive.agents.base import Agent, Control
 
 
 class IdleAgent(Agent):
-    """Stands still (dualdrive) or keeps its lane at its speed (stock envs: IDLE / zero action)."""
+    """Brakes gently to a stop and stays there (dualdrive), or keeps its lane at its speed (stock envs:
+    IDLE / zero action)."""
 
     name = "idle"
 

@@ -22,6 +22,7 @@ from dualdrive.bench.recorder import EpisodeRecorder
 from dualdrive.world.env import ENV_IDS
 from dualdrive.world.scenarios import ScenarioConfig
 
+PDMS_ZERO = {"pdms": 0.0, "nc": 0.0, "dac": 0.0, "ttc": 0.0, "ep": 0.0, "comfort": 0.0}
 STOCK_MAX_STEPS = 10_000  # a stock env that never ends is cut here (and counts as truncated early)
 
 
@@ -107,6 +108,8 @@ def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None)
     env.close()
     row = {"scenario": job.scenario, "seed": job.seed, "family": cfg.family, "status": "ok" if error is None else "failed",
            "error": error, **episode_metrics(log), "log_path": None, "video_path": None}
+    if error is not None:
+        row.update(PDMS_ZERO)  # an agent that failed has no plan to score: NAVSIM gives such a scene 0
     if record_dir is not None:
         out = Path(record_dir) / job.scenario
         row["log_path"] = str(log.save(out / f"{job.seed}.npz"))
@@ -157,7 +160,10 @@ def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
 
 def _failed_row(job: EpisodeJob, error: str, tb: str | None = None) -> dict:
     """An episode that produced no log (it crashed or hung): zero scores, the reason kept."""
-    return {"scenario": job.scenario, "seed": job.seed, "family": (job.config or {}).get("family", "stock"),
-            "status": "failed", "error": error, "traceback": tb, "route_completion": 0.0, "infraction_score": 100.0,
-            "driving_score": 0.0, "success": False, "success_rate": 0.0, "duration_s": 0.0, "infractions": {},
-            "blocked": False, "timeout": False, "log_path": None, "video_path": None}
+    row = {"scenario": job.scenario, "seed": job.seed, "family": (job.config or {}).get("family", "stock"),
+           "status": "failed", "error": error, "traceback": tb, "route_completion": 0.0, "infraction_score": 100.0,
+           "driving_score": 0.0, "success": False, "success_rate": 0.0, "duration_s": 0.0, "infractions": {},
+           "blocked": False, "timeout": False, "log_path": None, "video_path": None}
+    if job.env_id is None:  # dualdrive scenarios are PDM-scored: a failed one counts as 0, not as absent
+        row.update(PDMS_ZERO)
+    return row

@@ -94,6 +94,10 @@ class Journal:
 
     def _load(self, ident: dict) -> None:
         raw = self.path.read_bytes()
+        if not raw.strip():  # a crash during the very first write: nothing was saved yet
+            self.path.write_bytes(b"")
+            self._write_line({"run": ident})
+            return
         lines = raw.split(b"\n")
         good = 0  # bytes of complete, parseable lines
         header = None
@@ -113,6 +117,10 @@ class Journal:
                 continue
             self.rows[f"{rec['scenario']}/{rec['seed']}"] = rec
         if header is None:
+            if good == 0 and raw.lstrip().startswith(b'{"run"'):  # only our own header, torn: nothing saved yet
+                self.path.write_bytes(b"")
+                self._write_line({"run": ident})
+                return
             raise ConfigError(f"{str(self.path)!r} is not a dualdrive results journal; pass another --out")
         if json.dumps(header, sort_keys=True) != json.dumps(ident, sort_keys=True):
             raise ConfigError(f"{str(self.path)!r} holds a different run (agent {header.get('agent')!r}, "
@@ -144,8 +152,10 @@ def evaluate(cfg: EvalConfig, on_done: Callable[[dict, int, int], None] | None =
     todo = [j for j in jobs if j.key not in journal.rows]
     t0 = time.perf_counter()
     done_before = len(jobs) - len(todo)
+    keys = {j.key for j in jobs}
     if todo:
-        _run_on_ray(cfg, todo, journal, lambda row: on_done and on_done(row, len(journal.rows), len(jobs)))
+        _run_on_ray(cfg, todo, journal,
+                    lambda row: on_done and on_done(row, len(keys & set(journal.rows)), len(jobs)))
     rows = [journal.rows[j.key] for j in jobs]
     results = build_results(cfg, ident, rows, time.perf_counter() - t0, resumed=done_before)
     tmp = cfg.out.with_name(cfg.out.name + ".tmp")
@@ -178,9 +188,11 @@ def _run_on_ray(cfg: EvalConfig, todo: list[EpisodeJob], journal: Journal, done:
                 try:
                     row = ray.get(ref)
                 except Exception as e:  # the worker died (out of memory, killed): one failed episode
-                    row = _failed_row(job, f"worker failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+                    row = _failed_row(job, f"worker failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
                 journal.add(row)
                 done(row)
+            # the clock runs from submission: at most ``workers`` tasks are out at once, so on the local
+            # cluster (one CPU per worker) that is when they start; a busy external cluster adds its queue
             now = time.monotonic()
             for ref, (job, t) in list(pending.items()):
                 if now - t > cfg.episode_timeout_s:

@@ -122,13 +122,18 @@ def compare_text(path_a: str | Path, path_b: str | Path) -> str:
     a, b = load_results(path_a), load_results(path_b)
     lines = [f"A: {_label(a)}  ({path_a})", f"B: {_label(b)}  ({path_b})", "",
              f"{'metric':<28}{'A':>9}{'B':>9}{'B-A':>9}  {'95% interval':<20}{'n':>5}  significant"]
+    unshared = 0
     for m, c in compare_rows(a, b):
-        ci = f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
+        ci = "-" if c["ci95"][0] is None else f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
         sig = "yes" if c["significant"] else "no"
         lines.append(f"{m:<28}{c['a']:>9.2f}{c['b']:>9.2f}{c['diff']:>+9.2f}  {ci:<20}{c['n']:>5}  {sig}"
                      + ("" if c["paired"] else " (unpaired)"))
-    lines += ["", "Differences are paired over episodes present in both runs (same scenario and seed); significant "
-              "means the 95% bootstrap interval of the difference excludes 0."]
+        unshared = max(unshared, c.get("unshared") or 0)
+    lines += ["", "A and B are means over the episodes both runs share (same scenario and seed), compared pairwise; "
+              "significant means the 95% bootstrap interval of the difference excludes 0 (never with fewer than "
+              "2 episodes)."]
+    if unshared:
+        lines.append(f"{unshared} episode(s) present in only one of the runs are left out of the comparison.")
     return "\n".join(lines)
 
 

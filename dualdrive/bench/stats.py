@@ -42,33 +42,41 @@ def summarize(episodes: list[dict]) -> dict:
 
 
 def compare_metric(a: list[dict], b: list[dict], metric: str) -> dict | None:
-    """Difference b - a of a metric's mean with a 95% bootstrap interval. Episodes present in both
-    runs (same scenario and seed) are paired, which removes the scenario-to-scenario variance."""
+    """Difference b - a of a metric's mean with a 95% bootstrap interval. When the runs share
+    episodes (same scenario and seed) only those are compared, pairwise, which removes the
+    scenario-to-scenario variance; otherwise the two means are compared unpaired. With fewer than
+    two values on a side there is no interval, and nothing is called significant."""
     ka = {(e["scenario"], e["seed"]): e.get(metric) for e in a if e.get(metric) is not None}
     kb = {(e["scenario"], e["seed"]): e.get(metric) for e in b if e.get(metric) is not None}
-    common = sorted(set(ka) & set(kb))
     if not ka or not kb:
         return None
+    common = sorted(set(ka) & set(kb))
     rng = np.random.default_rng(CI_SEED)
     if common:
-        d = np.array([kb[k] - ka[k] for k in common], float)
-        diff = float(d.mean())
-        if np.all(d == d[0]):
-            lo = hi = diff
+        xa, xb = np.array([ka[k] for k in common], float), np.array([kb[k] for k in common], float)
+        d = xb - xa
+        n = len(d)
+        if n < 2:
+            lo = hi = None
+        elif np.all(d == d[0]):
+            lo = hi = float(d[0])
         else:
             r = stats.bootstrap((d,), np.mean, n_resamples=CI_RESAMPLES, method="percentile", rng=rng)
             lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
         paired = True
     else:
         xa, xb = np.array(list(ka.values()), float), np.array(list(kb.values()), float)
-        diff = float(xb.mean() - xa.mean())
-        if np.all(xa == xa[0]) and np.all(xb == xb[0]):
-            lo = hi = diff
+        n = min(len(xa), len(xb))
+        if n < 2:
+            lo = hi = None
+        elif np.all(xa == xa[0]) and np.all(xb == xb[0]):
+            lo = hi = float(xb.mean() - xa.mean())
         else:
             r = stats.bootstrap((xa, xb), lambda p, q, axis=-1: np.mean(q, axis=axis) - np.mean(p, axis=axis),
                                 n_resamples=CI_RESAMPLES, method="percentile", rng=rng)
             lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
         paired = False
-    return {"a": float(np.mean(list(ka.values()))), "b": float(np.mean(list(kb.values()))), "diff": diff,
-            "ci95": [lo, hi], "paired": paired, "n": len(common) if paired else min(len(ka), len(kb)),
-            "significant": bool(lo > 0 or hi < 0)}
+    significant = lo is not None and n >= 2 and (lo > 0 or hi < 0)
+    return {"a": float(xa.mean()), "b": float(xb.mean()), "diff": float(xb.mean() - xa.mean()), "ci95": [lo, hi],
+            "paired": paired, "n": n, "significant": bool(significant),
+            "unshared": len(ka) + len(kb) - 2 * len(common) if paired else None}

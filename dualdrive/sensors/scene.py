@@ -122,7 +122,8 @@ def scene_from_world(world) -> SensorScene:
     vel = v[:, None] * np.column_stack([np.cos(h), np.sin(h)])
     veh = Boxes(xy, h, length, width, height, vel, cls.astype(np.int64)).select(_near(xy, c))
     pxy, ph, pl, pw, pids = acts["pedestrian"]
-    ps = w.traffic.ped.speed[pids] * (w.traffic.ped.state[pids] == 1)
+    # walking, and not standing still for the ego in its way
+    ps = w.traffic.ped.speed[pids] * (w.traffic.ped.state[pids] == 1) * ~w.traffic.ped_halted[pids]
     ped = Boxes(pxy, ph, pl, pw, np.full(len(pxy), PEDESTRIAN_HEIGHT_M),
                 ps[:, None] * np.column_stack([np.cos(ph), np.sin(ph)]), np.full(len(pxy), int(BoxClass.PEDESTRIAN)))
     sxy, sh, sl, sw, _ = acts["static"]

@@ -71,7 +71,8 @@ class SensorSuite(gym.ObservationWrapper):
 
     # -- gymnasium ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        self.rng = np.random.default_rng([NOISE_SEED_SALT, 0 if seed is None else int(seed)])
+        if seed is not None:  # a seeded episode sees the same noise every time; unseeded ones go on drawing
+            self.rng = np.random.default_rng([NOISE_SEED_SALT, int(seed)])
         self._prev = None
         obs, info = self.env.reset(seed=seed, options=options)
         return self.observation(obs), info

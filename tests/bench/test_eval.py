@@ -98,6 +98,7 @@ def test_a_failing_agent_fails_its_episode_with_the_reason(agent, reason, monkey
     row = run_job(agent, EpisodeJob("hw", 0, cfg))
     assert row["status"] == "failed" and not row["success"] and reason in row["error"]
     assert row["driving_score"] <= row["route_completion"]  # scored on what was driven
+    assert row["pdms"] == 0.0 and row["ep"] == 0.0  # no plan, no PDM score (not a perfect one)
 
 
 def test_a_hanging_agent_is_timed_out_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -157,3 +158,28 @@ def test_a_recorded_episode_rescores_to_the_same_metrics(tmp_path):
     assert {k: row[k] for k in again} == again
     r = subprocess.run([BIN, "score", row["log_path"]], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["driving_score"] == pytest.approx(row["driving_score"], abs=1e-3)
+
+
+def test_compare_needs_two_episodes_for_an_interval():
+    from dualdrive.bench.stats import compare_metric
+    a = [{"scenario": "x", "seed": i, "m": 0.0} for i in range(10)]
+    b = [{"scenario": "x", "seed": 0, "m": 50.0}] + [{"scenario": "y", "seed": i, "m": 100.0} for i in range(10)]
+    c = compare_metric(a, b, "m")
+    assert c["paired"] and c["n"] == 1 and (c["a"], c["b"]) == (0.0, 50.0)  # both means over the shared episode
+    assert c["ci95"] == [None, None] and not c["significant"] and c["unshared"] == 19
+    c = compare_metric([{"scenario": "x", "seed": 0, "m": 1.0}], [{"scenario": "y", "seed": k, "m": 2.0 + k}
+                                                                   for k in range(2)], "m")
+    assert not c["paired"] and c["ci95"] == [None, None] and not c["significant"]
+
+
+def test_a_journal_torn_in_its_first_line_starts_afresh(tmp_path):
+    from dualdrive.bench.evaluate import Journal
+    p = tmp_path / "r.episodes.jsonl"
+    p.write_bytes(b'{"run": {"agent": "exp')  # killed while writing the header
+    j = Journal(p, {"agent": "expert"})
+    assert j.rows == {} and json.loads(p.read_text().splitlines()[0]) == {"run": {"agent": "expert"}}
+    other = tmp_path / "notes.episodes.jsonl"
+    other.write_bytes(b"my own notes")  # not ours: never overwritten
+    with pytest.raises(ConfigError, match="not a dualdrive results journal"):
+        Journal(other, {"agent": "expert"})
+    assert other.read_bytes() == b"my own notes"

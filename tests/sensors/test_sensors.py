@@ -180,3 +180,25 @@ def test_bench_reports_costs_and_ratios(tmp_path):
         res["sim"]["dualdrive_steps_per_s"] / res["sim"]["highway_env_steps_per_s"])
     assert res["scaling"]["vehicles"] == [10, 50, 100, 200, 400] and len(res["scaling"]["ms_per_tick"]) == 5
     assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_unseeded_resets_draw_new_noise():
+    env = SensorSuite(gym.make(ENV_IDS["highway"], disable_env_checker=True))
+    env.reset(seed=1)
+    a = env.reset()[0]["lidar_points_m"]
+    b = env.reset()[0]["lidar_points_m"]
+    assert not np.array_equal(a, b)
+
+
+def test_pedestrians_waiting_for_the_ego_are_not_moving():
+    from dualdrive.sensors.scene import scene_from_world
+    from dualdrive.world.scenarios import ScenarioConfig
+    from dualdrive.world.world import World
+    w = World(ScenarioConfig(family="urban", pedestrian_density=3.0), 3)
+    p = w.traffic.ped
+    p.state[:] = 1
+    w.traffic.ped_halted[:] = True
+    peds = scene_from_world(w).boxes.cls == int(BoxClass.PEDESTRIAN)
+    assert peds.any() and np.all(scene_from_world(w).boxes.velocity_mps[peds] == 0.0)
+    w.traffic.ped_halted[:] = False
+    assert np.any(scene_from_world(w).boxes.velocity_mps[peds] != 0.0)
