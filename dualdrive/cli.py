@@ -271,5 +271,36 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
     _console.print(f"-> {out}, {png}")
 
 
+@app.command("eval-perception")
+def eval_perception(suite: str = typer.Option("urban", help="suite name or .yaml file"),
+                    seeds: str = typer.Option("0:3", help="A:B, as Python's range (B excluded)"),
+                    frames: int = typer.Option(300, min=10, help="ticks per episode (every 2nd is scored)"),
+                    out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
+    """The modular baseline's perception against ground truth: detection AP, MOTA/IDF1, light accuracy."""
+    import json
+
+    from dualdrive.bench.evaluate import parse_seeds
+    from dualdrive.bench.suites import load_suite
+    try:
+        rng = parse_seeds(seeds)
+        s = load_suite(suite)
+    except ConfigError as e:
+        _fail(str(e))
+    from dualdrive.agents.modular.perception_eval import evaluate_perception
+    with Progress(TextColumn("[bold]eval-perception[/bold]"), BarColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:
+        bar.add_task("", total=None)
+        res = evaluate_perception([(sc.name, sc.config) for sc in s.scenarios], rng, frames)
+    res = {"suite": s.name, "seeds": seeds, **res}
+    if out:
+        out.write_text(json.dumps(res, indent=1))
+    light = "-" if res["light_accuracy"] is None else f"{100 * res['light_accuracy']:.1f}%"
+    _console.print(f"perception on {s.name}, seeds {seeds}: {res['ground_truth_objects']} visible objects in "
+                   f"{res['frames_scored']} frames; mAP {res['map']:.3f} (AP at 0.5/1/2/4 m: "
+                   + "/".join(f"{res[f'ap_{t}m']:.2f}" for t in (0.5, 1.0, 2.0, 4.0))
+                   + f"), MOTA {res['mota']:.3f}, IDF1 {res['idf1']:.3f}, {res['id_switches']} id switches, "
+                   f"traffic lights {light} of {res['light_frames']} frames")
+
+
 if __name__ == "__main__":
     sys.exit(app())

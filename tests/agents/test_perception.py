@@ -62,3 +62,26 @@ def test_the_traffic_light_state_is_read_from_the_camera(state):
                lights_state=np.array([state], np.int8))
     assert read_traffic_light(Camera(CameraConfig()).render(s)) == state
     assert read_traffic_light(Camera(CameraConfig()).render(_scene([]))) is None
+
+
+def test_average_precision_on_a_known_ranking():
+    from dualdrive.agents.modular.perception_eval import average_precision
+    # ranked hits T, F, T with 2 truths: precision 1, 1/2, 2/3 (made monotone: 1, 2/3, 2/3)
+    ap = average_precision(np.array([3.0, 2.0, 1.0]), np.array([True, False, True]), 2)
+    assert ap == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert average_precision(np.array([1.0]), np.array([True]), 4) == pytest.approx(0.25)
+
+
+def test_eval_perception_reports_detection_tracking_and_lights(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = tmp_path / "p.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "dualdrive"), "eval-perception", "--suite", "urban",
+                        "--seeds", "0:1", "--frames", "40", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["frames_scored"] == 20 and res["ground_truth_objects"] > 0
+    assert 0.0 <= res["ap_4.0m"] <= 1.0 and res["ap_0.5m"] <= res["ap_4.0m"]
+    assert {"mota", "idf1", "id_switches", "light_accuracy"} <= set(res)

@@ -1,0 +1,144 @@
+"""``dualdrive eval-perception``: the modular baseline's perception against ground truth.
+
+The privileged expert drives (so the scenes are the ones a good driver sees) while perception runs
+on the sensor suite's output. Per frame, the ground truth is every road user whose footprint holds
+at least one LiDAR return (what nuScenes calls a visible annotation), within ``RANGE_M``.
+- Detection: nuScenes-style average precision, matching detections to ground truth by centre
+  distance at 0.5, 1, 2 and 4 m (detections ranked by their number of points); mAP is the mean.
+- Tracking: MOTA, IDF1 and identity switches (``motmetrics``), matching within 2 m.
+- Traffic lights: the share of frames with a light facing us ahead where the camera reading is right.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import motmetrics as mm
+import numpy as np
+
+from dualdrive.agents.expert.agent import ExpertAgent
+from dualdrive.agents.follower import TrajectoryFollower
+from dualdrive.agents.modular.perception import OdometryPose, Tracker, detect_objects, read_traffic_light
+from dualdrive.sensors.scene import BoxClass, SensorScene
+from dualdrive.sensors.suite import SensorSuite, SensorSuiteConfig
+from dualdrive.world.env import ENV_IDS
+from dualdrive.world.geometry import world_to_ego
+from dualdrive.world.scenarios import ScenarioConfig
+
+RANGE_M = 50.0
+AP_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
+TRACK_MATCH_M = 2.0
+LIGHT_AHEAD_M = 60.0
+
+
+def visible_ground_truth(scene: SensorScene, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ego-frame centres and indices of the road users (not cones) that LiDAR points fall on."""
+    b = scene.boxes
+    if len(b) == 0 or len(points) == 0:
+        return np.zeros((0, 2)), np.zeros(0, np.int64)
+    c = world_to_ego(b.xy, scene.ego_xy, scene.ego_heading_rad)
+    rel_h = b.heading_rad - scene.ego_heading_rad
+    keep = []
+    above = points[points[:, 2] > 0.3, :2]
+    for k in np.where((np.linalg.norm(c, axis=1) < RANGE_M) & (b.cls != int(BoxClass.CONE)))[0]:
+        d = above - c[k]
+        lx = d[:, 0] * np.cos(rel_h[k]) + d[:, 1] * np.sin(rel_h[k])
+        ly = -d[:, 0] * np.sin(rel_h[k]) + d[:, 1] * np.cos(rel_h[k])
+        if np.any((np.abs(lx) <= b.length_m[k] / 2 + 0.2) & (np.abs(ly) <= b.width_m[k] / 2 + 0.2)):
+            keep.append(k)
+    keep = np.array(keep, np.int64)
+    return c[keep].reshape(-1, 2), keep
+
+
+def average_precision(scores: np.ndarray, matched: np.ndarray, n_gt: int) -> float:
+    """Area under the precision-recall curve (precision made monotone), nuScenes-style."""
+    if n_gt == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(matched[order])
+    fp = np.cumsum(~matched[order])
+    recall = tp / n_gt
+    precision = tp / np.maximum(tp + fp, 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+
+
+def _match(det: np.ndarray, gt: np.ndarray, thr: float) -> np.ndarray:
+    """Greedy matching by centre distance, detections in the order given: which ones hit a truth."""
+    hit = np.zeros(len(det), bool)
+    free = np.ones(len(gt), bool)
+    for i, p in enumerate(det):
+        if not free.any():
+            break
+        d = np.where(free, np.linalg.norm(gt - p, axis=1), np.inf)
+        j = int(np.argmin(d))
+        if d[j] <= thr:
+            hit[i], free[j] = True, False
+    return hit
+
+
+def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: range, frames: int = 200,
+                        stride: int = 2) -> dict:
+    scores, hits = [], {t: [] for t in AP_THRESHOLDS_M}
+    n_gt = n_frames = 0
+    light_ok = light_n = 0
+    mh = mm.metrics.create()
+    accs, names = [], []
+    for name, cfg in scenarios:
+        for seed in seeds:
+            env = SensorSuite(gym.make(ENV_IDS[cfg.family], config=cfg, disable_env_checker=True),
+                              SensorSuiteConfig())
+            obs, info = env.reset(seed=seed)
+            world = env.unwrapped.world
+            expert, follower = ExpertAgent(), TrajectoryFollower()
+            expert.reset(info)
+            tracker, pose = Tracker(dt_s=cfg.dt_s), OdometryPose()
+            acc = mm.MOTAccumulator(auto_id=True)
+            for k in range(frames):
+                scene = env.scene()
+                pts = obs["lidar_points_m"][: int(obs["lidar_num_points"][0])]
+                if k:
+                    pose.advance(float(obs["speed_mps"][0]), float(obs["yaw_rate_rps"][0]), cfg.dt_s)
+                dets = detect_objects(pts)
+                tracks = tracker.update(dets, pose)
+                if k % stride == 0:
+                    n_frames += 1
+                    gt, gt_ids = visible_ground_truth(scene, pts)
+                    n_gt += len(gt)
+                    order = np.argsort([-d.n_points for d in dets], kind="stable")
+                    dxy = np.array([dets[i].xy for i in order]).reshape(-1, 2)
+                    scores += [float(dets[i].n_points) for i in order]
+                    for t in AP_THRESHOLDS_M:
+                        hits[t] += _match(dxy, gt, t).tolist()
+                    txy = np.array([pose.to_ego(t.xy) for t in tracks]).reshape(-1, 2)
+                    acc.update(gt_ids.tolist(), [t.id for t in tracks],
+                               mm.distances.norm2squared_matrix(gt, txy, max_d2=TRACK_MATCH_M**2))
+                    truth = _light_ahead(scene)
+                    if truth is not None:
+                        light_n += 1
+                        light_ok += int(read_traffic_light(obs["camera_front_rgb"]) == truth)
+                d = expert.act(obs)
+                obs, _, te, tr, _ = env.step(follower.update(d, world.ego_speed).to_action())
+                if te or tr:
+                    break
+            accs.append(acc)
+            names.append(f"{name}/{seed}")
+    s = np.array(scores)
+    ap = {f"ap_{t}m": average_precision(s, np.array(hits[t], bool), n_gt) for t in AP_THRESHOLDS_M}
+    summary = mh.compute_many(accs, names=names, metrics=["mota", "idf1", "num_switches"], generate_overall=True)
+    overall = summary.loc["OVERALL"]
+    return {"frames_scored": n_frames, "ground_truth_objects": n_gt,
+            "detections": len(s), **ap, "map": float(np.nanmean(list(ap.values()))),
+            "mota": float(overall["mota"]), "idf1": float(overall["idf1"]), "id_switches": int(overall["num_switches"]),
+            "light_frames": light_n, "light_accuracy": light_ok / light_n if light_n else None}
+
+
+def _light_ahead(scene: SensorScene) -> int | None:
+    """The state of the nearest light ahead of us that faces us (the one that governs our lane)."""
+    if len(scene.lights_xy) == 0:
+        return None
+    rel = world_to_ego(scene.lights_xy, scene.ego_xy, scene.ego_heading_rad)
+    facing = np.cos(scene.lights_heading_rad - scene.ego_heading_rad - np.pi) > 0.9
+    ok = facing & (rel[:, 0] > 5.0) & (rel[:, 0] < LIGHT_AHEAD_M) & (np.abs(rel[:, 1]) < 8.0)
+    if not ok.any():
+        return None
+    k = int(np.argmin(np.where(ok, rel[:, 0], np.inf)))
+    return int(scene.lights_state[k])
