@@ -91,18 +91,12 @@ class SensorSuite(gym.ObservationWrapper):
             out[f"camera_{name}_valid"] = np.array([int(ok)], np.int8)
         if self.lidar is not None:
             ok = not self._dropped()
-            pts = self.lidar.scan(scene, rng) if ok else np.zeros((0, 4), np.float32)
-            buf = np.zeros((self.lidar.cfg.max_points, 4), np.float32)
-            buf[: len(pts)] = pts
-            out["lidar_points_m"], out["lidar_num_points"] = buf, np.array([len(pts)], np.int32)
-            out["lidar_valid"] = np.array([int(ok)], np.int8)
+            pts = self.lidar.scan(scene, rng) if ok else None
+            out["lidar_points_m"], out["lidar_num_points"], out["lidar_valid"] = _padded(pts, self.lidar.cfg.max_points)
         if self.radar is not None:
             ok = not self._dropped()
-            ret = self.radar.measure(scene, rng) if ok else np.zeros((0, 4), np.float32)
-            buf = np.zeros((self.radar.cfg.max_returns, 4), np.float32)
-            buf[: len(ret)] = ret
-            out["radar_returns"], out["radar_num_returns"] = buf, np.array([len(ret)], np.int32)
-            out["radar_valid"] = np.array([int(ok)], np.int8)
+            ret = self.radar.measure(scene, rng) if ok else None
+            out["radar_returns"], out["radar_num_returns"], out["radar_valid"] = _padded(ret, self.radar.cfg.max_returns)
         return out
 
     # -- helpers -------------------------------------------------------------------------------
@@ -151,3 +145,12 @@ class SensorSuite(gym.ObservationWrapper):
             d["radar_num_returns"] = spaces.Box(0, n, (1,), np.int32)
             d["radar_valid"] = valid
         return spaces.Dict(d)
+
+
+def _padded(rows: np.ndarray | None, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed-size buffer of a sensor's rows, their count and the validity flag (None: frame missing)."""
+    buf = np.zeros((capacity, 4), np.float32)
+    n = 0 if rows is None else len(rows)
+    if n:
+        buf[:n] = rows
+    return buf, np.array([n], np.int32), np.array([int(rows is not None)], np.int8)

@@ -245,7 +245,6 @@ def _roundabout(b: MapBuilder, k: int, c: np.ndarray, in_: dict, out_: dict, pre
     entries: dict[int, list[int]] = {j: [] for j in range(4)}  # node -> entry connectors merging there
     exits: dict[int, list[int]] = {j: [] for j in range(4)}  # node -> exit connectors leaving there
     for j, leg in enumerate(legs):
-        u = LEGS[leg]
         if (k, leg) in in_:  # entries from leg j merge at node j
             node, a = j, node_ang[j]
             p1, h1 = c + RB_RADIUS_M * np.array([np.cos(a), np.sin(a)]), a + np.pi / 2
