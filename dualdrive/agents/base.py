@@ -53,6 +53,10 @@ class Agent(abc.ABC):
     """A driver. ``reset`` is called at the start of each episode with the env's reset info."""
 
     name: str = "agent"
+    # an agent that drives on the sensor suite (camera, LiDAR, radar) gets its env wrapped in it
+    uses_sensors: bool = False
+    # only a privileged agent (the expert) receives the world's ground-truth handle in its reset info
+    privileged: bool = False
 
     def reset(self, info: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Prepare for a new episode."""
@@ -60,3 +64,13 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
         """Decide for this tick."""
+
+
+PRIVILEGED_KEYS = ("privileged_world",)
+
+
+def reset_info_for(agent: Agent, info: dict[str, Any]) -> dict[str, Any]:
+    """The reset info an agent may see: the ground-truth handle only for a privileged agent."""
+    if agent.privileged:
+        return dict(info)
+    return {k: v for k, v in info.items() if k not in PRIVILEGED_KEYS}

@@ -14,11 +14,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from dualdrive.agents.base import Control, Plan
+from dualdrive.agents.base import Control, Plan, reset_info_for
 from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.agents.registry import load_agent
 from dualdrive.bench.metrics import CARLA_PENALTY, episode_metrics
 from dualdrive.bench.recorder import EpisodeRecorder
+from dualdrive.run.drive import env_for
 from dualdrive.world.env import ENV_IDS
 from dualdrive.world.scenarios import ScenarioConfig
 
@@ -66,11 +67,11 @@ def _decide(agent, obs):
 
 def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None) -> dict:
     cfg = ScenarioConfig.from_dict(job.config)
-    env = gym.make(ENV_IDS[cfg.family], config=cfg, disable_env_checker=True)
+    agent = load_agent(agent_name)
+    env = env_for(agent, ENV_IDS[cfg.family], cfg)
     obs, info = env.reset(seed=job.seed)
     world = env.unwrapped.world
-    agent = load_agent(agent_name)
-    agent.reset({**info, "action_space": env.action_space, "seed": job.seed})
+    agent.reset(reset_info_for(agent, {**info, "action_space": env.action_space, "seed": job.seed}))
     follower = TrajectoryFollower()
     rec = EpisodeRecorder(world)
     frames, renderer = [], None
@@ -124,9 +125,9 @@ def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
     """A stock highway-env env: success = no crash and not truncated early; RC = share of the env's
     duration driven; IS = the vehicle-collision penalty if it crashed."""
     import highway_env  # noqa: F401  (registers the stock envs)
-    env = gym.make(job.env_id, disable_env_checker=True)
-    obs, info = env.reset(seed=job.seed)
     agent = load_agent(agent_name)
+    env = env_for(agent, job.env_id)
+    obs, info = env.reset(seed=job.seed)
     agent.reset({**info, "action_space": env.action_space, "seed": job.seed, "stock_env": True})
     cfg = env.unwrapped.config
     duration_s = float(cfg.get("duration", 40))

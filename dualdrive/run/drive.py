@@ -8,7 +8,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from dualdrive.agents.base import Agent, Control, Plan
+from dualdrive.agents.base import Agent, Control, Plan, reset_info_for
 from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.world.env import ENV_IDS
 from dualdrive.world.scenarios import ConfigError, ScenarioConfig, check_seed
@@ -26,6 +26,16 @@ def resolve_scenario(name: str) -> tuple[str, str]:
     raise ConfigError(f"unknown scenario {name!r}; valid: {', '.join(ENV_IDS)} or {', '.join(ENV_IDS.values())}")
 
 
+def env_for(agent: Agent, env_id: str, config: ScenarioConfig | None = None) -> gym.Env:
+    """The env an agent drives: wrapped in the sensor suite when the agent drives on sensors."""
+    env = gym.make(env_id, config=config, disable_env_checker=True) if config is not None else \
+        gym.make(env_id, disable_env_checker=True)
+    if agent.uses_sensors:
+        from dualdrive.sensors.suite import SensorSuite
+        env = SensorSuite(env)
+    return env
+
+
 def drive_episode(agent: Agent, scenario: str, seed: int, out_dir: str | Path | None = None,
                   config: ScenarioConfig | None = None, video: bool = True,
                   on_step: Callable[[float, float], None] | None = None) -> dict:
@@ -34,10 +44,10 @@ def drive_episode(agent: Agent, scenario: str, seed: int, out_dir: str | Path | 
     cfg = config or ScenarioConfig(family=family)
     if cfg.family != family:
         raise ConfigError(f"config family {cfg.family!r} does not match scenario {scenario!r}")
-    env = gym.make(env_id, config=cfg, disable_env_checker=True)
+    env = env_for(agent, env_id, cfg)
     obs, info = env.reset(seed=seed)
     world = env.unwrapped.world
-    agent.reset(info)
+    agent.reset(reset_info_for(agent, info))
     follower = TrajectoryFollower()
     frames: list[np.ndarray] = []
     renderer = None

@@ -183,3 +183,12 @@ def test_a_journal_torn_in_its_first_line_starts_afresh(tmp_path):
     with pytest.raises(ConfigError, match="not a dualdrive results journal"):
         Journal(other, {"agent": "expert"})
     assert other.read_bytes() == b"my own notes"
+
+
+def test_only_privileged_agents_see_the_world_handle():
+    from dualdrive.agents.base import reset_info_for
+    from dualdrive.agents.expert.agent import ExpertAgent
+    from dualdrive.agents.simple import IdleAgent
+    info = {"privileged_world": object(), "seed": 3}
+    assert "privileged_world" in reset_info_for(ExpertAgent(), info)
+    assert reset_info_for(IdleAgent(), info) == {"seed": 3}

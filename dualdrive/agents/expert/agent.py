@@ -40,6 +40,7 @@ class Phase(Enum):
 
 class ExpertAgent(Agent):
     name = "expert"
+    privileged = True
 
     def reset(self, info: dict[str, Any]) -> None:
         w = info.get("privileged_world")
