@@ -7,7 +7,8 @@ from dualdrive.agents.base import Agent
 from dualdrive.world.scenarios import ConfigError
 
 AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent", "idle": "dualdrive.agents.simple:IdleAgent",
-          "random": "dualdrive.agents.simple:RandomAgent"}
+          "random": "dualdrive.agents.simple:RandomAgent",
+          "modular": "dualdrive.agents.modular.agent:ModularAgent"}
 
 
 def load_agent(name: str) -> Agent:

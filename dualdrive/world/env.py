@@ -36,6 +36,8 @@ def observation_space() -> spaces.Dict:
         "route_command": spaces.Box(0, n_cmd - 1, (ROUTE_TARGETS,), np.int8),
         "command": spaces.Box(0, n_cmd - 1, (1,), np.int8),
         "command_distance_m": f(0.0, 1e4, (1,)),
+        "speed_limit_mps": f(0.0, 100.0, (1,)),
+        "route_speed_limit_mps": f(0.0, 100.0, (ROUTE_TARGETS,)),
     })
 
 

@@ -45,7 +45,12 @@ class RoutePolyline:
         idx = np.where(ahead & (self.command != Command.FOLLOW_LANE))[0]
         if len(idx) == 0:
             return int(Command.FOLLOW_LANE), COMMAND_LOOKAHEAD_M
-        return int(self.command[idx[0]]), float(self.progress_m[idx[0]] - progress_m)
+        # the distance is to where the manoeuvre happens (the end of the points announcing it: the
+        # junction's entry, the lane switch), as a navigation's "turn left in 50 m" is
+        k, c = int(idx[0]), self.command[idx[0]]
+        while k + 1 < len(self.command) and self.command[k + 1] == c:
+            k += 1
+        return int(c), max(0.0, float(self.progress_m[k] - progress_m))
 
 
 def _edge_command(m: LaneMap, a: int, b: int, after: list[int]) -> Command:
@@ -105,7 +110,7 @@ def build_route(m: LaneMap, lanes: list[int], arrival_index: int, start_s_m: flo
             c = _edge_command(m, lane, nxt, lanes[i + k + 2:]) if nxt >= 0 else Command.FOLLOW_LANE
             cmd = np.full(n, int(Command.FOLLOW_LANE))
             cmd[-max(1, int(10 / ROUTE_STEP_M)):] = int(c)
-            if m.lanes[lane].kind == LaneKind.AISLE and i + k > arrival_index:
+            if m.lanes[lane].kind == LaneKind.AISLE and i + k >= arrival_index:
                 cmd[:] = int(Command.PARK)
             cmds.append(cmd)
             lane_ids.append(np.full(n, lane))

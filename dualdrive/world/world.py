@@ -134,6 +134,7 @@ class World:
         """What a mapless driving agent may know: odometry and the sparse navigation route (ego frame)."""
         targets = self.progress_m + ROUTE_TARGET_SPACING_M * np.arange(1, ROUTE_TARGETS + 1)
         idx = np.minimum(np.searchsorted(self.route.progress_m, targets), len(self.route.xy) - 1)
+        here = min(int(np.searchsorted(self.route.progress_m, self.progress_m)), len(self.route.xy) - 1)
         cmd, dist = self.route.commands_ahead(self.progress_m)
         if not self.left_spot:
             cmd, dist = int(Command.LEAVE_SPOT), 0.0
@@ -147,6 +148,9 @@ class World:
             "route_command": self.route.command[idx].astype(np.int8),
             "command": np.array([cmd], np.int8),
             "command_distance_m": np.array([dist], np.float32),
+            # speed limits along the route, as a navigation map (SD map) provides them
+            "speed_limit_mps": np.array([self.map.speed_limit[self.route.lane[here]]], np.float32),
+            "route_speed_limit_mps": self.map.speed_limit[self.route.lane[idx]].astype(np.float32),
         }
 
     def summary(self) -> dict:

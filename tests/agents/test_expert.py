@@ -77,7 +77,7 @@ def test_expert_never_collides_with_events_on(family):
 @pytest.mark.parametrize("seed", [35, 95])  # spots a few metres from the aisle's end, both neighbours taken
 def test_leaving_a_spot_keeps_clear_of_the_neighbours(seed):
     import gymnasium as gym
-    from dualdrive.agents.expert.manoeuvre import path_is_free
+    from dualdrive.planning.manoeuvre import path_is_free
     from dualdrive.world.env import ENV_IDS
     from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M
     env = gym.make(ENV_IDS["p2p"], config=ScenarioConfig(family="p2p"), disable_env_checker=True)

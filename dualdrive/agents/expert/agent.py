@@ -14,7 +14,7 @@ import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.expert.driving import RouteDriver, gather_obstacles
-from dualdrive.agents.expert.manoeuvre import ManoeuvreTracker, Segment, path_is_free, plan_leave, plan_path
+from dualdrive.planning.manoeuvre import ManoeuvreTracker, Segment, path_is_free, plan_leave, plan_path
 from dualdrive.world.map import LaneKind
 from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M, World
 

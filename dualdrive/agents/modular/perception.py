@@ -168,6 +168,16 @@ class OdometryPose:
         self.heading_rad += yaw_rate_rps * dt_s
         self.xy = self.xy + speed_mps * dt_s * np.array([np.cos(self.heading_rad), np.sin(self.heading_rad)])
 
+    def advance_bicycle(self, speed_mps: float, accel_mps2: float, steer_rad: float, yaw_rate_rps: float,
+                        dt_s: float) -> None:
+        """Dead reckoning with the kinematic bicycle (wheel speed, steering angle, gyro): the centre
+        moves at the slip angle beta = atan(tan(steer) / 2) off the heading, with the speed and heading
+        from before the step (``speed_mps``, ``accel_mps2``: the odometry after it)."""
+        v = speed_mps - accel_mps2 * dt_s
+        h = self.heading_rad + np.arctan(0.5 * np.tan(steer_rad))
+        self.xy = self.xy + v * dt_s * np.array([np.cos(h), np.sin(h)])
+        self.heading_rad += yaw_rate_rps * dt_s
+
     def to_odom(self, xy_ego: np.ndarray) -> np.ndarray:
         c, s = np.cos(self.heading_rad), np.sin(self.heading_rad)
         return self.xy + np.asarray(xy_ego) @ np.array([[c, s], [-s, c]])

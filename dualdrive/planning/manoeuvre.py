@@ -1,4 +1,4 @@
-"""Low-speed manoeuvres for the privileged expert: Reeds-Shepp paths (``rsplan``) checked against
+"""Low-speed manoeuvres (the expert and the modular planner share them): Reeds-Shepp paths (``rsplan``) checked against
 the parked cars, and a tracker that turns the current gear segment into a plan.
 
 Reeds-Shepp curves describe the rear axle (the point whose velocity is along the heading), so

@@ -1,0 +1,244 @@
+"""The modular baseline ``modular``: perception -> prediction -> planning -> control, from the
+sensor suite only (no map, no ground truth), as the traditional pipeline the seed contrasts with
+end-to-end driving.
+
+Each tick: dead-reckon the ego's pose (odometry frame), detect objects in the LiDAR scan and track
+them, read the traffic light from the camera, predict every track, then plan on the navigation
+route (a Frenet lattice with IDM speed profiles), or run a low-speed manoeuvre (leaving the spot,
+reversing into a free bay). The shared trajectory follower turns the plan into controls.
+
+Faults: a missing LiDAR frame keeps the tracks coasting on their prediction; after
+``LIDAR_BLIND_S`` without LiDAR the agent stops, as it no longer knows what is ahead. A missing
+camera frame keeps the last light reading for a moment, then counts the light as unknown, which
+near a junction means stopping. NaN in the odometry or the route gives a stop plan and a warning.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from dualdrive.agents.base import FORWARD, PLAN_POSES, Agent, Plan
+from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, leave_path, park_path)
+from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
+from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
+from dualdrive.agents.modular.prediction import lane_aware
+from dualdrive.planning.manoeuvre import ManoeuvreTracker
+from dualdrive.world.route import Command
+
+log = logging.getLogger(__name__)
+
+DT_S = 0.1  # the policy rate of dualdrive's envs
+LIDAR_BLIND_S = 0.5
+CAMERA_HOLD_S = 1.0  # a light reading stays good this long without a camera frame
+LIGHT_WATCH_M = 60.0  # lights matter this close to a junction on the route
+AMBER_DECEL_MPS2 = 3.0  # amber: stop if this deceleration suffices, else go on
+JUNCTION = (Command.TURN_LEFT, Command.TURN_RIGHT, Command.GO_STRAIGHT)
+RED, AMBER, GREEN = 0, 1, 2  # read_traffic_light's states
+APPROACH_STOP_M = 0.5
+PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
+ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
+
+
+class Phase(Enum):
+    LEAVE = "leave_spot"
+    DRIVE = "drive"
+    APPROACH = "approach_bay"
+    PARK = "park"
+    DONE = "done"
+
+
+@dataclass
+class ModularConfig:
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    lane_aware_prediction: bool = True
+
+
+class ModularAgent(Agent):
+    name = "modular"
+    uses_sensors = True
+
+    def __init__(self, config: ModularConfig | None = None) -> None:
+        self.cfg = config or ModularConfig()
+
+    def reset(self, info: dict[str, Any]) -> None:
+        self.pose = OdometryPose()
+        self.tracker = Tracker(dt_s=DT_S)
+        self.ref = ReferencePath()
+        self.planner = LatticePlanner(self.cfg.planner)
+        self.spots = SpotFinder()
+        self.phase: Phase | None = None
+        self.manoeuvre: ManoeuvreTracker | None = None
+        self.bay: Bay | None = None
+        self.pre_xy: np.ndarray | None = None
+        self.t = 0.0
+        self.first = True
+        self.light: int | None = None
+        self.light_t = -np.inf
+        self.lidar_t = 0.0
+        self.warned: set[str] = set()
+        self.debug: dict = {}
+
+    # -- the tick ------------------------------------------------------------------------------
+    def act(self, obs: dict[str, np.ndarray]) -> Plan:
+        bad = _bad_inputs(obs)
+        if bad:
+            self._warn(f"observation has NaN/inf or missing {bad}: stopping")
+            return _stop_plan()
+        speed = float(obs["speed_mps"][0])
+        if not self.first:
+            self.pose.advance_bicycle(speed, float(obs["accel_mps2"][0]), float(obs.get("steer_rad", [0.0])[0]),
+                                      float(obs["yaw_rate_rps"][0]), DT_S)
+        self.first = False
+        self.t += DT_S
+        detections = self._perceive(obs)
+        command = int(obs["command"][0])
+        if self.phase is None:
+            self.phase = Phase.LEAVE if command == Command.LEAVE_SPOT else Phase.DRIVE
+            if self.phase == Phase.LEAVE:
+                boxes = _boxes(detections)
+                self.manoeuvre = ManoeuvreTracker(leave_path(obs["route_xy_ego_m"], boxes))
+        self.debug = {"phase": self.phase.value}
+        if self.phase == Phase.LEAVE:
+            plan = self._manoeuvre_plan(speed)
+            if plan is not None:
+                return plan
+            self.phase = Phase.DRIVE
+        if self.phase == Phase.PARK:
+            plan = self._manoeuvre_plan(speed)
+            if plan is not None:
+                return plan
+            self.phase = Phase.DONE
+        if self.phase == Phase.DONE:
+            return _stop_plan()
+        return self._drive(obs, speed, detections, command)
+
+    # -- perception ----------------------------------------------------------------------------
+    def _perceive(self, obs) -> list:
+        detections: list = []
+        if int(obs.get("lidar_valid", [0])[0]):
+            n = int(obs["lidar_num_points"][0])
+            self.points = obs["lidar_points_m"][:n]
+            detections = detect_objects(self.points)
+            self.lidar_t = self.t
+        else:
+            self.points = np.zeros((0, 4), np.float32)
+        self.tracks = self.tracker.update(detections, self.pose)
+        if int(obs.get("camera_front_valid", [0])[0]):
+            self.light = read_traffic_light(obs["camera_front_rgb"])
+            self.light_t = self.t
+        elif self.t - self.light_t > CAMERA_HOLD_S:
+            self.light = None
+            self.light_t = -np.inf
+        self.detections = detections
+        return detections
+
+    # -- driving on the route ------------------------------------------------------------------
+    def _drive(self, obs, speed: float, detections, command: int) -> Plan:
+        path = self.ref.update(self.pose, obs["route_xy_ego_m"])
+        s_ego = float(project(path, self.pose.xy)[0][0])
+        pred = lane_aware(self.tracks, path) if self.cfg.lane_aware_prediction else None
+        if pred is None:
+            from dualdrive.agents.modular.prediction import constant_velocity
+            pred = constant_velocity(self.tracks)
+        stops = []
+        dist = float(obs["command_distance_m"][0])
+        light_stop = self._light_stop(command, dist, speed)
+        if light_stop:
+            stops.append(s_ego + dist)
+        if self.t - self.lidar_t > LIDAR_BLIND_S:
+            self._warn("no LiDAR frame for a while: stopping until it is back")
+            stops.append(s_ego)
+        # the route's end: stand there (the last target stays put once the route runs out)
+        stops.append(float(project(path, path[-1:])[0][0]) + ROUTE_END_OVERRUN_M)
+        limit = float(obs.get("speed_limit_mps", [13.9])[0])
+        ahead_limits = obs.get("route_speed_limit_mps")
+        if ahead_limits is not None:  # slow down in time for a lower limit ahead (a ramp, the lot)
+            d_ahead = 8.0 * np.arange(1, len(ahead_limits) + 1)
+            limit = min(limit, float(np.min(np.sqrt(ahead_limits**2 + 2 * 1.5 * np.maximum(d_ahead - 8.0, 0.0)))))
+        parking = command == Command.PARK or int(obs["route_command"][0]) == Command.PARK
+        if self.phase == Phase.DRIVE and parking:
+            self._search(path, s_ego)
+        if self.phase == Phase.APPROACH:
+            pre_s = float(project(path, self.pre_xy[None])[0][0])
+            # a stop is where the front stands: put the ego's centre on the pre-pose
+            stops.append(pre_s + PLAN_EGO_HALF_M + self.planner.cfg.stop_s0_m)
+            if abs(pre_s - s_ego) < APPROACH_STOP_M and abs(speed) < 0.05:
+                return self._start_parking(speed)
+        traj = self.planner.plan(self.pose, speed, path, pred, limit, stops)
+        self.debug.update(light=self.light, light_stop=light_stop, safe=traj.safe, tracks=len(self.tracks))
+        return Plan(plan_poses(traj, self.pose), FORWARD)
+
+    def _light_stop(self, command: int, dist: float, speed: float) -> bool:
+        if command not in JUNCTION or dist > LIGHT_WATCH_M:
+            return False
+        if self.light == RED:
+            return True
+        if self.light == AMBER:
+            return speed * speed / (2 * AMBER_DECEL_MPS2) < dist - 1.0
+        return False
+
+    # -- parking -------------------------------------------------------------------------------
+    def _search(self, path: np.ndarray, s_ego: float) -> None:
+        self.spots.add_cars(self.detections, self.pose)
+        self.spots.observe(path, self.pose, self.points)
+        seg = np.diff(path, axis=0)
+        s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+        head = np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))
+        for bay in self.spots.free_bays(path, s_ego):
+            for off in PRE_POSE_OFFSETS_M:
+                s_pre = bay.s_m + off
+                if s_pre - s_ego < 3.0 or s_pre > s_pts[-1]:
+                    continue  # too close to stop there, or beyond what the route shows
+                pre = OdometryPose(np.array([np.interp(s_pre, s_pts, path[:, 0]), np.interp(s_pre, s_pts, path[:, 1])]),
+                                   float(np.interp(s_pre, s_pts[:-1], head)))
+                if park_path(pre, bay, self.spots.obstacles()) is not None:
+                    self.bay, self.pre_xy, self.phase = bay, pre.xy, Phase.APPROACH
+                    return
+            self.spots.reject(bay)
+
+    def _start_parking(self, speed: float) -> Plan:
+        segs = park_path(self.pose, self.bay, self.spots.obstacles())
+        if segs is None:  # the stop was a little off: take the path unchecked rather than give up
+            from dualdrive.planning.manoeuvre import plan_path
+            from dualdrive.agents.base import REVERSE
+            segs = plan_path((*self.pose.xy, self.pose.heading_rad), (*self.bay.xy, self.bay.heading_rad), REVERSE)
+        self.manoeuvre = ManoeuvreTracker(segs)
+        self.phase = Phase.PARK
+        plan = self._manoeuvre_plan(speed)
+        return plan if plan is not None else _stop_plan()
+
+    def _manoeuvre_plan(self, speed: float) -> Plan | None:
+        tr = self.manoeuvre
+        if tr is None or tr.done:
+            return None
+        poses, gear = tr.plan(self.pose.xy, self.pose.heading_rad, speed)
+        if tr.done:
+            return None
+        return Plan(poses, gear)
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warned:
+            self.warned.add(msg)
+            log.warning("modular agent: %s", msg)
+
+
+def _boxes(detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.array([d.xy for d in detections]).reshape(-1, 2), np.array([d.yaw_rad for d in detections]),
+            np.array([d.length_m for d in detections]), np.array([d.width_m for d in detections]))
+
+
+def _stop_plan() -> Plan:
+    return Plan(np.zeros((PLAN_POSES, 3)), FORWARD)
+
+
+def _bad_inputs(obs) -> list[str]:
+    bad = []
+    for key in ("speed_mps", "accel_mps2", "yaw_rate_rps", "route_xy_ego_m", "command", "command_distance_m"):
+        v = obs.get(key)
+        if v is None or not np.all(np.isfinite(np.asarray(v, float))):
+            bad.append(key)
+    return bad

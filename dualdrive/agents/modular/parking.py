@@ -1,0 +1,186 @@
+"""Free-spot detection and the low-speed manoeuvres of the modular baseline, from LiDAR only.
+
+A lot's spots form a row along each side of the aisle at a fixed pitch (the standard bay, 2.7 m
+by 5.5 m: the agent knows the standard, not the lot). The parked cars LiDAR detects beside the
+aisle fix each row: how far it lies from the aisle and the phase of its bays. A bay between two
+detected cars of the same row whose footprint shows LiDAR ground returns and no return above the
+ground is free, as a parking-assist system finds a gap between parked cars. Bays at a row's open
+end are not offered: nothing says the row goes on there.
+
+Manoeuvres (leaving the spot the ego starts in, reversing into a free bay) are Reeds-Shepp paths
+from the shared planning library, checked against the detected boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dualdrive.agents.base import REVERSE
+from dualdrive.agents.modular.perception import GROUND_CLEARANCE_M, Detection, OdometryPose
+from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, project
+from dualdrive.planning.manoeuvre import Segment, path_is_free, plan_leave, plan_path
+
+BAY_PITCH_M = 2.7
+BAY_DEPTH_M = 5.5
+ROW_MIN_M, ROW_MAX_M = 4.5, 9.5  # a parked car's centre this far beside the aisle belongs to a row
+CAR_MIN_LENGTH_M = 3.0
+SAME_CAR_M = 1.2  # detections of one parked car over time lie within this of each other
+FREE_RADIUS_M = 1.8  # no parked car centre this close (along the row) to a free bay's centre
+MIN_GROUND_RETURNS = 4
+SENSE_RANGE_M = 14.0
+ROW_WINDOW_M = 20.0  # cars this far along the aisle fix the row near the ego (the next aisle has its own)
+SAME_BAY_M = 1.0  # a bay is judged only this close (the LiDAR sees into it)
+PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
+LEAVE_CLEARANCE_M = (0.35, 0.2)
+LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
+
+
+@dataclass
+class Bay:
+    xy: np.ndarray  # centre, odometry frame
+    heading_rad: float  # pointing out of the bay towards the aisle (the pose after reversing in)
+    s_m: float  # along the aisle reference
+
+
+@dataclass
+class SpotFinder:
+    """Accumulates parked cars beside the aisle and finds free bays between them. Everything is
+    kept in the odometry frame (the reference path's arc length restarts every tick)."""
+
+    cars: list[np.ndarray] = field(default_factory=list)  # odometry-frame centres of parked cars
+    boxes: list[Detection] = field(default_factory=list)  # their best-seen boxes, odometry frame
+    seen: list[list] = field(default_factory=list)  # [bay centre (odometry), frames seen free or -inf]
+    rejected: list[np.ndarray] = field(default_factory=list)
+
+    def add_cars(self, detections: list[Detection], pose: OdometryPose) -> None:
+        for d in detections:
+            if max(d.length_m, d.width_m) < CAR_MIN_LENGTH_M or d.height_m < 1.0:
+                continue
+            c = pose.to_odom(d.xy)
+            box = Detection(c, d.length_m, d.width_m, d.yaw_rad + pose.heading_rad, d.height_m, d.n_points)
+            k = next((i for i, p in enumerate(self.cars) if np.linalg.norm(p - c) < SAME_CAR_M), None)
+            if k is None:
+                self.cars.append(c)
+                self.boxes.append(box)
+            else:  # keep the best-seen box (most points): near faces seen closer are more exact
+                self.cars[k] = 0.8 * self.cars[k] + 0.2 * c
+                if d.n_points >= self.boxes[k].n_points:
+                    self.boxes[k] = box
+
+    def rows(self, path: np.ndarray, s_ego: float) -> dict[int, tuple[float, float, np.ndarray]]:
+        """Per side (+1 left, -1 right) of the aisle near the ego: the row's offset from the aisle,
+        its bay phase (arc length modulo the pitch) and the cars' arc lengths."""
+        if not self.cars:
+            return {}
+        s, d = project(path, np.array(self.cars))
+        out = {}
+        for side in (1, -1):
+            sel = (side * d > ROW_MIN_M) & (side * d < ROW_MAX_M) & (np.abs(s - s_ego) < ROW_WINDOW_M) & (s > 0.5)
+            if sel.sum() < 2:
+                continue
+            ang = 2 * np.pi * s[sel] / BAY_PITCH_M
+            phase = float(np.angle(np.mean(np.exp(1j * ang)))) * BAY_PITCH_M / (2 * np.pi)
+            out[side] = (float(np.median(side * d[sel])), phase, np.sort(s[sel]))
+        return out
+
+    def bays(self, path: np.ndarray, s_ego: float):
+        """(arc length, centre, heading) of every bay between two cars of a row, with no car in it."""
+        seg = np.diff(path, axis=0)
+        s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+        head = np.unwrap(np.concatenate([np.arctan2(seg[:, 1], seg[:, 0]), [np.arctan2(seg[-1, 1], seg[-1, 0])]]))
+        for side, (offset, phase, s_cars) in self.rows(path, s_ego).items():
+            k0 = int(np.ceil((s_cars[0] - phase) / BAY_PITCH_M))
+            k1 = int(np.floor((s_cars[-1] - phase) / BAY_PITCH_M))
+            for k in range(k0, k1 + 1):
+                s_bay = phase + k * BAY_PITCH_M
+                if np.min(np.abs(s_cars - s_bay)) < FREE_RADIUS_M or not 0 <= s_bay <= s_pts[-1]:
+                    continue
+                h = float(np.interp(s_bay, s_pts, head))
+                base = np.array([np.interp(s_bay, s_pts, path[:, 0]), np.interp(s_bay, s_pts, path[:, 1])])
+                normal = np.array([-np.sin(h), np.cos(h)]) * side
+                # reversed in, the car faces the aisle
+                yield s_bay, base + offset * normal, float(np.arctan2(-normal[1], -normal[0]))
+
+    def _entry(self, xy: np.ndarray) -> list:
+        for e in self.seen:
+            if np.linalg.norm(e[0] - xy) < SAME_BAY_M:
+                return e
+        e = [xy, 0]
+        self.seen.append(e)
+        return e
+
+    def observe(self, path: np.ndarray, pose: OdometryPose, points_ego: np.ndarray) -> None:
+        """Count, for bays near the ego, the frames in which LiDAR saw them empty."""
+        pts = pose.to_odom(points_ego[:, :2]) if len(points_ego) else np.zeros((0, 2))
+        ground = points_ego[:, 2] <= GROUND_CLEARANCE_M if len(points_ego) else np.zeros(0, bool)
+        s_ego = float(project(path, pose.xy)[0][0])
+        for s_bay, xy, heading in self.bays(path, s_ego):
+            if abs(s_bay - s_ego) > SENSE_RANGE_M:
+                continue
+            inside = _in_box(pts, xy, heading, BAY_DEPTH_M - 1.0, BAY_PITCH_M - 0.9)
+            e = self._entry(xy)
+            if (inside & ~ground).any():
+                e[1] = -np.inf  # something stands in it
+            elif (inside & ground).sum() >= MIN_GROUND_RETURNS:
+                e[1] += 1
+
+    def free_bays(self, path: np.ndarray, s_ego: float, min_frames: int = 2) -> list[Bay]:
+        out = []
+        for s_bay, xy, heading in self.bays(path, s_ego):
+            if any(np.linalg.norm(r - xy) < SAME_BAY_M for r in self.rejected):
+                continue
+            if self._entry(xy)[1] >= min_frames:
+                out.append(Bay(xy, heading, s_bay))
+        return sorted(out, key=lambda b: b.s_m)
+
+    def reject(self, bay: Bay) -> None:
+        self.rejected.append(bay.xy)
+
+    def obstacles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        b = self.boxes
+        return (np.array([x.xy for x in b]).reshape(-1, 2), np.array([x.yaw_rad for x in b]),
+                np.array([x.length_m for x in b]), np.array([x.width_m for x in b]))
+
+
+def _in_box(pts: np.ndarray, xy: np.ndarray, heading: float, length: float, width: float) -> np.ndarray:
+    if not len(pts):
+        return np.zeros(0, bool)
+    c, s = np.cos(heading), np.sin(heading)
+    rel = pts - xy
+    return (np.abs(rel @ np.array([c, s])) <= length / 2) & (np.abs(rel @ np.array([-s, c])) <= width / 2)
+
+
+def park_path(pose: OdometryPose, bay: Bay, obstacles) -> list[Segment] | None:
+    """A Reeds-Shepp path reversing into the bay, free of the parked cars, or None."""
+    start = (float(pose.xy[0]), float(pose.xy[1]), float(pose.heading_rad))
+    segs = plan_path(start, (float(bay.xy[0]), float(bay.xy[1]), bay.heading_rad), REVERSE)
+    if len(segs) <= 4 and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M):
+        return segs
+    return None
+
+
+def leave_path(route_xy_ego: np.ndarray, obstacles) -> list[Segment]:
+    """Out of the spot the ego stands in (the ego frame: the ego at the origin, heading 0) to the aisle.
+
+    The spot's axis is the ego's; the aisle lies where the route starts, ahead of the car if it
+    reversed in, behind it if it drove in nose first."""
+    route = np.asarray(route_xy_ego, float)
+    spot_heading = np.pi if route[0, 0] > 0 else 0.0  # from the aisle into the spot
+    goals = []
+    for a, b in ((0, 1), (1, 2)):
+        for f in (0.0, 0.5):
+            p = route[a] + f * (route[b] - route[a])
+            d = route[b] - route[a]
+            goals.append((float(p[0]), float(p[1]), float(np.arctan2(d[1], d[0]))))
+    for clearance in LEAVE_CLEARANCE_M:
+        best, best_len = None, np.inf
+        for exit_m in LEAVE_STRAIGHT_M:
+            for g in goals:
+                segs = plan_leave((0.0, 0.0, 0.0), spot_heading, g, exit_m)
+                length = sum(sg.s[-1] for sg in segs) + 3.0 * (len(segs) - 1)
+                if length < best_len and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M, None, clearance, exit_m):
+                    best, best_len = segs, length
+        if best is not None:
+            return best
+    return plan_leave((0.0, 0.0, 0.0), spot_heading, goals[0])

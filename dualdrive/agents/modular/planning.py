@@ -1,0 +1,274 @@
+"""Planning for the modular baseline: the route's reference path, and a sampling-based (Frenet
+lattice) trajectory planner over it with cost terms for progress, comfort and safety.
+
+Everything is in the odometry frame. The reference path is the navigation route (sparse targets,
+8 m apart, re-sent every tick in the ego frame) kept in the odometry frame, with the targets the
+ego has passed kept as a short trail so the path reaches back to the ego.
+
+A candidate trajectory is a lateral profile d(s) (a quintic from the ego's offset to a target
+offset: the route's lane, or a lane beside it) and a speed profile found by rolling an intelligent
+driver model (IDM) along that path against the space-time occupancy of the predicted objects: an
+object that will stand in the path's corridor within the reaction window counts as a leader
+standing there now, which makes the ego yield to crossing traffic and pedestrians as well as follow
+a car ahead. Stop lines (a red light) and the end of the route are leaders that never move. The
+cheapest candidate whose footprint stays clear of every prediction wins.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
+from dualdrive.agents.modular.perception import OdometryPose
+from dualdrive.agents.modular.prediction import Prediction
+from dualdrive.world.geometry import box_corners, boxes_overlap, resample_polyline, wrap_angle
+
+EGO_LENGTH_M, EGO_WIDTH_M = 5.0, 2.0  # the car we drive (its own dimensions are known to it)
+PATH_STEP_M = 1.0
+TRAIL_M = 25.0  # passed route targets kept behind the ego
+
+
+@dataclass
+class PlannerConfig:
+    lane_width_m: float = 3.5  # offset of a neighbouring lane's centre from ours
+    lateral_offsets: tuple[float, ...] = (0.0,)  # in lane widths; (0, -1, 1) lets it change lanes round blockers
+    lane_change_time_s: float = 4.0
+    corridor_margin_m: float = 0.45  # beside the ego's half width, an object closer than this is in the way
+    react_window_s: float = 2.0  # an object entering the corridor within this is a leader now
+    idm_time_gap_s: float = 1.4
+    idm_accel_mps2: float = 1.6
+    idm_decel_mps2: float = 2.2
+    idm_s0_m: float = 2.5
+    stop_s0_m: float = 1.0  # stand this far short of a stop line
+    lat_accel_mps2: float = 2.0  # curve speed limit
+    cruise_factor: float = 0.97
+    w_progress: float = 1.0
+    w_offset: float = 4.0  # per lane width away from the route
+    w_change: float = 3.0  # changing lanes at all
+    collision_margin_m: float = 0.3
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    xy: np.ndarray  # (T, 2) odometry frame, at the prediction times
+    heading_rad: np.ndarray  # (T,)
+    speed_mps: np.ndarray  # (T,)
+    t_s: np.ndarray
+    offset_lanes: float
+    cost: float
+    safe: bool
+
+
+class ReferencePath:
+    """The route in the odometry frame: the trail of passed targets plus the current ones."""
+
+    def __init__(self) -> None:
+        self.trail: list[np.ndarray] = []
+        self.xy = np.zeros((0, 2))
+
+    def update(self, pose: OdometryPose, route_xy_ego: np.ndarray) -> np.ndarray:
+        targets = pose.to_odom(np.asarray(route_xy_ego, float))
+        first = targets[0]
+        if not self.trail or np.linalg.norm(first - self.trail[-1]) > 0.5:
+            self.trail.append(first)
+        # the trail's points behind the current first target, within reach behind the ego
+        keep = [p for p in self.trail[:-1] if np.linalg.norm(p - pose.xy) < TRAIL_M]
+        self.trail = keep + [first]
+        pts = np.vstack(keep + [targets]) if keep else targets
+        # drop doubled points (the route ends: every target is its last point)
+        step = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        pts = pts[np.concatenate([[True], step > 0.2])]
+        if len(pts) == 1:  # a route that has ended: a stub along the heading so the path has a direction
+            pts = np.vstack([pts, pts[0] + 0.5 * np.array([np.cos(pose.heading_rad), np.sin(pose.heading_rad)])])
+        self.xy = resample_polyline(pts, PATH_STEP_M)
+        return self.xy
+
+
+def project(path: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length and signed lateral offset (left positive) of points on a polyline."""
+    xy = np.atleast_2d(xy)
+    seg = np.diff(path, axis=0)
+    seg_len = np.maximum(np.linalg.norm(seg, axis=1), 1e-9)
+    s_pts = np.concatenate([[0.0], np.cumsum(seg_len)])
+    rel = xy[:, None, :] - path[None, :-1, :]
+    u = np.clip((rel * seg[None]).sum(-1) / seg_len**2, 0.0, 1.0)
+    foot = path[None, :-1, :] + u[..., None] * seg[None]
+    d2 = ((xy[:, None, :] - foot) ** 2).sum(-1)
+    k = np.argmin(d2, axis=1)
+    n = np.arange(len(xy))
+    cross = seg[k, 0] * rel[n, k, 1] - seg[k, 1] * rel[n, k, 0]
+    s = s_pts[k] + u[n, k] * seg_len[k]
+    # before the path's start or beyond its end the offset is measured to the extended end segment
+    return s, np.sign(cross) * np.sqrt(d2[n, k])
+
+
+def offset_path(path: np.ndarray, s0: float, d0: float, d1: float, length_m: float,
+                change_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points (x, y), headings and arc lengths of a path that starts at (s0, d0) on the reference
+    and reaches the offset d1 after ``change_m`` with a quintic (zero slope and curvature at both ends)."""
+    seg = np.diff(path, axis=0)
+    s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+    head = np.arctan2(seg[:, 1], seg[:, 0])
+    head = np.concatenate([head, head[-1:]])
+    s = s0 + np.arange(0.0, length_m + 1e-9, PATH_STEP_M)
+    u = np.clip((s - s0) / max(change_m, 1e-6), 0.0, 1.0)
+    d = d0 + (d1 - d0) * (10 * u**3 - 15 * u**4 + 6 * u**5)
+    # beyond the known path the reference goes straight on along its last heading
+    s_in = np.clip(s, 0.0, s_pts[-1])
+    base = np.column_stack([np.interp(s_in, s_pts, path[:, 0]), np.interp(s_in, s_pts, path[:, 1])])
+    h = np.interp(s_in, s_pts, np.unwrap(head))
+    base += (s - s_in)[:, None] * np.column_stack([np.cos(h), np.sin(h)])
+    xy = base + d[:, None] * np.column_stack([-np.sin(h), np.cos(h)])
+    step = np.diff(xy, axis=0)
+    hd = np.arctan2(step[:, 1], step[:, 0])
+    hd = np.concatenate([hd, hd[-1:]])
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(step, axis=1))])
+    return xy, hd, arc
+
+
+def curve_speed(heading: np.ndarray, arc: np.ndarray, lat_accel: float) -> np.ndarray:
+    """The speed at which each point of a path can be driven at the given lateral acceleration."""
+    if len(arc) < 3:
+        return np.full(len(arc), np.inf)
+    kappa = np.abs(np.gradient(np.unwrap(heading), arc, edge_order=1))
+    kappa = np.convolve(kappa, np.ones(5) / 5, mode="same")  # a 5 m window: one kink is not a curve
+    return np.sqrt(lat_accel / np.maximum(kappa, 1e-4))
+
+
+class LatticePlanner:
+    def __init__(self, config: PlannerConfig | None = None) -> None:
+        self.cfg = config or PlannerConfig()
+        self.current_offset = 0.0  # lanes; the lateral target we hold
+
+    def plan(self, pose: OdometryPose, speed_mps: float, path: np.ndarray, pred: Prediction,
+             v_limit_mps: float, stops_s: list[float], neighbour_lanes: tuple[bool, bool] = (False, False)) -> Trajectory:
+        """The best trajectory. ``stops_s``: arc lengths on the reference where the ego must stand
+        (a red light's stop line, the route's end); ``neighbour_lanes``: (left, right) exist."""
+        cfg = self.cfg
+        s0, d0 = project(path, pose.xy)
+        s0, d0 = float(s0[0]), float(d0[0])
+        v0 = max(speed_mps, 0.0)
+        offsets = {self.current_offset}
+        for k in cfg.lateral_offsets:
+            if (k > 0 and not neighbour_lanes[0]) or (k < 0 and not neighbour_lanes[1]):
+                continue
+            offsets.add(float(k))
+        best: Trajectory | None = None
+        for off in sorted(offsets, key=lambda o: abs(o - self.current_offset)):
+            traj = self._candidate(path, s0, d0, off, v0, pred, v_limit_mps, stops_s)
+            if best is None or (traj.safe, -traj.cost) > (best.safe, -best.cost):
+                best = traj
+        self.current_offset = best.offset_lanes
+        return best
+
+    def _candidate(self, path, s0, d0, off, v0, pred, v_limit, stops_s) -> Trajectory:
+        cfg = self.cfg
+        d1 = off * cfg.lane_width_m
+        change_m = max(abs(d1 - d0) / cfg.lane_width_m * cfg.lane_change_time_s * max(v0, 3.0), 1.0)
+        length = max(v_limit * 4.5 + 20.0, 30.0)
+        xy, hd, arc = offset_path(path, s0, d0, d1, length, change_m)
+        v_curve = curve_speed(hd, arc, cfg.lat_accel_mps2)
+        occ = self._occupancy(xy, hd, arc, pred)
+        t = pred.t_s
+        dt = float(t[1] - t[0]) if len(t) > 1 else 0.25
+        # stops on the reference map onto this path's arc length (same s, offsets are parallel)
+        stop_arcs = [s - s0 for s in stops_s if s - s0 > -2.0]
+        s, v = 0.0, v0
+        out_s, out_v = [], []
+        hard_brake = False
+        for i, ti in enumerate(t):
+            out_s.append(s)
+            out_v.append(v)
+            v_des = min(v_limit * cfg.cruise_factor, float(np.interp(s + v * 1.5, arc, v_curve)))
+            # leaders: objects in the corridor now or within the reaction window; stops
+            gap, v_lead = np.inf, 0.0
+            w = (t >= ti - 1e-9) & (t <= ti + cfg.react_window_s + 1e-9)
+            if occ.size:
+                ahead = occ[:, w]
+                s_occ = np.where(ahead > s + EGO_LENGTH_M / 2 - 1.0, ahead, np.inf)
+                j = np.unravel_index(np.argmin(s_occ), s_occ.shape)
+                if np.isfinite(s_occ[j]):
+                    gap = s_occ[j] - s - EGO_LENGTH_M / 2
+                    # a leader moving along our path keeps its speed; one crossing it counts as standing
+                    v_lead = pred.speed_mps[j[0]] * max(0.0, self._along(pred, j[0], xy, hd, arc, s_occ[j]))
+            for st in stop_arcs:
+                g = st - s - EGO_LENGTH_M / 2 - cfg.stop_s0_m + cfg.idm_s0_m
+                if g < gap:
+                    gap, v_lead = g, 0.0
+            a = _idm(v, v_des, gap, v_lead, cfg)
+            if a < -6.0:
+                hard_brake = True
+            v = max(0.0, v + a * dt)
+            s = s + v * dt
+        s_t, v_t = np.array(out_s), np.array(out_v)
+        px = np.interp(s_t, arc, xy[:, 0])
+        py = np.interp(s_t, arc, xy[:, 1])
+        ph = np.interp(s_t, arc, np.unwrap(hd))
+        safe = not hard_brake and self._clear(px, py, ph, pred)
+        cost = (-cfg.w_progress * s_t[-1] + cfg.w_offset * abs(off) * 10.0
+                + cfg.w_change * (abs(off - self.current_offset) > 1e-6) * 10.0)
+        return Trajectory(np.column_stack([px, py]), ph, v_t, t, off, float(cost), safe)
+
+    def _occupancy(self, xy, hd, arc, pred: Prediction) -> np.ndarray:
+        """(N, T) arc length on this path at which each object stands in its corridor, inf if not."""
+        n, T = pred.xy.shape[:2]
+        out = np.full((n, T), np.inf)
+        if n == 0:
+            return out
+        half = EGO_WIDTH_M / 2 + self.cfg.corridor_margin_m
+        pts = pred.xy.reshape(-1, 2)
+        s, d = project(xy, pts)
+        s, d = s.reshape(n, T), d.reshape(n, T)
+        # the object's own half extent across the path (its box is oriented by its heading)
+        rel = np.abs(np.sin(pred.heading_rad[:, None] - np.interp(s, arc, np.unwrap(hd))))
+        across = pred.width_m[:, None] / 2 * (1 - rel) + pred.length_m[:, None] / 2 * rel
+        along = pred.length_m[:, None] / 2 * (1 - rel) + pred.width_m[:, None] / 2 * rel
+        inside = (np.abs(d) < half + across) & (s < arc[-1]) & (s > 0.0)
+        out[inside] = (s - along)[inside]
+        return out
+
+    @staticmethod
+    def _along(pred: Prediction, i: int, xy, hd, arc, s_at: float) -> float:
+        h_path = float(np.interp(s_at, arc, np.unwrap(hd)))
+        return float(np.cos(wrap_angle(pred.heading_rad[i] - h_path)))
+
+    def _clear(self, px, py, ph, pred: Prediction) -> bool:
+        """The ego's footprint along the trajectory stays clear of every predicted object (objects
+        behind the ego's front at the start are the followers' business)."""
+        if len(pred.xy) == 0:
+            return True
+        m = self.cfg.collision_margin_m
+        c, s = np.cos(ph[0]), np.sin(ph[0])
+        rel0 = pred.xy[:, 0] - np.array([px[0], py[0]])
+        ahead = rel0 @ np.array([c, s]) > -EGO_LENGTH_M / 2
+        for k in range(1, len(px)):
+            ego = box_corners(np.array([px[k], py[k]]), np.array([ph[k]]), np.array([EGO_LENGTH_M + 2 * m]),
+                              np.array([EGO_WIDTH_M + 2 * m]))[0]
+            near = ahead & (np.linalg.norm(pred.xy[:, k] - np.array([px[k], py[k]]), axis=1) < 10.0)
+            if not near.any():
+                continue
+            obs = box_corners(pred.xy[near, k], pred.heading_rad[near], pred.length_m[near], pred.width_m[near])
+            if boxes_overlap(ego, obs).any():
+                return False
+        return True
+
+
+def _idm(v: float, v_des: float, gap: float, v_lead: float, cfg: PlannerConfig) -> float:
+    v_des = max(v_des, 0.1)
+    free = cfg.idm_accel_mps2 * (1 - (v / v_des) ** 4)
+    if not np.isfinite(gap):
+        return max(free, -cfg.idm_decel_mps2 * 2)
+    s_star = cfg.idm_s0_m + max(0.0, v * cfg.idm_time_gap_s + v * (v - v_lead) / (2 * np.sqrt(cfg.idm_accel_mps2 * cfg.idm_decel_mps2)))
+    a = free - cfg.idm_accel_mps2 * (s_star / max(gap, 0.1)) ** 2
+    return float(max(a, -9.0))
+
+
+def plan_poses(traj: Trajectory, pose: OdometryPose) -> np.ndarray:
+    """The trajectory as the Plan's 8 poses at 0.5 s in the current ego frame."""
+    tq = PLAN_DT_S * np.arange(1, PLAN_POSES + 1)
+    x = np.interp(tq, traj.t_s, traj.xy[:, 0])
+    y = np.interp(tq, traj.t_s, traj.xy[:, 1])
+    h = np.interp(tq, traj.t_s, traj.heading_rad)
+    xy_ego = pose.to_ego(np.column_stack([x, y]))
+    return np.column_stack([xy_ego, wrap_angle(h - pose.heading_rad)])

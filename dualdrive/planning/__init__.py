@@ -1,0 +1,1 @@
+"""Planning tools shared by every driver that plans: Reeds-Shepp manoeuvres and their tracker."""
