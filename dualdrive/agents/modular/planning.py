@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
 from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
 from dualdrive.agents.modular.perception import OdometryPose
@@ -25,8 +26,11 @@ from dualdrive.agents.modular.prediction import Prediction
 from dualdrive.world.geometry import box_corners, boxes_overlap, resample_polyline, wrap_angle
 
 EGO_LENGTH_M, EGO_WIDTH_M = 5.0, 2.0  # the car we drive (its own dimensions are known to it)
+REAR_AXLE_M = EGO_LENGTH_M / 2  # highway-env's bicycle: the rear axle at the car's back
+FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 PATH_STEP_M = 1.0
 TRAIL_M = 25.0  # passed route targets kept behind the ego
+CORRECTION_TIME_S, CORRECTION_MIN_M = 2.0, 8.0
 
 
 @dataclass
@@ -76,13 +80,30 @@ class ReferencePath:
         keep = [p for p in self.trail[:-1] if np.linalg.norm(p - pose.xy) < TRAIL_M]
         self.trail = keep + [first]
         pts = np.vstack(keep + [targets]) if keep else targets
+        # the path must reach back past the ego: with no trail yet (the first tick, or just after a
+        # manoeuvre) it starts where the ego is, aimed at the first target
+        if pose.to_ego(pts[0])[0] > -1.0:
+            d = pts[0] - pose.xy
+            u = d / max(np.linalg.norm(d), 1e-6)
+            pts = np.vstack([pose.xy - 2.0 * u, pose.xy, pts])
         # drop doubled points (the route ends: every target is its last point)
         step = np.linalg.norm(np.diff(pts, axis=0), axis=1)
         pts = pts[np.concatenate([[True], step > 0.2])]
         if len(pts) == 1:  # a route that has ended: a stub along the heading so the path has a direction
             pts = np.vstack([pts, pts[0] + 0.5 * np.array([np.cos(pose.heading_rad), np.sin(pose.heading_rad)])])
-        self.xy = resample_polyline(pts, PATH_STEP_M)
+        self.xy = _smooth(pts, PATH_STEP_M)
         return self.xy
+
+
+def _smooth(pts: np.ndarray, step_m: float) -> np.ndarray:
+    """A cubic spline through the points (chord-length parameter), sampled every ``step_m``: the
+    route's targets are 8 m apart, and the polygon through them has corners a car cannot follow."""
+    chord = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    if len(pts) < 3:
+        return resample_polyline(pts, step_m)
+    spline = CubicSpline(chord, pts, bc_type="natural")
+    dense = spline(np.linspace(0.0, chord[-1], max(int(chord[-1] / 0.25), 2) + 1))
+    return resample_polyline(dense, step_m)
 
 
 def project(path: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,16 +125,19 @@ def project(path: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def offset_path(path: np.ndarray, s0: float, d0: float, d1: float, length_m: float,
-                change_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                change_m: float, slope0: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points (x, y), headings and arc lengths of a path that starts at (s0, d0) on the reference
-    and reaches the offset d1 after ``change_m`` with a quintic (zero slope and curvature at both ends)."""
+    with lateral slope ``slope0`` (dd/ds: the ego's heading relative to the reference) and reaches
+    the offset d1 after ``change_m`` with a quintic (no curvature at the start, none at the end)."""
     seg = np.diff(path, axis=0)
     s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
     head = np.arctan2(seg[:, 1], seg[:, 0])
     head = np.concatenate([head, head[-1:]])
     s = s0 + np.arange(0.0, length_m + 1e-9, PATH_STEP_M)
     u = np.clip((s - s0) / max(change_m, 1e-6), 0.0, 1.0)
-    d = d0 + (d1 - d0) * (10 * u**3 - 15 * u**4 + 6 * u**5)
+    a1 = slope0 * max(change_m, 1e-6)
+    dd = d1 - d0
+    d = d0 + a1 * u + (10 * dd - 6 * a1) * u**3 + (-15 * dd + 8 * a1) * u**4 + (6 * dd - 3 * a1) * u**5
     # beyond the known path the reference goes straight on along its last heading
     s_in = np.clip(s, 0.0, s_pts[-1])
     base = np.column_stack([np.interp(s_in, s_pts, path[:, 0]), np.interp(s_in, s_pts, path[:, 1])])
@@ -146,9 +170,16 @@ class LatticePlanner:
         """The best trajectory. ``stops_s``: arc lengths on the reference where the ego must stand
         (a red light's stop line, the route's end); ``neighbour_lanes``: (left, right) exist."""
         cfg = self.cfg
-        s0, d0 = project(path, pose.xy)
+        # the path is planned for the rear axle, as a car is steered (and as the follower pursues):
+        # a centre path turning from straight into a tight curve has no rear-axle path a car can drive
+        rear = pose.xy - REAR_AXLE_M * np.array([np.cos(pose.heading_rad), np.sin(pose.heading_rad)])
+        s0, d0 = project(path, rear)
         s0, d0 = float(s0[0]), float(d0[0])
         v0 = max(speed_mps, 0.0)
+        seg = np.diff(path, axis=0)
+        s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+        h_ref = float(np.interp(s0, s_pts[:-1], np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))))
+        slope0 = 0.0 * h_ref  # (the heading error as initial slope made the blend overshoot: measured worse)
         offsets = {self.current_offset}
         for k in cfg.lateral_offsets:
             if (k > 0 and not neighbour_lanes[0]) or (k < 0 and not neighbour_lanes[1]):
@@ -156,24 +187,27 @@ class LatticePlanner:
             offsets.add(float(k))
         best: Trajectory | None = None
         for off in sorted(offsets, key=lambda o: abs(o - self.current_offset)):
-            traj = self._candidate(path, s0, d0, off, v0, pred, v_limit_mps, stops_s)
+            traj = self._candidate(path, s0, d0, off, v0, pred, v_limit_mps, stops_s, slope0)
             if best is None or (traj.safe, -traj.cost) > (best.safe, -best.cost):
                 best = traj
         self.current_offset = best.offset_lanes
         return best
 
-    def _candidate(self, path, s0, d0, off, v0, pred, v_limit, stops_s) -> Trajectory:
+    def _candidate(self, path, s0, d0, off, v0, pred, v_limit, stops_s, slope0=0.0) -> Trajectory:
         cfg = self.cfg
         d1 = off * cfg.lane_width_m
-        change_m = max(abs(d1 - d0) / cfg.lane_width_m * cfg.lane_change_time_s * max(v0, 3.0), 1.0)
+        # a lane change takes lane_change_time_s; a small correction is spread over at least the
+        # distance of the pursuit horizon (a short blend is a kink the car cannot follow)
+        change_m = max(abs(d1 - d0) / cfg.lane_width_m * cfg.lane_change_time_s * max(v0, 3.0),
+                       CORRECTION_TIME_S * v0, CORRECTION_MIN_M)
         length = max(v_limit * 4.5 + 20.0, 30.0)
-        xy, hd, arc = offset_path(path, s0, d0, d1, length, change_m)
+        xy, hd, arc = offset_path(path, s0, d0, d1, length, change_m, slope0)
         v_curve = curve_speed(hd, arc, cfg.lat_accel_mps2)
         occ = self._occupancy(xy, hd, arc, pred)
         t = pred.t_s
         dt = float(t[1] - t[0]) if len(t) > 1 else 0.25
         # stops on the reference map onto this path's arc length (same s, offsets are parallel)
-        stop_arcs = [s - s0 for s in stops_s if s - s0 > -2.0]
+        stop_arcs = [s - s0 for s in stops_s if s - s0 > -2.0]  # from the rear axle
         s, v = 0.0, v0
         out_s, out_v = [], []
         hard_brake = False
@@ -186,14 +220,14 @@ class LatticePlanner:
             w = (t >= ti - 1e-9) & (t <= ti + cfg.react_window_s + 1e-9)
             if occ.size:
                 ahead = occ[:, w]
-                s_occ = np.where(ahead > s + EGO_LENGTH_M / 2 - 1.0, ahead, np.inf)
+                s_occ = np.where(ahead > s + FRONT_FROM_REAR_M - 1.0, ahead, np.inf)
                 j = np.unravel_index(np.argmin(s_occ), s_occ.shape)
                 if np.isfinite(s_occ[j]):
-                    gap = s_occ[j] - s - EGO_LENGTH_M / 2
+                    gap = s_occ[j] - s - FRONT_FROM_REAR_M
                     # a leader moving along our path keeps its speed; one crossing it counts as standing
                     v_lead = pred.speed_mps[j[0]] * max(0.0, self._along(pred, j[0], xy, hd, arc, s_occ[j]))
             for st in stop_arcs:
-                g = st - s - EGO_LENGTH_M / 2 - cfg.stop_s0_m + cfg.idm_s0_m
+                g = st - s - FRONT_FROM_REAR_M - cfg.stop_s0_m + cfg.idm_s0_m
                 if g < gap:
                     gap, v_lead = g, 0.0
             a = _idm(v, v_des, gap, v_lead, cfg)
@@ -205,6 +239,7 @@ class LatticePlanner:
         px = np.interp(s_t, arc, xy[:, 0])
         py = np.interp(s_t, arc, xy[:, 1])
         ph = np.interp(s_t, arc, np.unwrap(hd))
+        px, py = px + REAR_AXLE_M * np.cos(ph), py + REAR_AXLE_M * np.sin(ph)  # centre poses
         safe = not hard_brake and self._clear(px, py, ph, pred)
         cost = (-cfg.w_progress * s_t[-1] + cfg.w_offset * abs(off) * 10.0
                 + cfg.w_change * (abs(off - self.current_offset) > 1e-6) * 10.0)
