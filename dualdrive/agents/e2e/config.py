@@ -49,6 +49,9 @@ class E2EConfig:
     light_loss_weight: float = 0.1
 
     def __post_init__(self) -> None:
+        for name in ("camera_channels", "lidar_channels"):  # accept lists (JSON, to_dict) for the tuple fields
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
     # -- validation ------------------------------------------------------------------------------
