@@ -30,11 +30,11 @@ class E2EConfig:
     light_classes: int = 4  # none, green, yellow, red
     # -- sizes -----------------------------------------------------------------------------------
     # channels after each stride-2 stage; 4 stages take 96x192 to a 6x12 token grid, 128x128 to 8x8
-    camera_channels: tuple[int, ...] = (16, 32, 64, 96)
-    lidar_channels: tuple[int, ...] = (16, 32, 64, 96)
+    camera_channels: tuple[int, ...] = (16, 32, 64, 128)
+    lidar_channels: tuple[int, ...] = (16, 32, 64, 128)
     d_model: int = 128  # transformer width
     n_heads: int = 4
-    n_layers: int = 3
+    n_layers: int = 2
     ff_dim: int = 256
     dropout: float = 0.1
     bev_decoder_channels: int = 32

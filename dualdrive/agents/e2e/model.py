@@ -4,12 +4,12 @@ This module holds the model and nothing else (no losses, no data loading, no che
 
 Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
 
-- camera encoder: uint8 (3, 96, 192) -> float, ImageNet-normalised -> 4 stride-2 residual conv stages
-  -> a (64, 6, 12) map = 72 tokens; LiDAR encoder: (2, 128, 128) BEV counts -> 4 stages -> (64, 8, 8)
+- camera encoder: uint8 (3, 96, 192) -> float, ImageNet-normalised -> 4 stride-2 conv stages (residual from the 2nd)
+  -> a (128, 6, 12) map = 72 tokens; LiDAR encoder: (2, 128, 128) BEV counts -> 4 stages -> (128, 8, 8)
   = 64 tokens; both projected to ``d_model`` [128] with learned position embeddings.
 - measurement token: speed, command embedding, the 10 route target points and the two sensor
   validity flags, through an MLP.
-- fusion: a pre-norm transformer encoder [3 layers, 4 heads] over [measurement, camera, LiDAR]
+- fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR]
   tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
   enough for the measurement token to attend to every cell of both sensors, and it keeps the
   decision within the 10 ms one-thread budget.
