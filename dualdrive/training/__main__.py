@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"train_{f.name}", type=type(default), default=default,
-                       help=f"(default: {default})")
+                       metavar=f.name.upper(), help=f"(default: {default})")
     return p
 
 

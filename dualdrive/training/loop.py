@@ -9,6 +9,7 @@ run would: data order, augmentation and dropout are re-seeded from (seed, epoch)
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -205,6 +207,8 @@ class _Trainer:
         if self.log is not None:
             self.log.append({"kind": "epoch", "epoch": epoch, "step": step, "lr": lr_at(step - 1, self.total_steps, cfg),
                              **metrics})
+            print(f"epoch {epoch}/{cfg.epochs} step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+                  flush=True)
         return metrics
 
     @torch.no_grad()
@@ -230,6 +234,8 @@ class _Trainer:
         self.last_val = val
         if self.info.is_main:
             self.log.append({"kind": "val", "epoch": epoch, "step": self.state.global_step, **val})
+            print(f"val epoch {epoch}: L2 {val['l2_mean_m']:.3f} m (best {self.state.best_l2_m:.3f} m at epoch "
+                  f"{self.state.best_epoch}), gear acc {val['gear_acc']:.3f}, BEV mIoU {val['bev_miou']:.3f}", flush=True)
             write_json(self.out / "val.json", _json_safe({"epoch": epoch, "metrics": val, "best_epoch":
                                                           self.state.best_epoch, "best_l2_mean_m": self.state.best_l2_m}))
         return {f"val_{k}" if not k.startswith("val_") else k: v for k, v in val.items()}
@@ -246,7 +252,6 @@ class _Trainer:
 
     def _saved_val(self) -> dict[str, float]:
         """A finished run re-run: the validation metrics it recorded."""
-        import json
         path = self.out / "val.json"
         return json.loads(path.read_text()).get("metrics", {}) if path.is_file() else {}
 
@@ -267,5 +272,7 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _progress(enabled: bool) -> Progress:
+    """A live bar on rank 0 in a terminal; in a log file (batch jobs) the per-epoch summary line only."""
+    console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=True, disable=not enabled)
+                    console=console, transient=True, disable=not (enabled and console.is_terminal))

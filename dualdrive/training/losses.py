@@ -2,7 +2,6 @@
 auxiliary BEV semantic map and light state (label -1 = unlabelled, e.g. human driving clips)."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 

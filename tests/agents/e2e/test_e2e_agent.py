@@ -121,7 +121,7 @@ def test_a_camera_of_another_size_is_a_configuration_error(checkpoint):
 
 def test_measure_latency_reports_size_and_time():
     r = measure_latency(TINY, n=3)
-    assert set(r) == {"ms_mean", "ms_p95", "model_ms_mean", "params", "checkpoint_mb"}
+    assert set(r) == {"ms_mean", "ms_p95", "cpu_ms_mean", "model_ms_mean", "params", "checkpoint_mb"}
     assert r["params"] == sum(p.numel() for p in E2EModel(TINY).parameters())
     assert 0 < r["checkpoint_mb"] < 1 and r["ms_mean"] > 0 and r["ms_p95"] > 0 and r["model_ms_mean"] > 0
 
