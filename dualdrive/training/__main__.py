@@ -1,8 +1,8 @@
 """``python -m dualdrive.training --data DIR --out RUN`` (or under ``torchrun --nproc-per-node N -m ...``).
 
 A thin command line over :func:`dualdrive.training.loop.run_training`: every TrainConfig field is a
-flag (``--batch-size 16``), the model config comes from a JSON file, and re-running the same
-command resumes the run in ``--out``.
+flag (``--batch-size 16``) that overrides ``--train-config FILE``; the model config comes from
+``--model-config FILE`` (JSON or YAML); re-running the same command resumes the run in ``--out``.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+import yaml
 
 from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
 from dualdrive.training import data
@@ -23,22 +25,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="demonstration dataset directory")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics.csv, val.json)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out for validation")
-    p.add_argument("--model-config", type=Path, default=None, help="JSON file of E2EConfig fields (default: defaults)")
+    p.add_argument("--model-config", type=Path, default=None, help="JSON/YAML file of E2EConfig fields")
+    p.add_argument("--train-config", type=Path, default=None, help="JSON/YAML file of TrainConfig fields")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a run")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"train_{f.name}", type=type(default), default=default,
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"train_{f.name}", type=type(default), default=None,
                        metavar=f.name.upper(), help=f"(default: {default})")
     return p
+
+
+def read_config_file(path: Path) -> dict:
+    """A config mapping from JSON (``.json``) or YAML (anything else)."""
+    text = path.read_text()
+    d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} must hold a mapping of config keys, got {type(d).__name__}")
+    return d
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        train_cfg = TrainConfig.from_dict({f.name: getattr(args, f"train_{f.name}") for f in fields(TrainConfig)})
-        model_cfg = E2EConfig.from_dict(json.loads(args.model_config.read_text())) if args.model_config else E2EConfig()
-    except (TrainConfigError, E2EConfigError, OSError, json.JSONDecodeError) as e:
+        train_dict = read_config_file(args.train_config) if args.train_config else {}
+        train_dict.update({f.name: getattr(args, f"train_{f.name}") for f in fields(TrainConfig)
+                           if getattr(args, f"train_{f.name}") is not None})
+        train_cfg = TrainConfig.from_dict(train_dict)
+        model_cfg = E2EConfig.from_dict(read_config_file(args.model_config)) if args.model_config else E2EConfig()
+    except (TrainConfigError, E2EConfigError, OSError, ValueError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     train_set, val_set = data.load_datasets(args.data, args.val_fraction, train_cfg.seed)

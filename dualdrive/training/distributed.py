@@ -55,8 +55,8 @@ def teardown(info: DistInfo) -> None:
 
 
 def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
+    if info.enabled:  # nccl wants to know the device, gloo has none
+        dist.barrier(device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
 
 def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

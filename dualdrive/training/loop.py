@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dualdrive.agents.e2e.checkpoint import CheckpointError, load_weights_into, read_info, save_checkpoint, write_json
+from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint, write_json
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import MODEL_INPUT_KEYS, E2EModel
 from dualdrive.training import distributed as ddp
@@ -33,7 +33,8 @@ from dualdrive.training.config import TrainConfig
 from dualdrive.training.csvlog import CsvLog
 from dualdrive.training.losses import compute_losses
 from dualdrive.training.metrics import ValAccumulator
-from dualdrive.training.state import ResumeState, has_train_state, load_train_state, save_train_state
+from dualdrive.training.state import (ResumeState, has_train_state, load_train_state, read_train_state,
+                                      save_train_state)
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 EPOCH_SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different base seeds
@@ -155,17 +156,14 @@ class _Trainer:
                            self.last_val or self._saved_val(), self.state.best_l2_m, self.model.eval())
 
     def _resume(self) -> None:
-        last = self.out / LAST
+        hint = "use another output directory or start afresh (resume=False / --no-resume)"
         try:
-            saved_cfg = read_info(last).config
+            saved, _ = read_train_state(self.out)
+            if saved.model_config != self.mcfg.to_dict():
+                raise TrainingError(f"cannot resume the run in {self.out}: it trains a different model config; {hint}")
+            state = load_train_state(self.out, self.model, self.optimizer)
         except CheckpointError as e:
-            raise TrainingError(f"cannot resume the run in {self.out}: {e} (pass resume=False / --no-resume "
-                                "to start afresh)") from None
-        if saved_cfg != self.mcfg:
-            raise TrainingError(f"cannot resume the run in {self.out}: it trains a different model config; use "
-                                "another output directory or start afresh (resume=False / --no-resume)")
-        load_weights_into(self.model, last)
-        state = load_train_state(self.out, self.optimizer)
+            raise TrainingError(f"cannot resume the run in {self.out}: {e}; {hint}") from None
         if state.train_config != self.tcfg.to_dict() and self.info.is_main:
             changed = sorted(k for k, v in self.tcfg.to_dict().items() if state.train_config.get(k) != v)
             print(f"warning: resuming {self.out} with a changed training config ({', '.join(changed)})")
@@ -244,7 +242,7 @@ class _Trainer:
         if not self.info.is_main:
             return
         save_checkpoint(self.out / LAST, self.model, self._metadata(epoch, self.last_val))
-        save_train_state(self.out, self.optimizer, self.state)  # its JSON last: the commit record
+        save_train_state(self.out, self.model, self.optimizer, self.state)  # resumes from this, not from last
 
     def _metadata(self, epoch: int, val: dict[str, float]) -> dict[str, Any]:
         return _json_safe({**self.metadata, "epoch": epoch, "global_step": self.state.global_step,

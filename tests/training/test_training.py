@@ -140,12 +140,16 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_training(train, val, tmp_path / "b", TINY, FAST, on_epoch_end=interrupt)
     assert load_checkpoint(tmp_path / "b" / "last.safetensors")[1].metadata["epoch"] == 1
+    # killed while writing epoch 2's state: a partial tensor file that train_state.json does not name yet
+    (tmp_path / "b" / "train_state-e00002.safetensors").write_bytes(b"partial")
     resumed = run_training(train, val, tmp_path / "b", TINY, FAST)
     assert resumed.epochs_done == 2
     a, b = load_file(str(straight.last_checkpoint)), load_file(str(resumed.last_checkpoint))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert load_file(str(tmp_path / "a" / "train_state.safetensors")).keys() == load_file(
-        str(tmp_path / "b" / "train_state.safetensors")).keys()
+    state_a, state_b = (load_file(str(d / "train_state-e00002.safetensors")) for d in (tmp_path / "a", tmp_path / "b"))
+    assert any(k.startswith("optim.") for k in state_a)  # optimizer moments equal too, not only the weights
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert sorted(p.name for p in (tmp_path / "b").glob("train_state-*")) == ["train_state-e00002.safetensors"]
     rows = lambda d: [r for r in csv.DictReader((d / "metrics.csv").open())]  # noqa: E731
     assert rows(tmp_path / "a") == rows(tmp_path / "b")  # the redone epoch's rows appear once
     meta = load_checkpoint(straight.last_checkpoint)[1].metadata
@@ -171,7 +175,7 @@ def test_resume_refuses_another_model(tmp_path):
     assert fresh.epochs_done == 2
 
 
-def test_command_line_trains_through_load_datasets(tmp_path, monkeypatch):
+def test_command_line_trains_through_load_datasets(tmp_path, monkeypatch, capsys):
     calls = []
 
     def fake_load(data_dir, val_fraction, seed):
@@ -180,12 +184,18 @@ def test_command_line_trains_through_load_datasets(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli.data, "load_datasets", fake_load)
     (tmp_path / "model.json").write_text(json.dumps(TINY.to_dict()))
-    argv = ["--data", str(tmp_path / "demos"), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "2",
-            "--num-workers", "0", "--device", "cpu", "--seed", "3", "--model-config", str(tmp_path / "model.json")]
+    (tmp_path / "train.yaml").write_text("epochs: 5\nbatch_size: 2\nnum_workers: 0\ndevice: cpu\n")
+    argv = ["--data", str(tmp_path / "demos"), "--out", str(tmp_path / "run"), "--train-config",
+            str(tmp_path / "train.yaml"), "--epochs", "1", "--seed", "3", "--model-config", str(tmp_path / "model.json")]
     assert cli.main(argv) == 0
     assert calls == [(tmp_path / "demos", 0.1, 3)]
-    assert (tmp_path / "run" / "last.safetensors").is_file()
+    meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1].metadata
+    assert meta["epoch"] == 1 and meta["train_config"]["batch_size"] == 2  # the flag beats the file's epochs
     assert cli.main([*argv[:4], "--sensor-dropout-prob", "2"]) == 2
+    assert "train.sensor_dropout_prob=2.0 must be in [0, 1]" in capsys.readouterr().err
+    (tmp_path / "train.yaml").write_text("epoch: 5\n")
+    assert cli.main(argv) == 2
+    assert "unknown train config key(s) ['epoch']" in capsys.readouterr().err
 
 
 def test_data_parallel_under_torchrun(tmp_path):
