@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint, write_json
+from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint, sidecar_path, write_json
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import MODEL_INPUT_KEYS, E2EModel
 from dualdrive.training import distributed as ddp
@@ -33,8 +33,8 @@ from dualdrive.training.config import TrainConfig
 from dualdrive.training.csvlog import CsvLog
 from dualdrive.training.losses import compute_losses
 from dualdrive.training.metrics import ValAccumulator
-from dualdrive.training.state import (ResumeState, has_train_state, load_train_state, read_train_state,
-                                      save_train_state)
+from dualdrive.training.state import (STATE_JSON, STATE_TENSORS_GLOB, ResumeState, has_train_state,
+                                      load_train_state, read_train_state, save_train_state)
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 EPOCH_SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different base seeds
@@ -136,6 +136,8 @@ class _Trainer:
         ddp.barrier(self.info)
         if resume and has_train_state(self.out):
             self._resume()
+        elif self.info.is_main:
+            _remove_run_files(self.out)  # a fresh start: no best or resume state of an older run may survive
         if self.log is not None:
             self.log.keep_epochs_up_to(self.state.epochs_done)  # rows after the last checkpoint are redone
         model = self.model
@@ -252,6 +254,13 @@ class _Trainer:
         """A finished run re-run: the validation metrics it recorded."""
         path = self.out / "val.json"
         return json.loads(path.read_text()).get("metrics", {}) if path.is_file() else {}
+
+
+def _remove_run_files(out_dir: Path) -> None:
+    """Delete what a run writes (and nothing else) from ``out_dir``."""
+    names = [LAST, BEST, sidecar_path(LAST).name, sidecar_path(BEST).name, STATE_JSON, "val.json"]
+    for path in [*(out_dir / n for n in names), *out_dir.glob(STATE_TENSORS_GLOB)]:
+        path.unlink(missing_ok=True)
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -69,7 +69,8 @@ def read_train_state(out_dir: Path) -> tuple[ResumeState, dict[str, Any]]:
     try:
         d = json.loads(path.read_text())
         if d.get("format_version") != STATE_FORMAT_VERSION:
-            raise CheckpointError(f"{path} has format version {d.get('format_version')!r}, expected {STATE_FORMAT_VERSION}")
+            raise CheckpointError(f"{path} has format version {d.get('format_version')!r}, "
+                                  f"expected {STATE_FORMAT_VERSION}")
         best = d["best_l2_m"]
         state = ResumeState(int(d["epochs_done"]), int(d["global_step"]), float("inf") if best is None else float(best),
                             int(d["best_epoch"]), dict(d["model_config"]), dict(d["train_config"]))

@@ -78,7 +78,8 @@ def test_metrics_of_a_perfect_and_a_shifted_prediction():
     acc = ValAccumulator(8, 6, 4, torch.device("cpu"))
     acc.update(out, batch, torch.tensor(0.0))
     r = acc.result()
-    assert all(r[k] == pytest.approx(5.0, rel=1e-5) for k in ("l2_1s_m", "l2_2s_m", "l2_3s_m", "l2_4s_m", "fde_m", "l2_mean_m"))
+    horizons = ("l2_1s_m", "l2_2s_m", "l2_3s_m", "l2_4s_m", "fde_m", "l2_mean_m")
+    assert all(r[k] == pytest.approx(5.0, rel=1e-5) for k in horizons)
     assert r["plan_l1"] == pytest.approx(7.0 / 3, rel=1e-5)
     # confusion rows target, columns prediction: class 0 IoU 1/2, class 1 IoU 1/2 (one of two cells swapped)
     assert math.isclose(bev_miou(torch.tensor([[1.0, 1.0], [0.0, 1.0]])), 0.5)
@@ -167,12 +168,17 @@ def test_worker_processes_do_not_change_the_result(tmp_path):
 
 
 def test_resume_refuses_another_model(tmp_path):
-    run_training(RandomDemoDataset(4), None, tmp_path, TINY, TrainConfig(**{**FAST.to_dict(), "epochs": 1}))
+    first = run_training(RandomDemoDataset(4), RandomDemoDataset(2), tmp_path, TINY,
+                         TrainConfig(**{**FAST.to_dict(), "epochs": 1}))
+    assert first.best_checkpoint is not None
     other = E2EConfig(**{**TINY.to_dict(), "d_model": 64})
     with pytest.raises(TrainingError, match="different model config"):
         run_training(RandomDemoDataset(4), None, tmp_path, other, FAST)
+    (tmp_path / "notes.txt").write_text("mine")
     fresh = run_training(RandomDemoDataset(4), None, tmp_path, other, FAST, resume=False)
-    assert fresh.epochs_done == 2
+    assert fresh.epochs_done == 2 and fresh.best_checkpoint is None  # no validation: no best, none left over
+    assert load_checkpoint(fresh.last_checkpoint)[1].config == other
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
 
 
 def test_command_line_trains_through_load_datasets(tmp_path, monkeypatch, capsys):

@@ -60,7 +60,8 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
     finally:
         torch.set_num_threads(previous_threads)
     return {"ms_mean": float(np.mean(decision_ms)), "ms_p95": float(np.percentile(decision_ms, 95)),
-            "cpu_ms_mean": float(np.mean(cpu_ms)), "model_ms_mean": float(np.mean(model_ms)), "params": count_parameters(agent.model),
+            "cpu_ms_mean": float(np.mean(cpu_ms)), "model_ms_mean": float(np.mean(model_ms)),
+            "params": count_parameters(agent.model),
             "checkpoint_mb": size_mb}
 
 

@@ -73,10 +73,12 @@ class E2EConfig:
                                  f"must be divisible by 2**len(camera_channels) = {stride}")
         stride = 2 ** len(self.lidar_channels)
         if self.bev_size_px % stride:
-            raise E2EConfigError(f"e2e.bev_size_px={self.bev_size_px} must be divisible by 2**len(lidar_channels) = {stride}")
+            raise E2EConfigError(f"e2e.bev_size_px={self.bev_size_px} must be divisible by "
+                                 f"2**len(lidar_channels) = {stride}")
         grid = self.bev_size_px // stride
         if self.bev_out_px % grid or (self.bev_out_px // grid) & (self.bev_out_px // grid - 1):
-            raise E2EConfigError(f"e2e.bev_out_px={self.bev_out_px} must be the LiDAR token grid ({grid}) times a power of 2")
+            raise E2EConfigError(f"e2e.bev_out_px={self.bev_out_px} must be the LiDAR token grid ({grid}) "
+                                 "times a power of 2")
         if self.d_model % self.n_heads:
             raise E2EConfigError(f"e2e.d_model={self.d_model} must be divisible by e2e.n_heads={self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
