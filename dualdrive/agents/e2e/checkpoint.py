@@ -120,7 +120,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 def write_json(path: str | Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))  # Paths and the like as text
     os.replace(tmp, path)
 
 
