@@ -19,6 +19,8 @@ from dualdrive.training import data
 from dualdrive.training.config import TrainConfig, TrainConfigError
 from dualdrive.training.loop import TrainingError, run_training
 
+DATASET_CARD = "card.json"  # written by `dualdrive collect` beside the episodes
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dualdrive.training", description=__doc__.split("\n\n")[0])
@@ -45,6 +47,13 @@ def read_config_file(path: Path) -> dict:
     return d
 
 
+def run_metadata(data_dir: Path, val_fraction: float) -> dict:
+    """What each checkpoint records about its data: the directory and its dataset card (dualdrive.data.card)."""
+    card = data_dir.resolve() / DATASET_CARD
+    return {"data_dir": str(data_dir.resolve()), "dataset_card": str(card) if card.is_file() else None,
+            "val_fraction": val_fraction}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set, val_set = data.load_datasets(args.data, args.val_fraction, train_cfg.seed)
     try:
         result = run_training(train_set, val_set, args.out, model_cfg, train_cfg, resume=not args.no_resume,
-                              metadata={"data_dir": str(args.data.resolve()), "val_fraction": args.val_fraction})
+                              metadata=run_metadata(args.data, args.val_fraction))
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

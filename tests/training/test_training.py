@@ -197,6 +197,7 @@ def test_command_line_trains_through_load_datasets(tmp_path, monkeypatch, capsys
     assert calls == [(tmp_path / "demos", 0.1, 3)]
     meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1].metadata
     assert meta["epoch"] == 1 and meta["train_config"]["batch_size"] == 2  # the flag beats the file's epochs
+    assert meta["data_dir"] == str((tmp_path / "demos").resolve()) and meta["dataset_card"] is None
     assert cli.main([*argv[:4], "--sensor-dropout-prob", "2"]) == 2
     assert "train.sensor_dropout_prob=2.0 must be in [0, 1]" in capsys.readouterr().err
     (tmp_path / "train.yaml").write_text("epoch: 5\n")
