@@ -1,0 +1,1 @@
+"""The end-to-end driving policy (System 1): config, model, checkpoint format and agent."""

@@ -1,0 +1,142 @@
+"""The end-to-end driving agent (System 1): sensor observation -> E2E model -> :class:`Plan`.
+
+It sees only what the sensor suite gives (front camera, LiDAR, odometry, navigation route) and
+turns it into the model's inputs exactly as the demonstration dataset does (see
+:func:`observation_to_inputs`). Data it cannot trust (NaN/inf, a missing sensor key, both sensors
+dropped, an unknown command) makes it warn once and return a decelerating stop plan, never a plan
+computed from garbage; a single dropped sensor frame is passed on as zeros with its valid flag 0,
+which is what the model saw in training (sensor dropout).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
+from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
+from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.sensors.lidar import bev_histogram
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_ENV = "DUALDRIVE_E2E_CHECKPOINT"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "default" / "model.safetensors"
+CAMERA_KEY = "camera_front_rgb"
+BEV_RESOLUTION_M = 0.5  # the dataset's LiDAR grid: 128 x 128 cells over 64 m x 64 m
+STOP_DECEL_MPS2 = 3.0  # a firm but not emergency stop when the inputs cannot be trusted
+REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
+REQUIRED_KEYS = ("lidar_points_m", "lidar_num_points", "speed_mps", "command", "route_xy_ego_m", CAMERA_KEY)
+
+
+class UnusableObservation(ValueError):
+    """The observation cannot be turned into trustworthy model inputs (the message says why)."""
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """The constructor argument, else $DUALDRIVE_E2E_CHECKPOINT, else the shipped default."""
+    path = Path(checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+    if not path.is_file():
+        origin = ("the given checkpoint" if checkpoint else f"${CHECKPOINT_ENV}" if os.environ.get(CHECKPOINT_ENV)
+                  else "the default checkpoint")
+        raise CheckpointError(f"no E2E model checkpoint at {path} ({origin}): run `make model` to train one, or "
+                              f"pass --checkpoint PATH (or set {CHECKPOINT_ENV})")
+    return path
+
+
+def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> dict[str, np.ndarray]:
+    """One sample of model inputs (the data contract's input keys, unbatched) from a SensorSuite observation.
+
+    Raises :class:`UnusableObservation` for data that must not be driven on.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in obs]
+    if missing:
+        raise UnusableObservation(f"observation lacks {missing}")
+    cam_ok = bool(np.asarray(obs.get("camera_front_valid", 1)).reshape(-1)[0])
+    lidar_ok = bool(np.asarray(obs.get("lidar_valid", 1)).reshape(-1)[0])
+    if not (cam_ok or lidar_ok):
+        raise UnusableObservation("both camera and LiDAR frames are missing")
+    image = np.asarray(obs[CAMERA_KEY])
+    if image.shape != (cfg.camera_height_px, cfg.camera_width_px, 3):
+        raise ValueError(f"{CAMERA_KEY} has shape {image.shape}; the model was trained on "
+                         f"({cfg.camera_height_px}, {cfg.camera_width_px}, 3): configure the camera to match")
+    camera = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.uint8) if cam_ok else \
+        np.zeros((3, cfg.camera_height_px, cfg.camera_width_px), np.uint8)
+    n_points = int(np.asarray(obs["lidar_num_points"]).reshape(-1)[0])
+    points = np.asarray(obs["lidar_points_m"], np.float32)[:max(0, n_points)]
+    if lidar_ok and not np.all(np.isfinite(points)):
+        raise UnusableObservation("LiDAR points contain NaN or inf")
+    lidar_bev = bev_histogram(points, resolution_m=BEV_RESOLUTION_M) if lidar_ok else \
+        np.zeros((cfg.bev_in_channels, cfg.bev_size_px, cfg.bev_size_px), np.float32)
+    speed = np.asarray(obs["speed_mps"], np.float32).reshape(1)
+    route = np.asarray(obs["route_xy_ego_m"], np.float32).reshape(cfg.route_points, 2)
+    if not (np.all(np.isfinite(speed)) and np.all(np.isfinite(route))):
+        raise UnusableObservation("speed or route contain NaN or inf")
+    command = int(np.asarray(obs["command"]).reshape(-1)[0])
+    if not 0 <= command < cfg.num_commands:
+        raise UnusableObservation(f"command {command} is outside 0..{cfg.num_commands - 1}")
+    return {"camera": camera, "lidar_bev": lidar_bev, "speed": speed, "command": np.array(command, np.int64),
+            "route": route, "valid_camera": np.array(float(cam_ok), np.float32),
+            "valid_lidar": np.array(float(lidar_ok), np.float32)}
+
+
+def stop_plan(speed_mps: float) -> Plan:
+    """Straight ahead (or back) at constant deceleration to a standstill: where the car stops, it stays."""
+    v = abs(speed_mps) if np.isfinite(speed_mps) else 0.0
+    t_s = PLAN_DT_S * np.arange(1, PLAN_POSES + 1)
+    t_stop_s = v / STOP_DECEL_MPS2
+    t_eff = np.minimum(t_s, t_stop_s)
+    dist_m = v * t_eff - 0.5 * STOP_DECEL_MPS2 * t_eff**2
+    gear = REVERSE if np.isfinite(speed_mps) and speed_mps < 0 else FORWARD
+    poses = np.column_stack([gear * dist_m, np.zeros(PLAN_POSES), np.zeros(PLAN_POSES)])
+    return Plan(poses, gear)
+
+
+class E2EAgent(Agent):
+    """Drives with the learned E2E model from a safetensors checkpoint (see dualdrive.agents.e2e.checkpoint)."""
+
+    name = "e2e"
+    uses_sensors = True
+    privileged = False
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.model, self.info = load_checkpoint(self.checkpoint, device)
+        self.device = torch.device(device)
+        self._warned: set[str] = set()
+
+    def reset(self, info: dict[str, Any]) -> None:
+        """Nothing carries over between episodes: the model is a function of the current observation."""
+
+    def act(self, observation: dict[str, np.ndarray]) -> Plan:
+        speed_mps = _speed(observation)
+        try:
+            x = observation_to_inputs(observation, self.info.config)
+        except UnusableObservation as e:
+            return self._stop(f"unusable observation ({e})", speed_mps)
+        batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
+        with torch.inference_mode():
+            out = self.model(**batch, with_aux=False)
+        poses = out["plan"][0].double().cpu().numpy()
+        if not np.all(np.isfinite(poses)):
+            return self._stop("the model's plan is not finite", speed_mps)
+        gear = REVERSE if int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS else FORWARD
+        return Plan(poses, gear)
+
+    def _stop(self, reason: str, speed_mps: float) -> Plan:
+        kind = reason.split(" (")[0]
+        if kind not in self._warned:  # once per kind: a stuck sensor would flood the log every tick
+            self._warned.add(kind)
+            log.warning("e2e agent: %s; returning a stop plan (warned once)", reason)
+        return stop_plan(speed_mps)
+
+
+def _speed(observation: dict[str, Any]) -> float:
+    try:
+        return float(np.asarray(observation["speed_mps"]).reshape(-1)[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0

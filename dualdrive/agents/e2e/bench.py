@@ -1,0 +1,80 @@
+"""Latency and size of the E2E decision: the numbers the 10 ms / 20 MB budget is checked against."""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dualdrive.agents.e2e.agent import E2EAgent, observation_to_inputs
+from dualdrive.agents.e2e.checkpoint import save_checkpoint, sidecar_path
+from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.agents.e2e.model import E2EModel, count_parameters
+
+WARMUP_DECISIONS = 5  # first calls allocate buffers and pick kernels
+LIDAR_POINTS = 11_520  # the default LiDAR's capacity: 32 beams x 360 azimuths
+BYTES_PER_MB = 1e6
+
+
+def synthetic_observation(cfg: E2EConfig = E2EConfig(), seed: int = 0, n_points: int = LIDAR_POINTS) -> dict:
+    """A SensorSuite-shaped observation with random content (for benchmarks and tests)."""
+    rng = np.random.default_rng(seed)
+    points = np.zeros((LIDAR_POINTS, 4), np.float32)
+    points[:n_points] = np.column_stack([rng.uniform(-20, 50, n_points), rng.uniform(-35, 35, n_points),
+                                         rng.uniform(-0.1, 2.0, n_points), rng.uniform(0, 1, n_points)])
+    return {"camera_front_rgb": rng.integers(0, 256, (cfg.camera_height_px, cfg.camera_width_px, 3), dtype=np.uint8),
+            "camera_front_valid": np.array([1], np.int8), "lidar_points_m": points,
+            "lidar_num_points": np.array([n_points], np.int32), "lidar_valid": np.array([1], np.int8),
+            "speed_mps": np.array([8.0], np.float32), "yaw_rate_rps": np.zeros(1, np.float32),
+            "accel_mps2": np.zeros(1, np.float32), "gear": np.array([1], np.int8),
+            "route_xy_ego_m": np.column_stack([8.0 * np.arange(1, cfg.route_points + 1),
+                                               np.zeros(cfg.route_points)]).astype(np.float32),
+            "route_command": np.zeros(cfg.route_points, np.int8), "command": np.array([0], np.int8),
+            "command_distance_m": np.array([50.0], np.float32)}
+
+
+def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1) -> dict[str, float]:
+    """Time ``n`` full decisions (observation -> Plan: preprocessing + model at batch 1 under
+    inference_mode, on ``threads`` CPU threads) of a randomly initialised model of ``cfg``.
+
+    Returns ms_mean / ms_p95 (wall time of the whole decision), cpu_ms_mean (its CPU time, which other
+    processes on a shared machine do not inflate), model_ms_mean (the network alone), params and
+    checkpoint_mb (safetensors + sidecar).
+    """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "model.safetensors", E2EModel(cfg))
+            size_mb = (path.stat().st_size + sidecar_path(path).stat().st_size) / BYTES_PER_MB
+            agent = E2EAgent(path)
+        obs = synthetic_observation(cfg)
+        decision_ms = _time_ms(lambda: agent.act(obs), n)
+        cpu_ms = _time_ms(lambda: agent.act(obs), n, clock=time.thread_time)
+        batch = {k: v.unsqueeze(0) for k, v in _tensors(obs, agent).items()}
+        with torch.inference_mode():
+            model_ms = _time_ms(lambda: agent.model(**batch, with_aux=False), n)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {"ms_mean": float(np.mean(decision_ms)), "ms_p95": float(np.percentile(decision_ms, 95)),
+            "cpu_ms_mean": float(np.mean(cpu_ms)), "model_ms_mean": float(np.mean(model_ms)),
+            "params": count_parameters(agent.model),
+            "checkpoint_mb": size_mb}
+
+
+def _tensors(obs: dict, agent: E2EAgent) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.asarray(v)) for k, v in observation_to_inputs(obs, agent.info.config).items()}
+
+
+def _time_ms(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    for _ in range(WARMUP_DECISIONS):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = clock()
+        fn()
+        out.append(1000.0 * (clock() - t0))
+    return out

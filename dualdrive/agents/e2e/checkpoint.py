@@ -1,0 +1,148 @@
+"""E2E model checkpoints: weights in safetensors, configuration and metadata in a JSON sidecar.
+
+``model.safetensors`` holds the state dict (safetensors cannot carry code, unlike a pickled ``.pt``,
+so loading a checkpoint from elsewhere never executes anything); ``model.json`` next to it holds
+the format version, the model's :class:`E2EConfig` and free-form training metadata (dataset card,
+epoch, metrics). Every way a checkpoint can be wrong is a :class:`CheckpointError` that names the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
+from dualdrive.agents.e2e.model import E2EModel
+
+FORMAT_NAME = "dualdrive-e2e"
+FORMAT_VERSION = 1
+MODEL_NAME = "E2EModel"
+SAFETENSORS_HEADER_BYTES = 8  # little-endian u64 length of the JSON header that starts every safetensors file
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2 (torch.save's legacy format)
+MAX_MISMATCHES_SHOWN = 5
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    config: E2EConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+def sidecar_path(weights_path: str | Path) -> Path:
+    """The JSON file that accompanies ``weights_path`` (same name, ``.json``)."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_checkpoint(path: str | Path, model: E2EModel, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``path`` (safetensors) and its JSON sidecar; each file is replaced atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_tensors(path, state, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
+    sidecar = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": MODEL_NAME,
+               "config": model.cfg.to_dict(), "metadata": metadata or {}}
+    write_json(sidecar_path(path), sidecar)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[E2EModel, CheckpointInfo]:
+    """Build the model described by the sidecar and load the weights into it (in eval mode)."""
+    info = read_info(path)
+    model = E2EModel(info.config)
+    load_weights_into(model, path)
+    return model.to(device).eval(), info
+
+
+def read_info(path: str | Path) -> CheckpointInfo:
+    """The sidecar of ``path``: format version, model config and metadata, validated."""
+    side = sidecar_path(path)
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not side.is_file():
+        raise CheckpointError(f"checkpoint {path} has no JSON sidecar {side} (it holds the model config)")
+    try:
+        d = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint sidecar {side} is not valid JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"checkpoint sidecar {side} is not a {FORMAT_NAME} sidecar (format field: "
+                              f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
+    if d.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {side} has format version {d.get('format_version')!r}; this dualdrive "
+                              f"reads version {FORMAT_VERSION}")
+    if d.get("model") != MODEL_NAME:
+        raise CheckpointError(f"checkpoint {side} is for model {d.get('model')!r}, not {MODEL_NAME}")
+    try:
+        cfg = E2EConfig.from_dict(d.get("config"))
+    except E2EConfigError as e:
+        raise CheckpointError(f"checkpoint {side} has a bad model config: {e}") from None
+    meta = d.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {side}: 'metadata' must be an object, got {type(meta).__name__}")
+    return CheckpointInfo(cfg, meta, FORMAT_VERSION)
+
+
+def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
+    """Load the safetensors state dict at ``path`` into ``model``; names and shapes must match exactly."""
+    state = load_tensors(path)
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [f"{k}: shape {tuple(state[k].shape)} in file, model expects {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        shown = "; ".join(problems[:MAX_MISMATCHES_SHOWN])
+        more = f" (and {len(problems) - MAX_MISMATCHES_SHOWN} more)" if len(problems) > MAX_MISMATCHES_SHOWN else ""
+        raise CheckpointError(f"checkpoint {path} does not match the model ({len(problems)} mismatches): {shown}{more}")
+    model.load_state_dict(state, strict=True)
+
+
+# -- file helpers (also used for the trainer's resume state) -----------------------------------------
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))  # Paths and the like as text
+    os.replace(tmp, path)
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file on the CPU; a pickle, a truncated or a corrupt file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(SAFETENSORS_HEADER_BYTES)
+    if head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == PICKLE_PROTO and 2 <= head[1] <= 5):
+        raise CheckpointError(f"checkpoint {path} is a pickled PyTorch file (torch.save), not safetensors; it is "
+                              "not loaded because unpickling can execute arbitrary code. Convert it with a trusted "
+                              "script (torch.load + dualdrive.agents.e2e.checkpoint.save_checkpoint)")
+    if len(head) < SAFETENSORS_HEADER_BYTES:
+        raise CheckpointError(f"checkpoint {path} is truncated ({size} bytes, not even a safetensors header)")
+    header_len = int.from_bytes(head, "little")
+    if header_len > size - SAFETENSORS_HEADER_BYTES:
+        raise CheckpointError(f"checkpoint {path} is not a valid safetensors file: its header claims {header_len} "
+                              f"bytes but the file has {size} (truncated or not safetensors)")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {e}") from None

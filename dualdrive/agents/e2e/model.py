@@ -1,0 +1,187 @@
+"""The end-to-end driving model (System 1): a small TransFuser-like camera + LiDAR fusion network.
+
+This module holds the model and nothing else (no losses, no data loading, no checkpoint I/O).
+
+Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
+
+- camera encoder: uint8 (3, 96, 192) -> float, ImageNet-normalised -> 4 stride-2 conv stages (residual from the 2nd)
+  -> a (128, 6, 12) map = 72 tokens; LiDAR encoder: (2, 128, 128) BEV counts -> 4 stages -> (128, 8, 8)
+  = 64 tokens; both projected to ``d_model`` [128] with learned position embeddings.
+- measurement token: speed, command embedding, the 10 route target points and the two sensor
+  validity flags, through an MLP.
+- fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR]
+  tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
+  enough for the measurement token to attend to every cell of both sensors, and it keeps the
+  decision within the 10 ms one-thread budget.
+- heads: the plan and gear from the fused measurement token; the auxiliary light state from the
+  fused camera tokens (a light is only visible to the camera); the auxiliary BEV semantic map
+  decoded from the fused LiDAR tokens with skip connections from the LiDAR encoder (the LiDAR grid
+  and the semantic grid cover the same ground, so the decoder only upsamples).
+
+A sensor whose frame is invalid (``valid_* = 0``, the frame holds zeros) has its tokens replaced by a
+learned "missing" token, so the transformer can tell "nothing there" from "no data".
+
+GroupNorm rather than BatchNorm: decisions run at batch 1, training batches are small, and there
+are no running statistics that could drift apart between data-parallel ranks.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dualdrive.agents.e2e.config import E2EConfig
+
+# ImageNet channel statistics on the [0, 1] scale: a conventional, fixed input normalisation
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+UINT8_MAX = 255.0
+HEADING_STEP_SCALE_RAD = 0.2  # a raw unit of the heading-delta head: a sharp turn's yaw change in 0.5 s
+MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_camera", "valid_lidar")
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(max(1, channels // 8), channels)
+
+
+class _Stage(nn.Module):
+    """A stride-2 conv that halves the resolution, then (``residual``) a residual 3x3 conv at the new one."""
+
+    def __init__(self, c_in: int, c_out: int, residual: bool = True) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), _norm(c_out), nn.ReLU(inplace=True))
+        self.res = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), _norm(c_out)) if residual else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.down(x)
+        return x if self.res is None else F.relu(x + self.res(x))
+
+
+class _Encoder(nn.Module):
+    """A stack of stages; returns every stage's map (the BEV decoder uses them as skips).
+
+    The first stage is a plain strided conv: a residual conv at half the input resolution would
+    cost as much as the rest of the encoder (the latency budget), for features that are still edges."""
+
+    def __init__(self, c_in: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        ins = (c_in, *channels[:-1])
+        self.stages = nn.ModuleList(_Stage(a, b, residual=i > 0) for i, (a, b) in enumerate(zip(ins, channels)))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+class _BevDecoder(nn.Module):
+    """Upsamples the fused LiDAR token grid to the semantic map, adding encoder skips of equal size."""
+
+    def __init__(self, cfg: E2EConfig) -> None:
+        super().__init__()
+        c = cfg.bev_decoder_channels
+        grid_px = cfg.bev_size_px // 2 ** len(cfg.lidar_channels)
+        self.n_up = (cfg.bev_out_px // grid_px).bit_length() - 1
+        self.inp = nn.Conv2d(cfg.d_model, c, 1)
+        # the encoder map with the resolution reached after each upsampling, if there is one
+        sizes = [cfg.bev_size_px // 2 ** (i + 1) for i in range(len(cfg.lidar_channels))]
+        self.skip_index = [sizes.index(grid_px * 2 ** (k + 1)) if grid_px * 2 ** (k + 1) in sizes else -1
+                           for k in range(self.n_up)]
+        self.skips = nn.ModuleList(nn.Conv2d(cfg.lidar_channels[i], c, 1) if i >= 0 else nn.Identity()
+                                   for i in self.skip_index)
+        self.convs = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), _norm(c), nn.ReLU(inplace=True))
+                                   for _ in range(self.n_up))
+        self.out = nn.Conv2d(c, cfg.bev_classes, 1)
+
+    def forward(self, grid: Tensor, enc_maps: list[Tensor]) -> Tensor:
+        x = self.inp(grid)
+        for k in range(self.n_up):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            if self.skip_index[k] >= 0:
+                x = x + self.skips[k](enc_maps[self.skip_index[k]])
+            x = self.convs[k](x)
+        return self.out(x)
+
+
+class E2EModel(nn.Module):
+    """Camera + LiDAR BEV + route/command/speed -> 8-pose plan, gear, and auxiliary BEV / light outputs."""
+
+    def __init__(self, cfg: E2EConfig = E2EConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.camera_encoder = _Encoder(3, cfg.camera_channels)
+        self.lidar_encoder = _Encoder(cfg.bev_in_channels, cfg.lidar_channels)
+        self.camera_proj = nn.Conv2d(cfg.camera_channels[-1], d, 1)
+        self.lidar_proj = nn.Conv2d(cfg.lidar_channels[-1], d, 1)
+        s_cam, s_lidar = 2 ** len(cfg.camera_channels), 2 ** len(cfg.lidar_channels)
+        self.camera_grid = (cfg.camera_height_px // s_cam, cfg.camera_width_px // s_cam)
+        self.lidar_grid = (cfg.bev_size_px // s_lidar, cfg.bev_size_px // s_lidar)
+        n_cam, n_lidar = self.camera_grid[0] * self.camera_grid[1], self.lidar_grid[0] * self.lidar_grid[1]
+        self.n_camera_tokens, self.n_lidar_tokens = n_cam, n_lidar
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 1 + n_cam + n_lidar, d))
+        self.missing_camera = nn.Parameter(torch.zeros(1, 1, d))
+        self.missing_lidar = nn.Parameter(torch.zeros(1, 1, d))
+        self.command_embedding = nn.Embedding(cfg.num_commands, d)
+        n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
+        self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+        layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
+        self.fusion = nn.TransformerEncoder(layer, cfg.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+        self.plan_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, cfg.plan_poses * 3))
+        self.gear_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.gear_classes))
+        self.light_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.light_classes))
+        self.bev_decoder = _BevDecoder(cfg)
+        nn.init.normal_(self.pos_embedding, std=0.02)
+        # a zero plan head starts the model at "stand still", a safe and neutral first guess
+        nn.init.zeros_(self.plan_head[-1].weight)
+        nn.init.zeros_(self.plan_head[-1].bias)
+
+    def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
+                valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True) -> dict[str, Tensor]:
+        """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
+        speed (B, 1), command (B,), route (B, R, 2), valid_* (B,)). Returns ``plan`` (B, P, 3),
+        ``gear_logits`` (B, 2) and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
+        cfg = self.cfg
+        v_cam = valid_camera.reshape(-1, 1, 1).to(torch.float32)
+        v_lidar = valid_lidar.reshape(-1, 1, 1).to(torch.float32)
+        image = (camera.to(torch.float32) / UINT8_MAX - self.image_mean) / self.image_std
+        cam_maps = self.camera_encoder(image)
+        lidar_maps = self.lidar_encoder(lidar_bev.to(torch.float32))
+        cam_tokens = self.camera_proj(cam_maps[-1]).flatten(2).transpose(1, 2)
+        lidar_tokens = self.lidar_proj(lidar_maps[-1]).flatten(2).transpose(1, 2)
+        cam_tokens = v_cam * cam_tokens + (1.0 - v_cam) * self.missing_camera
+        lidar_tokens = v_lidar * lidar_tokens + (1.0 - v_lidar) * self.missing_lidar
+        meas_in = torch.cat([speed.reshape(-1, 1).to(torch.float32) / cfg.speed_scale_mps,
+                             route.reshape(route.shape[0], -1).to(torch.float32) / cfg.route_scale_m,
+                             v_cam.reshape(-1, 1), v_lidar.reshape(-1, 1)], dim=1)
+        meas_token = (self.measurement(meas_in) + self.command_embedding(command.reshape(-1).long())).unsqueeze(1)
+        tokens = self.fusion(torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding)
+        fused_meas = tokens[:, 0]
+        out = {"plan": self._plan(fused_meas), "gear_logits": self.gear_head(fused_meas)}
+        if with_aux:
+            fused_cam = tokens[:, 1:1 + self.n_camera_tokens]
+            fused_lidar = tokens[:, 1 + self.n_camera_tokens:]
+            out["light_logits"] = self.light_head(fused_cam.mean(dim=1))
+            grid = fused_lidar.transpose(1, 2).reshape(-1, cfg.d_model, *self.lidar_grid)
+            skips = [m * v_lidar.unsqueeze(-1) for m in lidar_maps]  # an invalid frame's features are noise-free zeros
+            out["bev_logits"] = self.bev_decoder(grid, skips)
+        return out
+
+    def _plan(self, fused: Tensor) -> Tensor:
+        """Per-step pose deltas, cumulated into poses.
+
+        Deltas rather than absolute poses: each 0.5 s step moves a bounded, similar amount at every
+        horizon, so one output scale fits all steps, the cumulative sum makes the trajectory
+        continuous by construction, and a zero output means "stay in place" (the initialisation).
+        """
+        raw = self.plan_head(fused).view(-1, self.cfg.plan_poses, 3)
+        scale = raw.new_tensor([self.cfg.plan_step_scale_m, self.cfg.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
+        return torch.cumsum(raw * scale, dim=1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

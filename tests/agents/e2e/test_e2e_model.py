@@ -1,0 +1,82 @@
+"""The E2E model and its config: shapes, the stand-still start, missing sensors, config validation."""
+import pytest
+import torch
+
+from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
+from dualdrive.agents.e2e.model import HEADING_STEP_SCALE_RAD, E2EModel, count_parameters
+
+TINY = E2EConfig(camera_channels=(8, 16, 16, 16), lidar_channels=(8, 16, 16, 16), d_model=32, n_layers=1, ff_dim=64,
+                 bev_decoder_channels=8, dropout=0.0)
+CHECKPOINT_BUDGET_BYTES = 20e6
+FLOAT32_BYTES = 4
+
+
+def _inputs(batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"camera": torch.randint(0, 256, (batch, 3, 96, 192), generator=g, dtype=torch.uint8),
+            "lidar_bev": torch.rand(batch, 2, 128, 128, generator=g), "speed": torch.rand(batch, 1, generator=g) * 10,
+            "command": torch.randint(0, 10, (batch,), generator=g), "route": torch.randn(batch, 10, 2, generator=g) * 20,
+            "valid_camera": torch.ones(batch), "valid_lidar": torch.ones(batch)}
+
+
+def test_default_model_output_shapes_and_size_budget():
+    model = E2EModel(E2EConfig()).eval()
+    with torch.no_grad():
+        out = model(**_inputs())
+    assert out["plan"].shape == (2, 8, 3) and out["gear_logits"].shape == (2, 2)
+    assert out["bev_logits"].shape == (2, 6, 64, 64) and out["light_logits"].shape == (2, 4)
+    assert count_parameters(model) * FLOAT32_BYTES < CHECKPOINT_BUDGET_BYTES
+    with torch.no_grad():
+        assert set(model(**_inputs(), with_aux=False)) == {"plan", "gear_logits"}
+
+
+def test_a_fresh_model_plans_to_stand_still():
+    with torch.no_grad():
+        plan = E2EModel(TINY).eval()(**_inputs())["plan"]
+    assert torch.equal(plan, torch.zeros_like(plan))
+
+
+def test_plan_is_the_cumulative_sum_of_its_steps():
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].bias)  # the output weights are zero: every step is the bias
+    with torch.no_grad():
+        plan = model(**_inputs(batch=1))["plan"][0]
+    steps = torch.diff(plan, dim=0, prepend=torch.zeros(1, 3))
+    scale = torch.tensor([TINY.plan_step_scale_m, TINY.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
+    expected = model.plan_head[-1].bias.view(8, 3) * scale
+    torch.testing.assert_close(steps, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sensor, key", [("valid_camera", "camera"), ("valid_lidar", "lidar_bev")])
+def test_an_invalid_sensor_frame_does_not_influence_the_plan(sensor, key):
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    a, b = _inputs(batch=1, seed=1), _inputs(batch=1, seed=2)
+    b = {**a, key: b[key]}
+    for x in (a, b):
+        x[sensor] = torch.zeros(1)
+    with torch.no_grad():
+        pa, pb = model(**a)["plan"], model(**b)["plan"]
+        assert torch.equal(pa, pb)
+        a[sensor] = torch.ones(1)  # once valid, the frame's content matters
+        b[sensor] = torch.ones(1)
+        assert not torch.allclose(model(**a)["plan"], model(**b)["plan"])
+
+
+def test_config_round_trip_and_errors_that_name_the_key():
+    cfg = E2EConfig(d_model=64, camera_channels=(8, 8, 8, 8))
+    assert E2EConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(E2EConfigError, match="unknown e2e config key.*d_modle"):
+        E2EConfig.from_dict({"d_modle": 64})
+    with pytest.raises(E2EConfigError, match="e2e.n_layers"):
+        E2EConfig.from_dict({"n_layers": 0})
+    with pytest.raises(E2EConfigError, match="e2e.d_model.*has type str"):
+        E2EConfig.from_dict({"d_model": "big"})
+    with pytest.raises(E2EConfigError, match="divisible by e2e.n_heads"):
+        E2EConfig(d_model=30, n_heads=4)
+    with pytest.raises(E2EConfigError, match="camera_height_px"):
+        E2EConfig(camera_height_px=90)
+    with pytest.raises(E2EConfigError, match="bev_out_px"):
+        E2EConfig(bev_out_px=48)
+    with pytest.raises(E2EConfigError, match="plan_loss_weight"):
+        E2EConfig(plan_loss_weight=-1.0)
