@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from dualdrive.data.episode import CollectJob, RecordSpec, collect_episode
-from dualdrive.data.format import (FORMAT_NAME, FORMAT_VERSION, META_NAME, DatasetError, check_format,
+from dualdrive.data.format import (FORMAT_NAME, FORMAT_VERSION, META_NAME, PARTIAL_MARK, DatasetError, check_format,
                                    store_path, write_json_atomic)
 from dualdrive.world.scenarios import DEV_SEED_LIMIT, ConfigError, check_seed
 
@@ -129,13 +129,17 @@ def open_collection(out: Path, ident: dict) -> dict:
 
 
 def episode_status(out: Path) -> tuple[set[str], set[str]]:
-    """(complete, incomplete) episode keys of a dataset's store."""
+    """(complete, incomplete) group names of a dataset's store (incomplete: groups without the
+    ``complete`` flag and ``.partial-`` directories of interrupted writes)."""
     import zarr
     sp = store_path(out)
     if not sp.exists():
         return set(), set()
     complete, incomplete = set(), set()
     for d in sorted(p for p in sp.iterdir() if p.is_dir()):
+        if PARTIAL_MARK in d.name:
+            incomplete.add(d.name)
+            continue
         try:
             g = zarr.open_group(str(d), mode="r")
             ok = g.attrs.get("complete") is True
@@ -150,7 +154,9 @@ def collect(cfg: CollectConfig, on_done: Callable[[dict, int, int], None] | None
     jobs, ident = plan_jobs(cfg)
     meta = open_collection(cfg.out, ident)
     complete, incomplete = episode_status(cfg.out)
-    for key in incomplete:  # interrupted mid-write: rewritten from scratch below
+    # interrupted mid-write: deleted, and rewritten from scratch below. (A worker of a killed run that
+    # is still finishing writes under its own partial name; see episode.write_episode.)
+    for key in incomplete:
         shutil.rmtree(store_path(cfg.out) / key, ignore_errors=True)
     todo = [j for j in jobs if j.key not in complete]
     done_before = len(jobs) - len(todo)

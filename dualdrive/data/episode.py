@@ -9,9 +9,11 @@ plan and control.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.agents.registry import load_agent
 from dualdrive.data.bev import SemanticBev
 from dualdrive.data.dart import DartConfig, DartNoise
-from dualdrive.data.format import (FORMAT_VERSION, FRAME_ARRAYS, LIDAR_BEV_RESOLUTION_M, LIDAR_MAX_PER_CELL,
+from dualdrive.data.format import (FORMAT_VERSION, FRAME_ARRAYS, PARTIAL_MARK, LIDAR_BEV_RESOLUTION_M, LIDAR_MAX_PER_CELL,
                                    SHARD_FRAMES, SMALL_CHUNK_FRAMES, BEV_X_RANGE_M, BEV_Y_RANGE_M, episode_key)
 from dualdrive.data.labels import actor_boxes, light_state_ahead
 from dualdrive.sensors.lidar import bev_histogram
@@ -186,17 +188,19 @@ def _drive(driver: Agent, obs: dict, follower: TrajectoryFollower, speed_mps: fl
 def write_episode(store: str | Path, key: str, arrays: dict[str, np.ndarray], attrs: dict) -> int:
     """Write one episode group; returns its bytes on disk.
 
-    Crash safety: the group's attrs get ``complete: true`` in a last, separate write, after every
-    array is on disk. A group without it (a crash or kill mid-write) is incomplete: readers skip it
-    and the next collection deletes and rewrites it. (A temp group renamed into place would do the
-    same, but a rename inside a zarr store is a store-specific operation; the flag works on any.)"""
+    Crash safety: the group is written under a temporary name of its own (``<key>.partial-<random>``),
+    its attrs get ``complete: true`` in a last write after every array is on disk, and only then is
+    the directory renamed to ``<key>`` (atomic on a local filesystem; a zarr v3 parent lists no
+    children, so a rename is all it takes). A group therefore appears only whole. The private name
+    matters when a killed collection's Ray worker is still finishing an episode while the re-run
+    writes the same one: the two never write into the same files, and whoever renames first wins
+    (episodes are deterministic, so both hold the same data). Leftover partial directories and
+    groups without the flag are deleted by the next collection and skipped by readers."""
     import zarr
     from zarr.codecs import ZstdCodec
-    root = zarr.open_group(str(store), mode="a")
-    group_dir = Path(store) / key
-    if key in root:  # an incomplete leftover of an interrupted run
-        shutil.rmtree(group_dir, ignore_errors=True)
-    g = root.create_group(key, attributes={k: v for k, v in attrs.items()})
+    store = Path(store)
+    tmp_key = f"{key}{PARTIAL_MARK}{uuid.uuid4().hex[:12]}"
+    g = zarr.open_group(str(store), mode="a").create_group(tmp_key, attributes=dict(attrs))
     n = max(len(arrays["t_s"]), 1)
     for name, spec in FRAME_ARRAYS.items():
         data = arrays[name]
@@ -210,7 +214,23 @@ def write_episode(store: str | Path, key: str, arrays: dict[str, np.ndarray], at
         if len(data):
             a[...] = data
     g.attrs["complete"] = True
-    return sum(f.stat().st_size for f in group_dir.rglob("*") if f.is_file())
+    tmp_dir, final = store / tmp_key, store / key
+    size = sum(f.stat().st_size for f in tmp_dir.rglob("*") if f.is_file())
+    if final.exists():
+        if _is_complete(final):  # another writer of this same episode finished first
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            return size
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover
+    os.rename(tmp_dir, final)
+    return size
+
+
+def _is_complete(group_dir: Path) -> bool:
+    import zarr
+    try:
+        return zarr.open_group(str(group_dir), mode="r").attrs.get("complete") is True
+    except Exception:
+        return False
 
 
 def collect_episode(job: CollectJob, spec: RecordSpec, store: str) -> dict:

@@ -76,6 +76,7 @@ PLAN_POSES = 8
 MAX_BOXES = 128  # a lot at 60 % occupancy has ~100 parked cars within 50 m; the farthest are dropped
 BOX_RANGE_M = 50.0
 BOX_COLUMNS = ("x_m", "y_m", "yaw_rad", "length_m", "width_m", "speed_mps", "class")
+PARTIAL_MARK = ".partial-"  # an episode group being written is named <key>.partial-<random> until complete
 SHARD_FRAMES = 64  # frames per file for the per-frame-chunked arrays (one chunk = one frame)
 SMALL_CHUNK_FRAMES = 1024  # the small arrays: one chunk covers a whole episode at 5 Hz up to 200 s
 
@@ -200,6 +201,9 @@ def complete_episodes(root: str | Path) -> tuple[list[str], int]:
     keys, skipped = [], 0
     for d in sorted(p for p in sp.iterdir() if p.is_dir()):
         why = None
+        if PARTIAL_MARK in d.name:  # a write that was interrupted before its rename (or is still running)
+            skipped += 1
+            continue
         try:
             g = zarr.open_group(str(d), mode="r")
             if g.attrs.get("complete") is not True:
