@@ -23,9 +23,9 @@ def suite_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def collected(suite_file, tmp_path_factory) -> tuple[Path, dict, CollectConfig]:
-    """Two episodes (hw_0, park_1) on two workers; tests must not modify it (copy it first)."""
+    """Two episodes (hw_4, park_5) on two workers; tests must not modify it (copy it first)."""
     out = tmp_path_factory.mktemp("demos") / "ds"
-    cfg = CollectConfig(out, str(suite_file), episodes=2, workers=2)
+    cfg = CollectConfig(out, str(suite_file), seeds=range(4, 6), workers=2)  # park_5 reverses out of its spot
     return out, collect(cfg), cfg
 
 

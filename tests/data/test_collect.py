@@ -32,8 +32,8 @@ def test_layout_dtypes_and_attrs(collected):
     assert meta["format"] == FORMAT_NAME and meta["version"] == FORMAT_VERSION
     assert meta["collection"]["agent"] == "expert" and meta["collection"]["frame_stride"] == 2
     root = zarr.open_group(str(store_path(out)), mode="r")
-    assert sorted(root.group_keys()) == ["hw_0", "park_1"]
-    for key in ("hw_0", "park_1"):
+    assert sorted(root.group_keys()) == ["hw_4", "park_5"]
+    for key in ("hw_4", "park_5"):
         g = root[key]
         a = dict(g.attrs)
         assert a["complete"] is True and a["format_version"] == FORMAT_VERSION
@@ -54,7 +54,7 @@ def test_layout_dtypes_and_attrs(collected):
 
 def test_labels_make_sense(collected):
     out = collected[0]
-    g = zarr.open_group(str(store_path(out)), mode="r")["hw_0"]
+    g = zarr.open_group(str(store_path(out)), mode="r")["hw_4"]
     speed, plan, gear = g["speed_mps"][:], g["plan"][:], g["plan_gear"][:]
     moving = (speed > 1.0) & (gear == 1)
     assert moving.sum() > 20
@@ -70,8 +70,10 @@ def test_labels_make_sense(collected):
     boxes = g["boxes"][:]
     assert nb.max() > 0 and all(not boxes[t, n:].any() for t, n in enumerate(nb))
     assert np.all(np.linalg.norm(boxes[:, :, :2], axis=2) < 50.0)
-    park = zarr.open_group(str(store_path(out)), mode="r")["park_1"]
+    park = zarr.open_group(str(store_path(out)), mode="r")["park_5"]
     assert park["command"][0] == Command.LEAVE_SPOT  # starts in its spot
+    backing = (park["plan_gear"][:] == -1) & (park["speed_mps"][:] < -0.5)
+    assert backing.sum() > 5 and np.all(park["plan"][:][backing, 0, 0] < 0.0)  # reversing: the plan goes backwards
 
 
 def test_dart_noise_moves_the_executed_control_while_labels_stay_the_experts():
@@ -107,21 +109,21 @@ def test_resume_rewrites_only_incomplete_episodes(collected, dataset_copy):
     _, _, cfg = collected
     out = dataset_copy
     sp = store_path(out)
-    before = zarr.open_group(str(sp), mode="r")["park_1"]["plan"][:]
-    keep_mtime = (sp / "hw_0" / "zarr.json").stat().st_mtime_ns
-    g = zarr.open_group(str(sp / "park_1"), mode="a")  # as if killed before the flag was written
+    before = zarr.open_group(str(sp), mode="r")["park_5"]["plan"][:]
+    keep_mtime = (sp / "hw_4" / "zarr.json").stat().st_mtime_ns
+    g = zarr.open_group(str(sp / "park_5"), mode="a")  # as if killed before the flag was written
     g.attrs.update({"complete": False})
-    (sp / "park_1" / "plan" / "zarr.json").unlink()  # and mid-way through its arrays
-    shutil.copytree(sp / "hw_0", sp / "hw_0.partial-0123")  # and a write killed before its rename
-    assert episode_status(out) == ({"hw_0"}, {"park_1", "hw_0.partial-0123"})
-    with pytest.warns(UserWarning, match="skipping episode 'park_1'.*incomplete"):
+    (sp / "park_5" / "plan" / "zarr.json").unlink()  # and mid-way through its arrays
+    shutil.copytree(sp / "hw_4", sp / "hw_4.partial-0123")  # and a write killed before its rename
+    assert episode_status(out) == ({"hw_4"}, {"park_5", "hw_4.partial-0123"})
+    with pytest.warns(UserWarning, match="skipping episode 'park_5'.*incomplete"):
         assert dataset_card(out)["episodes"] == 1  # readers skip it
-    res = collect(CollectConfig(out, cfg.suite, episodes=2, workers=1))
-    assert [r["key"] for r in res["rows"]] == ["park_1"] and res["run"]["skipped_complete"] == 1
-    assert (sp / "hw_0" / "zarr.json").stat().st_mtime_ns == keep_mtime  # the finished one untouched
-    assert sorted(p.name for p in sp.iterdir() if p.is_dir()) == ["hw_0", "park_1"]
-    np.testing.assert_array_equal(zarr.open_group(str(sp), mode="r")["park_1"]["plan"][:], before)  # deterministic
-    again = collect(CollectConfig(out, cfg.suite, episodes=2, workers=1))
+    res = collect(CollectConfig(out, cfg.suite, seeds=cfg.seeds, workers=1))
+    assert [r["key"] for r in res["rows"]] == ["park_5"] and res["run"]["skipped_complete"] == 1
+    assert (sp / "hw_4" / "zarr.json").stat().st_mtime_ns == keep_mtime  # the finished one untouched
+    assert sorted(p.name for p in sp.iterdir() if p.is_dir()) == ["hw_4", "park_5"]
+    np.testing.assert_array_equal(zarr.open_group(str(sp), mode="r")["park_5"]["plan"][:], before)  # deterministic
+    again = collect(CollectConfig(out, cfg.suite, seeds=cfg.seeds, workers=1))
     assert again["rows"] == [] and again["run"]["skipped_complete"] == 2
     assert len(json.loads((out / "dataset.json").read_text())["runs"]) == 3
 
@@ -154,14 +156,14 @@ def test_card_numbers_match_the_data(collected):
     card = json.loads((out / "card.json").read_text())
     assert card == dataset_card(out)
     root = zarr.open_group(str(store_path(out)), mode="r")
-    groups = [root[k] for k in ("hw_0", "park_1")]
+    groups = [root[k] for k in ("hw_4", "park_5")]
     assert card["episodes"] == 2 and card["frames"] == sum(g["t_s"].shape[0] for g in groups) == 60
     assert card["hours_of_driving"] == pytest.approx(2 * 6.0 / 3600, abs=1e-4)
     cmd = np.concatenate([g["command"][:] for g in groups])
     assert card["command_histogram"] == {c.name: int((cmd == c).sum()) for c in Command}
     assert card["command_histogram"]["LEAVE_SPOT"] > 0
     gear = np.concatenate([g["plan_gear"][:] for g in groups])
-    assert card["gear_share"]["reverse"] == pytest.approx((gear < 0).mean(), abs=1e-4)
+    assert card["gear_share"]["reverse"] == pytest.approx((gear < 0).mean(), abs=1e-4) and (gear < 0).any()
     assert card["success_rate"] == np.mean([g.attrs["summary"]["success"] for g in groups])
     bev = np.concatenate([g["bev_semantic"][:] for g in groups]).ravel()
     assert card["bev_class_frequency"]["ROUTE"] == pytest.approx((bev == 2).mean(), abs=1e-4)
@@ -175,7 +177,7 @@ def test_card_numbers_match_the_data(collected):
 
 def test_another_collection_into_the_same_directory_is_refused(collected, dataset_copy):
     with pytest.raises(DatasetError, match="holds another collection .* dart_noise 0.0"):
-        collect(CollectConfig(dataset_copy, collected[2].suite, episodes=2, dart_noise=0.5))
+        collect(CollectConfig(dataset_copy, collected[2].suite, seeds=collected[2].seeds, dart_noise=0.5))
 
 
 @pytest.mark.parametrize("args, needle", [
