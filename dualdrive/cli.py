@@ -312,7 +312,7 @@ def collect(agent: str = typer.Option("expert", help="the driver: agent name or 
             out: Path = typer.Option(Path("runs/demos"), help="dataset directory (episodes.zarr, dataset.json, card)"),
             dart_noise: float = typer.Option(0.0, help="DART noise sigma in m/s^2 on the executed control (0: none)"),
             frame_stride: int = typer.Option(2, help="record every K-th 10 Hz tick (2: 5 Hz)"),
-            max_duration_s: Optional[float] = typer.Option(None, help="time limit per episode in s (default 200; "
+            max_duration_s: Optional[float] = typer.Option(None, help="time limit per episode in s (default 120; "
                                                           "a scenario's own shorter limit stays)"),
             episode_timeout: float = typer.Option(1800.0, help="wall seconds before an episode counts as hung"),
             address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)")) -> None:

@@ -23,11 +23,14 @@ from dualdrive.data.format import (FORMAT_NAME, FORMAT_VERSION, META_NAME, PARTI
                                    store_path, write_json_atomic)
 from dualdrive.world.scenarios import DEV_SEED_LIMIT, ConfigError, check_seed
 
-# The default time limit of a demonstration. The families' own limits (150-480 s) are for scoring
-# a driver that may dawdle; the expert finishes highway routes in ~75 s and urban / P2P ones in
-# ~180-200 s. 200 s keeps nearly every expert route whole (P2P ends with the parking manoeuvre,
-# which is where the reverse-gear data comes from) while a driver that stalls cannot run on.
-DEFAULT_MAX_DURATION_S = 200.0
+# The default time limit of a demonstration. The families' own limits (150-480 s) are for scoring a
+# driver that may dawdle. Collection costs ~11 ms of CPU per 10 Hz tick at stride 2 (world + expert
+# ~5 ms, camera + LiDAR + labels ~12 ms per recorded frame), so 40 P2P + 40 urban + 40 highway
+# episodes at full length (P2P alone runs past 200 s) are ~20 min on 2 cores: too much for a
+# 45-minute collect-and-train run. At 120 s highway routes stay whole (~75-100 s), urban ones are
+# mostly whole, and P2P keeps leaving the spot (reverse gear), the city and the motorway, but not the
+# final search and park (collect the parking suite for that); 120 episodes take ~12 min on 2 cores.
+DEFAULT_MAX_DURATION_S = 120.0
 
 
 @dataclass
@@ -173,7 +176,9 @@ def collect(cfg: CollectConfig, on_done: Callable[[dict, int, int], None] | None
            "episodes": len(jobs), "skipped_complete": done_before, "collected": sum(r["status"] == "ok" for r in rows),
            "failed": [{"key": r["key"], "error": r["error"]} for r in rows if r["status"] != "ok"],
            "workers": cfg.workers, "wall_s": round(wall_s, 2),
-           "frames": sum(r["frames"] for r in rows), "bytes": sum(r["bytes"] for r in rows), **cfg.meta_extra}
+           "frames": sum(r["frames"] for r in rows), "ticks": sum(r["steps"] for r in rows),
+           "bytes": sum(r["bytes"] for r in rows), "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in rows), 2),
+           **cfg.meta_extra}
     meta.setdefault("runs", []).append(run)
     write_json_atomic(cfg.out / META_NAME, meta)
     from dualdrive.data.card import write_card
@@ -224,7 +229,7 @@ def _run_on_ray(cfg: CollectConfig, todo: list[CollectJob], done: Callable[[dict
 
 def _failed(job: CollectJob, error: str) -> dict:
     return {"key": job.key, "scenario": job.scenario, "seed": job.seed, "status": "failed", "error": error,
-            "frames": 0, "steps": 0, "bytes": 0, "success": False, "route_completion": 0.0, "wall_s": 0.0}
+            "frames": 0, "steps": 0, "bytes": 0, "success": False, "route_completion": 0.0, "wall_s": 0.0, "cpu_s": 0.0}
 
 
 def _canon(d) -> str:

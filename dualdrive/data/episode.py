@@ -235,7 +235,7 @@ def _is_complete(group_dir: Path) -> bool:
 
 def collect_episode(job: CollectJob, spec: RecordSpec, store: str) -> dict:
     """Drive, record and write one episode; returns its row (never raises: a crash is a failed row)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         arrays, attrs = drive_and_record(job, spec)
         size = write_episode(store, job.key, arrays, attrs)
@@ -248,6 +248,7 @@ def collect_episode(job: CollectJob, spec: RecordSpec, store: str) -> dict:
                "error": f"crashed: {type(e).__name__}: {e}", "traceback": traceback.format_exc(), "frames": 0,
                "steps": 0, "bytes": 0, "success": False, "route_completion": 0.0}
     row["wall_s"] = round(time.perf_counter() - t0, 3)
+    row["cpu_s"] = round(time.process_time() - c0, 3)  # the cost on a core, whatever else the machine runs
     return row
 
 
