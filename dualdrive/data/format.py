@@ -104,12 +104,9 @@ class ArraySpec:
     per_frame_chunks: bool = False  # big arrays: one chunk per frame (random access reads one frame)
 
 
-def frame_arrays(camera_names: tuple[str, ...] = ("front",)) -> dict[str, ArraySpec]:
+def frame_arrays() -> dict[str, ArraySpec]:
     """Every array of an episode group: name -> dtype and the shape of one frame."""
-    h, w = CAMERA_HW
-    out: dict[str, ArraySpec] = {}
-    for name in camera_names:
-        out[f"camera_{name}_rgb"] = ArraySpec("uint8", (h, w, 3), True)
+    out = {"camera_front_rgb": ArraySpec("uint8", (*CAMERA_HW, 3), True)}
     out.update({
         "camera_valid": ArraySpec("int8", ()),
         "lidar_bev": ArraySpec("uint8", (2, LIDAR_BEV_CELLS, LIDAR_BEV_CELLS), True),
