@@ -24,12 +24,14 @@ from dualdrive.data.format import (FORMAT_NAME, FORMAT_VERSION, META_NAME, PARTI
 from dualdrive.world.scenarios import DEV_SEED_LIMIT, ConfigError, check_seed
 
 # The default time limit of a demonstration. The families' own limits (150-480 s) are for scoring a
-# driver that may dawdle. Collection costs ~11 ms of CPU per 10 Hz tick at stride 2 (world + expert
-# ~5 ms, camera + LiDAR + labels ~12 ms per recorded frame), so 40 P2P + 40 urban + 40 highway
-# episodes at full length (P2P alone runs past 200 s) are ~20 min on 2 cores: too much for a
-# 45-minute collect-and-train run. At 120 s highway routes stay whole (~75-100 s), urban ones are
-# mostly whole, and P2P keeps leaving the spot (reverse gear), the city and the motorway, but not the
-# final search and park (collect the parking suite for that); 120 episodes take ~12 min on 2 cores.
+# driver that may dawdle. Collection costs ~12 ms of CPU per 10 Hz tick at stride 2 (world + expert
+# ~5 ms, camera + LiDAR + labels ~14 ms per recorded frame), so 40 P2P + 40 urban + 40 highway
+# episodes at full length (P2P alone runs past 200 s) are over 20 min on 2 cores: too much for a
+# 45-minute collect-and-train run. At 120 s most highway routes stay whole (~75-100 s); urban ones
+# (120-190 s) lose their last junctions about half the time (more of the same driving); P2P keeps
+# leaving the spot (reverse gear), the city and the motorway but loses the final search and park, a
+# skill of its own: collect the parking suite for it. 120 episodes take ~14 min on 2 cores (~10 min
+# at --frame-stride 4).
 DEFAULT_MAX_DURATION_S = 120.0
 
 
