@@ -302,5 +302,75 @@ def eval_perception(suite: str = typer.Option("urban", help="suite name or .yaml
                    f"traffic lights {light} of {res['light_frames']} frames")
 
 
+@app.command()
+def collect(agent: str = typer.Option("expert", help="the driver: agent name or module:Class (the expert labels)"),
+            suite: str = typer.Option("all", help="suite name (highway, urban, parking, p2p, longtail, all) or a .yaml"),
+            episodes: Optional[int] = typer.Option(None, help="episodes in all, spread over the suite's scenarios "
+                                                   "(default: as many as --seeds, or 10)"),
+            seeds: Optional[str] = typer.Option(None, help="A:B development seeds, one per episode (default 0:N)"),
+            workers: int = typer.Option(1, help="episodes run in parallel on Ray"),
+            out: Path = typer.Option(Path("runs/demos"), help="dataset directory (episodes.zarr, dataset.json, card)"),
+            dart_noise: float = typer.Option(0.0, help="DART noise sigma in m/s^2 on the executed control (0: none)"),
+            frame_stride: int = typer.Option(2, help="record every K-th 10 Hz tick (2: 5 Hz)"),
+            max_duration_s: Optional[float] = typer.Option(None, help="time limit per episode in s (default 120; "
+                                                          "a scenario's own shorter limit stays)"),
+            episode_timeout: float = typer.Option(1800.0, help="wall seconds before an episode counts as hung"),
+            address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)")) -> None:
+    """Collect demonstrations (sensors + expert labels) into DIR/episodes.zarr; resumable."""
+    from rich.progress import TimeRemainingColumn
+
+    from dualdrive.bench.evaluate import parse_seeds
+    from dualdrive.data.collect import DEFAULT_MAX_DURATION_S, CollectConfig, CollectInterrupted, collect, plan_jobs
+    from dualdrive.data.format import DatasetError
+    try:
+        if workers < 1:
+            raise ConfigError(f"--workers {workers} must be at least 1")
+        cfg = CollectConfig(out, suite, agent, episodes, parse_seeds(seeds) if seeds else None, workers, dart_noise,
+                            frame_stride, max_duration_s if max_duration_s is not None else DEFAULT_MAX_DURATION_S,
+                            episode_timeout, address)
+        from dualdrive.agents.registry import load_agent
+        load_agent(agent)  # a bad agent name fails here, not in every worker
+        jobs, _ = plan_jobs(cfg)
+        with Progress(TextColumn("[bold]collect[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} episodes"),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("", total=len(jobs))
+
+            def done(row: dict, finished: int, total: int) -> None:
+                bar.update(task, completed=finished, description=f"last: {row['key']} {row['frames']} frames "
+                                                                 f"{'ok' if row['status'] == 'ok' else 'FAILED'}")
+            res = collect(cfg, on_done=done)
+    except (ConfigError, DatasetError) as e:
+        _fail(str(e))
+    except CollectInterrupted as e:
+        err.print(str(e))
+        raise typer.Exit(130)
+    run, card = res["run"], res["card"]
+    _console.print(f"{agent} on {suite}: {run['collected']} episodes collected, {run['skipped_complete']} already there, "
+                   f"{len(run['failed'])} failed; {run['frames']} frames in {run['wall_s']:.0f} s")
+    for f in run["failed"]:
+        _console.print(f"  failed {f['key']}: {f['error']}")
+    _print_card(card, out)
+
+
+@app.command("dataset-card")
+def dataset_card_cmd(root: Path = typer.Argument(..., help="dataset directory written by `dualdrive collect`")) -> None:
+    """Rebuild DIR/card.md and DIR/card.json from the episodes in the store."""
+    from dualdrive.data.card import write_card
+    from dualdrive.data.format import DatasetError
+    try:
+        card = write_card(root)
+    except DatasetError as e:
+        _fail(str(e))
+    _print_card(card, root)
+
+
+def _print_card(card: dict, root: Path) -> None:
+    sr = "-" if card["success_rate"] is None else f"{100 * card['success_rate']:.0f}%"
+    _console.print(f"dataset {root}: {card['episodes']} episodes, {card['frames']} frames, "
+                   f"{card['hours_of_driving']:.2f} h of driving, success {sr}, DART sigma {card['dart_sigma_mps2']} "
+                   f"-> {root / 'card.md'}")
+
+
 if __name__ == "__main__":
     sys.exit(app())
