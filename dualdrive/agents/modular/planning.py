@@ -31,6 +31,7 @@ FRONT_FROM_REAR_M = REAR_AXLE_M + EGO_LENGTH_M / 2
 PATH_STEP_M = 1.0
 TRAIL_M = 25.0  # passed route targets kept behind the ego
 CORRECTION_TIME_S, CORRECTION_MIN_M = 2.0, 8.0
+BLOCKED_MPS = 2.0
 
 
 @dataclass
@@ -48,8 +49,9 @@ class PlannerConfig:
     lat_accel_mps2: float = 2.0  # curve speed limit
     cruise_factor: float = 0.97
     w_progress: float = 1.0
-    w_offset: float = 4.0  # per lane width away from the route
-    w_change: float = 3.0  # changing lanes at all
+    w_offset: float = 15.0  # metres of progress worth giving up to stay in the route's lane
+    w_change: float = 10.0  # ... and to not change lanes at all
+    w_blocked: float = 200.0  # a lane that ends in a standstill behind a static obstacle
     collision_margin_m: float = 0.3
 
 
@@ -216,7 +218,7 @@ class LatticePlanner:
             out_v.append(v)
             v_des = min(v_limit * cfg.cruise_factor, float(np.interp(s + v * 1.5, arc, v_curve)))
             # leaders: objects in the corridor now or within the reaction window; stops
-            gap, v_lead = np.inf, 0.0
+            gap, v_lead, lead_static = np.inf, 0.0, False
             w = (t >= ti - 1e-9) & (t <= ti + cfg.react_window_s + 1e-9)
             if occ.size:
                 ahead = occ[:, w]
@@ -224,6 +226,7 @@ class LatticePlanner:
                 j = np.unravel_index(np.argmin(s_occ), s_occ.shape)
                 if np.isfinite(s_occ[j]):
                     gap = s_occ[j] - s - FRONT_FROM_REAR_M
+                    lead_static = bool(pred.static[j[0]])
                     # a leader moving along our path keeps its speed; one crossing it counts as standing
                     v_lead = pred.speed_mps[j[0]] * max(0.0, self._along(pred, j[0], xy, hd, arc, s_occ[j]))
             for st in stop_arcs:
@@ -241,8 +244,10 @@ class LatticePlanner:
         ph = np.interp(s_t, arc, np.unwrap(hd))
         px, py = px + REAR_AXLE_M * np.cos(ph), py + REAR_AXLE_M * np.sin(ph)  # centre poses
         safe = not hard_brake and self._clear(px, py, ph, pred)
-        cost = (-cfg.w_progress * s_t[-1] + cfg.w_offset * abs(off) * 10.0
-                + cfg.w_change * (abs(off - self.current_offset) > 1e-6) * 10.0)
+        # a lane that ends in a standstill behind something that does not move is blocked
+        blocked = lead_static and v_t[-1] < BLOCKED_MPS
+        cost = (-cfg.w_progress * s_t[-1] + cfg.w_offset * abs(off) + cfg.w_change * (abs(off - self.current_offset) > 1e-6)
+                + cfg.w_blocked * blocked)
         return Trajectory(np.column_stack([px, py]), ph, v_t, t, off, float(cost), safe)
 
     def _occupancy(self, xy, hd, arc, pred: Prediction) -> np.ndarray:

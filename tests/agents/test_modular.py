@@ -1,0 +1,158 @@
+"""The modular baseline's prediction, planning and parking modules on constructed inputs with known
+answers, its fault handling, and short closed-loop episodes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dualdrive.agents.modular.agent import ModularAgent
+from dualdrive.agents.modular.parking import BAY_PITCH_M, SpotFinder
+from dualdrive.agents.modular.perception import Detection, OdometryPose, Track, Tracker
+from dualdrive.agents.modular.planning import LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
+from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
+
+
+def _track(xy, v, length=4.5, width=1.9) -> Track:
+    tr = Tracker()
+    t = Track(0, tr._new_filter(np.asarray(xy, float)), length, width, 0.0, 1.5)
+    t.kf.x[2:, 0] = v
+    return t
+
+
+def _straight(length=120.0):
+    return np.column_stack([np.arange(-10.0, length), np.zeros(int(length) + 10)])
+
+
+def test_constant_velocity_extrapolates_the_track():
+    pred = constant_velocity([_track([10.0, 0.0], [5.0, 1.0]), _track([0.0, 5.0], [0.1, 0.0])])
+    k = int(np.argmin(np.abs(pred.t_s - 2.0)))
+    assert np.allclose(pred.xy[0, k], [20.0, 2.0])
+    assert pred.static[1] and np.allclose(pred.xy[1, -1], [0.0, 5.0])  # a crawl below 0.5 m/s stands
+
+
+def test_lane_aware_prediction_follows_a_curving_path():
+    s = np.linspace(0, np.pi / 2, 200)
+    arc = np.column_stack([30 * np.sin(s), 30 * (1 - np.cos(s))])  # radius 30 m, turning left
+    cv = constant_velocity([_track(arc[0], [10.0, 0.0])])
+    la = lane_aware([_track(arc[0], [10.0, 0.0])], arc)
+    d_la = np.min(np.linalg.norm(arc - la.xy[0, -1], axis=1))
+    d_cv = np.min(np.linalg.norm(arc - cv.xy[0, -1], axis=1))
+    assert d_la < 0.5 < d_cv
+
+
+def test_planner_stops_behind_a_blocked_lane_and_changes_lane_when_it_may():
+    path = _straight()
+    pose = OdometryPose()
+    blocker = constant_velocity([_track([30.0, 0.0], [0.0, 0.0])])  # a stalled car 30 m ahead
+    keep = LatticePlanner(PlannerConfig(lateral_offsets=(0.0,)))
+    for _ in range(3):
+        traj = keep.plan(pose, 10.0, path, blocker, 15.0, [])
+    front_end = traj.xy[-1, 0] + 2.5
+    assert traj.offset_lanes == 0.0 and front_end < 30.0 - 2.25 and traj.speed_mps[-1] < 10.0
+    change = LatticePlanner(PlannerConfig(lateral_offsets=(0.0, 1.0, -1.0)))
+    traj = change.plan(pose, 10.0, path, blocker, 15.0, [], neighbour_lanes=(True, False))
+    assert traj.offset_lanes == 1.0 and traj.safe  # the free lane on the left; the right one does not exist
+    assert traj.xy[-1, 1] > 2.5 and traj.xy[-1, 0] > 30.0  # past the blocker, in the next lane
+
+
+def test_planner_waits_for_a_crossing_car_and_stops_at_a_stop_line():
+    path = _straight()
+    crossing = constant_velocity([_track([20.0, -12.0], [0.0, 8.0])])  # reaches our path in about 1.5 s
+    traj = LatticePlanner().plan(OdometryPose(), 8.0, path, crossing, 15.0, [])
+    # the car (1.9 m wide across our path) is on it until about t = 2 s: our front stays short of it
+    on_path = traj.t_s <= (12.0 + 0.95 + 2.25) / 8.0
+    assert traj.safe and np.all(traj.xy[on_path, 0] + 2.5 < 20.0 - 0.95)
+    assert traj.xy[-1, 0] + 2.5 > 20.0 + 0.95  # and then goes on past where it crossed
+    traj = LatticePlanner().plan(OdometryPose(), 8.0, path, constant_velocity([]), 15.0, [25.0])
+    assert traj.xy[-1, 0] + 2.5 <= 25.0 and traj.speed_mps[-1] < 1.0  # slowing to stand at the line
+
+
+def test_reference_path_runs_from_behind_the_ego_through_the_targets():
+    ref = ReferencePath()
+    targets = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)])
+    path = ref.update(OdometryPose(), targets)
+    s, d = project(path, np.array([[0.0, 0.0], [40.0, 0.0]]))
+    assert path[0, 0] < 0.0 and np.allclose(d, 0.0, atol=1e-6) and s[1] - s[0] == pytest.approx(40.0, abs=0.1)
+
+
+def test_plan_poses_are_in_the_ego_frame_half_a_second_apart():
+    path = _straight()
+    traj = LatticePlanner().plan(OdometryPose(), 10.0, path, constant_velocity([]), 10.0, [])
+    poses = plan_poses(traj, OdometryPose())
+    assert poses.shape == (8, 3) and np.all(np.diff(poses[:, 0]) > 0) and abs(poses[0, 0] - 5.0) < 0.5
+
+
+def _lidar_of_row(cars_xy, ego_xy, step=0.25):
+    """Points a LiDAR would return: car bodies (1 m high) and the lot's ground everywhere else."""
+    pts = []
+    for x in np.arange(ego_xy[0] - 15, ego_xy[0] + 15, step):
+        for y in np.arange(3.0, 10.0, step):
+            on_car = any(abs(x - cx) < 0.95 and abs(y - cy) < 2.25 for cx, cy in cars_xy)  # parked across the aisle
+            pts.append([x - ego_xy[0], y - ego_xy[1], 1.0 if on_car else 0.0, 1.0])
+    return np.array(pts, np.float32)
+
+
+def test_spot_finder_finds_the_gap_between_parked_cars_and_not_the_rows_open_end():
+    # a row of bays on the left of an aisle along x, bay centres at x = 1.35 + k * 2.7, y = 6.75;
+    # bay 3 is empty, the row ends after bay 5
+    centres = [(1.35 + k * BAY_PITCH_M, 6.75) for k in range(6) if k != 3]
+    finder = SpotFinder()
+    path = _straight(60)
+    for x in (4.0, 6.0, 8.0, 10.0):
+        pose = OdometryPose(np.array([x, 0.0]), 0.0)
+        # cars seen by LiDAR as boxes (length along y: parked perpendicular to the aisle)
+        dets = [Detection(pose.to_ego(np.array(c)), 4.5, 1.9, np.pi / 2, 1.5, 40) for c in centres]
+        finder.add_cars(dets, pose)
+        finder.observe(path, pose, _lidar_of_row(centres, pose.xy))
+    bays = finder.free_bays(path, 8.0)
+    assert len(bays) == 1
+    assert np.linalg.norm(bays[0].xy - [1.35 + 3 * BAY_PITCH_M, 6.75]) < 0.2
+    assert abs(np.sin(bays[0].heading_rad) + 1.0) < 1e-6  # reversed in, the car faces the aisle (-y)
+
+
+def test_nan_odometry_gives_a_stop_plan():
+    agent = ModularAgent()
+    agent.reset({})
+    obs = {"speed_mps": np.array([np.nan], np.float32), "accel_mps2": np.zeros(1), "yaw_rate_rps": np.zeros(1),
+           "route_xy_ego_m": np.zeros((10, 2)), "command": np.zeros(1), "command_distance_m": np.zeros(1)}
+    plan = agent.act(obs)
+    assert np.allclose(plan.poses, 0.0)
+
+
+def _drive(scenario: str, seed: int, sensors=None, max_s: float | None = None):
+    import gymnasium as gym
+
+    from dualdrive.agents.base import Plan, reset_info_for
+    from dualdrive.agents.follower import TrajectoryFollower
+    from dualdrive.sensors.suite import SensorSuite, SensorSuiteConfig
+    from dualdrive.world.env import ENV_IDS
+    from dualdrive.world.scenarios import ScenarioConfig
+    env = SensorSuite(gym.make(ENV_IDS[scenario], config=ScenarioConfig(family=scenario), disable_env_checker=True),
+                      sensors or SensorSuiteConfig())
+    agent = ModularAgent()
+    obs, info = env.reset(seed=seed)
+    assert "privileged_world" not in reset_info_for(agent, info)
+    agent.reset(reset_info_for(agent, info))
+    w, follower = env.unwrapped.world, TrajectoryFollower()
+    done = False
+    while not done and (max_s is None or w.t < max_s):
+        d = agent.act(obs)
+        assert isinstance(d, Plan)
+        obs, _, term, trunc, _ = env.step(follower.update(d, w.ego_speed).to_action())
+        done = term or trunc
+    return w
+
+
+def test_modular_agent_parks_in_a_free_bay_from_the_sensors_only():
+    w = _drive("parking", 0)
+    s = w.summary()
+    assert s["success"] and s["parked"] and s["collisions"] == 0
+
+
+def test_sensor_dropout_degrades_gracefully():
+    """A third of the LiDAR and camera frames missing: the agent keeps driving on its tracks and
+    never hits anything."""
+    from dualdrive.sensors.suite import SensorSuiteConfig
+    w = _drive("highway", 1, SensorSuiteConfig(frame_dropout=0.3), max_s=30.0)
+    s = w.summary()
+    assert s["collisions"] == 0 and s["route_completion"] > 10.0
