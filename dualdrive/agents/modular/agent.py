@@ -37,7 +37,11 @@ CAMERA_HOLD_S = 1.0  # a light reading stays good this long without a camera fra
 LIGHT_WATCH_M = 60.0  # lights matter this close to a junction on the route
 AMBER_DECEL_MPS2 = 3.0  # amber: stop if this deceleration suffices, else go on
 JUNCTION = (Command.TURN_LEFT, Command.TURN_RIGHT, Command.GO_STRAIGHT)
-RED, AMBER, GREEN = 0, 1, 2  # read_traffic_light's states
+RED, AMBER, GREEN = 0, 1, 2
+# the front camera (1.5 m up, pitched 6 deg down, 45 deg vertical field) loses a light head 4.5 m up
+# within about 8 m: first in line at a red light, the car stands this far back so it sees the green
+LIGHT_STOP_BACK_M = 6.0
+BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay  # read_traffic_light's states
 APPROACH_STOP_M = 0.5
 PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
@@ -77,6 +81,7 @@ class ModularAgent(Agent):
         self.t = 0.0
         self.first = True
         self.light: int | None = None
+        self.red_latched = False
         self.light_t = -np.inf
         self.lidar_t = 0.0
         self.warned: set[str] = set()
@@ -99,6 +104,8 @@ class ModularAgent(Agent):
         if self.phase is None:
             self.phase = Phase.LEAVE if command == Command.LEAVE_SPOT else Phase.DRIVE
             if self.phase == Phase.LEAVE:
+                # the spot we leave is not a destination: parking back in it is no trip at all
+                self.spots.rejected.append(self.pose.xy.copy())
                 boxes = _boxes(detections)
                 self.manoeuvre = ManoeuvreTracker(leave_path(obs["route_xy_ego_m"], boxes))
         self.debug = {"phase": self.phase.value}
@@ -148,7 +155,7 @@ class ModularAgent(Agent):
         dist = float(obs["command_distance_m"][0])
         light_stop = self._light_stop(command, dist, speed)
         if light_stop:
-            stops.append(s_ego + dist)
+            stops.append(s_ego + dist - LIGHT_STOP_BACK_M)
         if self.t - self.lidar_t > LIDAR_BLIND_S:
             self._warn("no LiDAR frame for a while: stopping until it is back")
             stops.append(s_ego)
@@ -163,6 +170,7 @@ class ModularAgent(Agent):
         if self.phase == Phase.DRIVE and parking:
             self._search(path, s_ego)
         if self.phase == Phase.APPROACH:
+            self._refine_bay(path, s_ego)
             pre_s = float(project(path, self.pre_xy[None])[0][0])
             # a stop is where the front stands: put the ego's centre on the pre-pose
             stops.append(pre_s + PLAN_EGO_HALF_M + self.planner.cfg.stop_s0_m)
@@ -173,13 +181,18 @@ class ModularAgent(Agent):
         return Plan(plan_poses(traj, self.pose), FORWARD)
 
     def _light_stop(self, command: int, dist: float, speed: float) -> bool:
+        """Stop for red, and for amber where a comfortable stop is possible. The camera loses our
+        light's head (4.5 m up) within about 8 m of it, so a red seen stays red until a green is seen."""
         if command not in JUNCTION or dist > LIGHT_WATCH_M:
+            self.red_latched = False
             return False
-        if self.light == RED:
-            return True
-        if self.light == AMBER:
-            return speed * speed / (2 * AMBER_DECEL_MPS2) < dist - 1.0
-        return False
+        if self.light == GREEN:
+            self.red_latched = False
+        elif self.light == RED:
+            self.red_latched = True
+        elif self.light == AMBER and speed * speed / (2 * AMBER_DECEL_MPS2) < dist - 1.0:
+            self.red_latched = True
+        return self.red_latched
 
     # -- parking -------------------------------------------------------------------------------
     def _search(self, path: np.ndarray, s_ego: float) -> None:
@@ -199,6 +212,15 @@ class ModularAgent(Agent):
                     self.bay, self.pre_xy, self.phase = bay, pre.xy, Phase.APPROACH
                     return
             self.spots.reject(bay)
+
+    def _refine_bay(self, path: np.ndarray, s_ego: float) -> None:
+        """Passing the bay, LiDAR sees its neighbours' sides: their gap fixes the bay's centre."""
+        self.spots.add_cars(self.detections, self.pose)
+        self.spots.observe(path, self.pose, self.points)
+        near = [b for b in self.spots.free_bays(path, s_ego, min_frames=1)
+                if np.linalg.norm(b.xy - self.bay.xy) < BAY_REFINE_M]
+        if near:
+            self.bay = min(near, key=lambda b: np.linalg.norm(b.xy - self.bay.xy))
 
     def _start_parking(self, speed: float) -> Plan:
         segs = park_path(self.pose, self.bay, self.spots.obstacles())

@@ -30,7 +30,8 @@ FREE_RADIUS_M = 1.8  # no parked car centre this close (along the row) to a free
 MIN_GROUND_RETURNS = 4
 SENSE_RANGE_M = 14.0
 ROW_WINDOW_M = 20.0  # cars this far along the aisle fix the row near the ego (the next aisle has its own)
-SAME_BAY_M = 1.0  # a bay is judged only this close (the LiDAR sees into it)
+SAME_BAY_M = 1.0
+PARKED_HALF_WIDTH_M = 0.95  # a parked car's half width (LiDAR sees its side)  # a bay is judged only this close (the LiDAR sees into it)
 PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
 LEAVE_CLEARANCE_M = (0.35, 0.2)
 LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
@@ -106,7 +107,7 @@ class SpotFinder:
         for e in self.seen:
             if np.linalg.norm(e[0] - xy) < SAME_BAY_M:
                 return e
-        e = [xy, 0]
+        e = [xy, 0, []]  # lattice centre, frames seen free, centres measured between the neighbours
         self.seen.append(e)
         return e
 
@@ -124,14 +125,20 @@ class SpotFinder:
                 e[1] = -np.inf  # something stands in it
             elif (inside & ground).sum() >= MIN_GROUND_RETURNS:
                 e[1] += 1
+                centre = _gap_centre(pts[~ground], xy, heading)
+                if centre is not None:  # the neighbours' sides, seen from the aisle, bound the bay
+                    e[2].append(centre)
 
     def free_bays(self, path: np.ndarray, s_ego: float, min_frames: int = 2) -> list[Bay]:
         out = []
         for s_bay, xy, heading in self.bays(path, s_ego):
             if any(np.linalg.norm(r - xy) < SAME_BAY_M for r in self.rejected):
                 continue
-            if self._entry(xy)[1] >= min_frames:
-                out.append(Bay(xy, heading, s_bay))
+            e = self._entry(xy)
+            if e[1] >= min_frames:
+                # the gap between the neighbours is measured better than the lattice's phase
+                centre = np.median(np.array(e[2]), axis=0) if e[2] else xy
+                out.append(Bay(centre, heading, s_bay))
         return sorted(out, key=lambda b: b.s_m)
 
     def reject(self, bay: Bay) -> None:
@@ -141,6 +148,31 @@ class SpotFinder:
         b = self.boxes
         return (np.array([x.xy for x in b]).reshape(-1, 2), np.array([x.yaw_rad for x in b]),
                 np.array([x.length_m for x in b]), np.array([x.width_m for x in b]))
+
+
+def _gap_centre(obstacle_pts: np.ndarray, xy: np.ndarray, heading: float) -> np.ndarray | None:
+    """The centre of the gap a free bay leaves between its neighbours: the middle between the
+    nearest returns on either side across the bay, over the bay's depth."""
+    if not len(obstacle_pts):
+        return None
+    c, s = np.cos(heading), np.sin(heading)
+    rel = obstacle_pts - xy
+    depth, across = rel @ np.array([c, s]), rel @ np.array([-s, c])
+    band = (np.abs(depth) < BAY_DEPTH_M / 2 - 0.5) & (np.abs(across) < BAY_PITCH_M + 1.0)
+    lo, hi = across[band & (across < 0)], across[band & (across > 0)]
+    if not len(lo) or not len(hi):
+        return None
+    left, right = lo.max(), hi.min()
+    if right - left < 1.6:
+        return None
+    # a neighbour's side stands half a bay plus the car's half width short of a bay's centre;
+    # in a gap of several bays, the side nearer to the lattice's guess fixes which one
+    side_to_centre = BAY_PITCH_M - PARKED_HALF_WIDTH_M
+    if right - left < BAY_PITCH_M + 1.5:
+        mid = (left + right) / 2
+    else:
+        mid = left + side_to_centre if -left < right else right - side_to_centre
+    return xy + mid * np.array([-s, c])
 
 
 def _in_box(pts: np.ndarray, xy: np.ndarray, heading: float, length: float, width: float) -> np.ndarray:
