@@ -32,6 +32,7 @@ PATH_STEP_M = 1.0
 TRAIL_M = 25.0  # passed route targets kept behind the ego
 CORRECTION_TIME_S, CORRECTION_MIN_M = 2.0, 8.0
 BLOCKED_MPS = 2.0
+SLOPE_MAX = 1.0  # the path leaves the rear axle along the heading (up to 45 deg off the reference)
 
 
 @dataclass
@@ -181,7 +182,7 @@ class LatticePlanner:
         seg = np.diff(path, axis=0)
         s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
         h_ref = float(np.interp(s0, s_pts[:-1], np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))))
-        slope0 = 0.0 * h_ref  # (the heading error as initial slope made the blend overshoot: measured worse)
+        slope0 = float(np.clip(np.tan(wrap_angle(pose.heading_rad - h_ref)), -SLOPE_MAX, SLOPE_MAX))
         offsets = {self.current_offset}
         for k in cfg.lateral_offsets:
             if (k > 0 and not neighbour_lanes[0]) or (k < 0 and not neighbour_lanes[1]):
