@@ -55,7 +55,8 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
               f"{card['dart_sigma_mps2']} m/s^2, labels by the expert; frame stride {card['frame_stride']} "
               f"(one frame per {card['frame_stride'] / 10:.1f} s), episodes capped at {card['max_duration_s']:.0f} s; "
               f"seeds {cfg.train_seeds} (development)",
-              "- scenario mix: " + ", ".join(f"{k} {v['episodes']} episodes / {v['frames']} frames"
+              "- scenario mix: " + ", ".join(f"{k} {v['episodes']} episodes / {v['frames']} frames "
+                                            f"(expert success within the cap {100 * v['success_rate']:.0f} %)"
                                             for k, v in card["scenarios"].items())]
     if val_card:
         L += [f"- held-out validation: {val_card['episodes']} clean expert episodes, {val_card['frames']} frames, "
@@ -112,12 +113,25 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "
               f"{lat['cpu_ms_mean']:.1f} ms; network alone {lat['model_ms_mean']:.1f} ms) at {lat['threads']} thread, "
               "observation -> Plan (`dualdrive bench` reports it too)", ""]
+    times = {**_collection_times(out), **times}
     if times:
-        L += ["## Pipeline wall time (this machine)", "", ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-              + f"; total {sum(times.values()) / 60:.1f} min", ""]
+        from dualdrive.training.pipeline import STAGES
+        ordered = {k: times[k] for k in STAGES if k in times}
+        L += ["## Pipeline wall time (this machine)", "", ", ".join(f"{k} {v:.0f} s" for k, v in ordered.items())
+              + f"; total {sum(ordered.values()) / 60:.1f} min", ""]
     path = ship / "MODEL_CARD.md"
     path.write_text("\n".join(L))
     return path
+
+
+def _collection_times(out: Path) -> dict[str, float]:
+    """Wall seconds of the collections, from their own record (a collection run outside the pipeline counts too)."""
+    res = {}
+    for stage, d in (("collect", "demos"), ("collect-val", "val")):
+        meta = _read(out / d / "dataset.json")
+        if meta:
+            res[stage] = sum(r.get("wall_s", 0.0) for r in meta.get("runs", []) if r.get("collected", 0) > 0)
+    return res
 
 
 def _pct(v: float | None) -> str:

@@ -119,3 +119,16 @@ def test_pipeline_defaults_keep_training_and_validation_seeds_apart():
     c = PipelineConfig()
     assert not set(parse_seeds(c.train_seeds)) & set(parse_seeds(c.val_seeds))
     assert parse_seeds(c.closed_loop_seeds).start >= 5000
+
+
+def test_the_shipped_default_checkpoint_loads_within_budget():
+    from dualdrive.agents.e2e.agent import DEFAULT_CHECKPOINT, E2EAgent
+    from dualdrive.agents.e2e.bench import synthetic_observation
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 20e6
+    agent = E2EAgent(DEFAULT_CHECKPOINT)
+    meta = agent.info.metadata
+    assert meta["epoch"] >= 1 and meta["val_metrics"]["l2_mean_m"] > 0  # a trained run's checkpoint, not an init
+    plan = agent.act(synthetic_observation(agent.info.config))
+    assert plan.poses.shape == (8, 3)
+    card = (DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md").read_text()
+    assert "Open loop" in card and "ms per decision" in card
