@@ -398,7 +398,7 @@ def train(ctx: typer.Context) -> None:
     """Train the E2E model: --data DIR [DIR ...] --out RUN [--epochs N --batch-size B --device cpu|cuda|auto ...];
     the flags of `python -m dualdrive.training` (see --help); re-running resumes."""
     from dualdrive.training.__main__ import main as train_main
-    code = train_main(list(ctx.args))
+    code = train_main(list(ctx.args), prog="dualdrive train")
     if code:
         raise typer.Exit(code)
 

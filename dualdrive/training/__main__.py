@@ -23,8 +23,8 @@ from dualdrive.training.loop import TrainingError, run_training
 DATASET_CARD = "card.json"  # written by `dualdrive collect` beside the episodes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dualdrive.training", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m dualdrive.training") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, type=Path, nargs="+", help="demonstration dataset directory (or several)")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics.csv, val.json)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out for validation")
@@ -61,8 +61,8 @@ def run_metadata(data_dir: Path | list[Path], val_fraction: float) -> dict:
     return {"data_dir": [str(d.resolve()) for d in dirs], "dataset_card": cards_s, "val_fraction": val_fraction}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m dualdrive.training") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         train_dict = read_config_file(args.train_config) if args.train_config else {}
         train_dict.update({f.name: getattr(args, f"train_{f.name}") for f in fields(TrainConfig)
