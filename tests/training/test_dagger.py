@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY
+from tiny_model import TINY
 
 
 @pytest.mark.slow

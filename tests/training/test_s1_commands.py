@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY
+from tiny_model import TINY
 from e2e_datasets import RandomDemoDataset
 
 from dualdrive.agents.e2e import agent as e2e_agent
