@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all clean
+.PHONY: venv demo test test-all model clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dualdrive drive --agent expert --scenario p2p --seed 0 --out runs/demo
+
+# the shipped E2E checkpoint from nothing (collect, train, score, copy to dualdrive/agents/e2e/default/);
+# <= 45 min on 2 cores; resumable: re-run after an interruption. Sizes: dualdrive/training/pipeline.py
+model: $(STAMP)
+	$(BIN)/dualdrive model-pipeline --out runs/model
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -35,10 +35,13 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           out: Path = typer.Option(Path("runs/drive"), help="output directory"),
           config: Optional[Path] = typer.Option(None, help="scenario YAML file (keys of ScenarioConfig)"),
           events: bool = typer.Option(False, "--events", help="switch on every long-tail event of the family"),
-          video: bool = typer.Option(True, help="write video.mp4")) -> None:
+          video: bool = typer.Option(True, help="write video.mp4"),
+          checkpoint: Optional[Path] = typer.Option(None, help="E2E model checkpoint (.safetensors) for --agent e2e "
+                                                    "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)")) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
+    _use_checkpoint(checkpoint)
     try:
         family, _ = resolve_scenario(scenario)
         cfg = ScenarioConfig.from_file(config) if config else ScenarioConfig(family=family)
@@ -109,13 +112,17 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              out: Path = typer.Option(Path("runs/results.json"), help="results file (its journal sits beside it)"),
              record: bool = typer.Option(False, "--record", help="save each episode's log (.npz) and video"),
              episode_timeout: float = typer.Option(1800.0, help="seconds before an episode counts as hung"),
-             address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)")) -> None:
+             address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)"),
+             checkpoint: Optional[Path] = typer.Option(None, help="E2E model checkpoint (.safetensors) for --agent e2e "
+                                                       "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)")) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C)."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
+    ckpt = _use_checkpoint(checkpoint)
     try:
         if suite is None and env is None:
             suite = "all"
-        cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address)
+        cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address,
+                         {"checkpoint": str(ckpt)} if ckpt else {})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -260,6 +267,10 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
                    f"{sn['camera_96x192_ms']:.2f} ms, LiDAR 32 beams {sn['lidar_32_beams_ms']:.2f} ms, radar {sn['radar_ms']:.2f} ms")
     _console.print(f"closed loop (urban, all sensors, {res['closed_loop']['agent']} agent): "
                    f"{res['closed_loop']['steps_per_s']:.0f} steps/s")
+    e = res["e2e"]
+    _console.print(f"e2e decision (observation -> plan, 1 thread): {e['ms_mean']:.1f} ms mean, {e['ms_p95']:.1f} ms p95 "
+                   f"(network {e['model_ms_mean']:.1f} ms); {e['params']:,} parameters, checkpoint {e['checkpoint_mb']:.1f} MB"
+                   + ("" if e["checkpoint"] else " (no shipped checkpoint: default config)"))
     if "eval" in res:
         _console.print("eval: " + ", ".join(f"{k.replace('_', ' ')} {v['episodes_per_min']:.1f} episodes/min"
                                             for k, v in res["eval"].items()))
@@ -363,6 +374,114 @@ def dataset_card_cmd(root: Path = typer.Argument(..., help="dataset directory wr
     except DatasetError as e:
         _fail(str(e))
     _print_card(card, root)
+
+
+def _use_checkpoint(checkpoint: Optional[Path]) -> Optional[Path]:
+    """Check ``--checkpoint`` and hand it to the e2e agent (and the Ray workers) through its env var."""
+    if checkpoint is None:
+        return None
+    import os
+
+    from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, check_checkpoint
+    from dualdrive.agents.e2e.checkpoint import CheckpointError
+    try:
+        path = check_checkpoint(checkpoint)
+    except CheckpointError as e:
+        _fail(f"--checkpoint: {e}")
+    os.environ[CHECKPOINT_ENV] = str(path)  # read by E2EAgent(); inherited by the Ray workers started later
+    return path
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+             add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train the E2E model: --data DIR [DIR ...] --out RUN [--epochs N --batch-size B --device cpu|cuda|auto ...];
+    the flags of `python -m dualdrive.training` (see --help); re-running resumes."""
+    from dualdrive.training.__main__ import main as train_main
+    code = train_main(list(ctx.args), prog="dualdrive train")
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def dagger(data: list[Path] = typer.Option(..., help="the demonstrations the starting model was trained on (repeatable)"),
+           run: Path = typer.Option(..., help="training run directory; round 1 starts from RUN/best.safetensors"),
+           rounds: int = typer.Option(1, help="DAgger rounds"),
+           episodes: int = typer.Option(8, help="learner episodes per round"),
+           suite: str = typer.Option("driving", help="suite of the learner episodes and of the closed-loop check"),
+           epochs: int = typer.Option(1, help="fine-tuning epochs per round"),
+           seed_start: int = typer.Option(1000, help="first development seed of round 1's episodes"),
+           val_seeds: str = typer.Option("4900:4902", help="closed-loop validation seeds A:B"),
+           val_data: Optional[Path] = typer.Option(None, help="held-out dataset for the validation L2"),
+           frame_stride: int = typer.Option(10, help="record every K-th tick"),
+           max_duration_s: float = typer.Option(120.0, help="time limit per collected episode"),
+           batch_size: int = typer.Option(32), lr: float = typer.Option(3e-4), device: str = typer.Option("auto"),
+           workers: int = typer.Option(1, min=1, help="episodes in parallel on Ray")) -> None:
+    """DAgger: the learner drives, the expert labels, aggregate, fine-tune, score; writes RUN/dagger.json (resumable)."""
+    from dualdrive.data.format import DatasetError
+    from dualdrive.training.config import TrainConfig, TrainConfigError
+    from dualdrive.training.dagger import DaggerConfig, run_dagger
+    from dualdrive.training.loop import TrainingError
+    try:
+        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, warmup_steps=0)
+        res = run_dagger(DaggerConfig(tuple(data), run, rounds, episodes, suite, epochs, seed_start, val_seeds,
+                                      val_data, 0.1, frame_stride, max_duration_s, workers, tcfg),
+                         log=lambda m: err.print(m))
+    except (ConfigError, DatasetError, TrainConfigError, TrainingError) as e:
+        _fail(str(e))
+    for r in res["rounds"]:
+        c = r["closed_loop"]
+        l2 = "-" if r["val_l2_m"] is None else f"{r['val_l2_m']:.3f} m"
+        _console.print(f"round {r['round']}: {r['dataset_frames']} frames, val L2 {l2}, DS {c['driving_score']:.1f}, "
+                       f"success {c['success_rate']:.0f}% ({c['suite']} seeds {c['seeds']})")
+    _console.print(f"-> {run / 'dagger.json'}")
+
+
+@app.command("eval-openloop")
+def eval_openloop(agent: str = typer.Option("e2e", help="only e2e: the plan is scored from dataset frames"),
+                  data: list[Path] = typer.Option(..., help="held-out dataset directory (repeatable)"),
+                  checkpoint: Optional[Path] = typer.Option(None, help="E2E checkpoint (default: the shipped one)"),
+                  out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
+    """Open-loop scores on recorded episodes: L2 of the plan vs the expert's at 1/2/3 s, plan collision rate."""
+    import json
+
+    from dualdrive.agents.e2e.agent import resolve_checkpoint
+    from dualdrive.agents.e2e.checkpoint import CheckpointError
+    from dualdrive.data.format import DatasetError
+    from dualdrive.training.openloop import evaluate_openloop
+    if agent != "e2e":
+        _fail(f"--agent {agent!r}: open-loop scoring needs a model that plans from dataset frames; only 'e2e'")
+    try:
+        ckpt = resolve_checkpoint(checkpoint)
+        res = evaluate_openloop(ckpt, data)
+    except (CheckpointError, DatasetError) as e:
+        _fail(str(e))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    coll = "/".join("-" if res[f"collision_{h}s"] is None else f"{100 * res[f'collision_{h}s']:.1f}%" for h in (1, 2, 3))
+    _console.print(f"e2e ({ckpt}) on {res['episodes']} episodes, {res['frames']} frames: L2 at 1/2/3 s "
+                   f"{res['l2_1s_m']:.2f}/{res['l2_2s_m']:.2f}/{res['l2_3s_m']:.2f} m (avg {res['l2_avg_m']:.2f}), "
+                   f"plan collisions {coll}" + (f" -> {out}" if out else ""))
+
+
+@app.command("model-pipeline")
+def model_pipeline(out: Path = typer.Option(Path("runs/model"), help="run directory (resumable)"),
+                   config: Optional[Path] = typer.Option(None, help="YAML of PipelineConfig fields (sizes, seeds)"),
+                   stages: str = typer.Option("all", help="comma-separated stages to run (collect, collect-val, "
+                                              "train, dagger, openloop, closedloop, latency, ship) or all")) -> None:
+    """`make model`: collect, train, (DAgger), score and ship the default E2E checkpoint; resumable."""
+    from dualdrive.data.format import DatasetError
+    from dualdrive.training.loop import TrainingError
+    from dualdrive.training.pipeline import STAGES, PipelineConfig, run_pipeline
+    try:
+        cfg = PipelineConfig.from_file(config) if config else PipelineConfig()
+        chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
+        times = run_pipeline(cfg, out, chosen,
+                             log=lambda m: err.print(m))
+    except (ConfigError, DatasetError, TrainingError) as e:
+        _fail(str(e))
+    _console.print("stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
 
 
 def _print_card(card: dict, root: Path) -> None:

@@ -8,7 +8,8 @@ from dualdrive.world.scenarios import ConfigError
 
 AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent", "idle": "dualdrive.agents.simple:IdleAgent",
           "random": "dualdrive.agents.simple:RandomAgent",
-          "modular": "dualdrive.agents.modular.agent:ModularAgent"}
+          "modular": "dualdrive.agents.modular.agent:ModularAgent",
+          "e2e": "dualdrive.agents.e2e.agent:E2EAgent"}
 
 
 def load_agent(name: str) -> Agent:
@@ -22,4 +23,7 @@ def load_agent(name: str) -> Agent:
         raise ConfigError(f"cannot load agent {name!r}: {e}; valid: {', '.join(AGENTS)} or module:Class") from None
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise ConfigError(f"{name!r} is not a dualdrive Agent subclass")
-    return cls()
+    try:
+        return cls()
+    except (OSError, RuntimeError, ValueError) as e:  # e.g. the e2e agent's missing or damaged checkpoint
+        raise ConfigError(f"cannot create agent {name!r}: {e}") from None

@@ -23,6 +23,8 @@ def run_bench(frames: int = 100, steps: int = 300, with_eval: bool = True,
     res["sensors"] = bench_sensors(frames)
     progress("closed loop")
     res["closed_loop"] = bench_closed_loop("idle", max(steps // 2, 50))
+    progress("e2e decision")
+    res["e2e"] = bench_e2e_decision()
     if with_eval:
         progress("eval throughput")
         res["eval"] = bench_eval_throughput()
@@ -30,6 +32,21 @@ def run_bench(frames: int = 100, steps: int = 300, with_eval: bool = True,
     if with_eval:
         res["ratios"]["eval_2_vs_1_workers"] = (res["eval"]["workers_2"]["episodes_per_min"]
                                                / res["eval"]["workers_1"]["episodes_per_min"])
+    return res
+
+
+def bench_e2e_decision(n: int = 50) -> dict:
+    """ms per E2E decision (observation -> Plan) at 1 thread, with the shipped checkpoint's config and size
+    (the architecture's defaults when none is shipped: the cost depends on the config, not the weights)."""
+    from dualdrive.agents.e2e.agent import DEFAULT_CHECKPOINT
+    from dualdrive.agents.e2e.bench import measure_latency
+    from dualdrive.agents.e2e.checkpoint import read_info, sidecar_path
+    from dualdrive.agents.e2e.config import E2EConfig
+    shipped = DEFAULT_CHECKPOINT.is_file()
+    cfg = read_info(DEFAULT_CHECKPOINT).config if shipped else E2EConfig()
+    res = {"threads": 1, "checkpoint": str(DEFAULT_CHECKPOINT) if shipped else None, **measure_latency(cfg, n, threads=1)}
+    if shipped:
+        res["checkpoint_mb"] = (DEFAULT_CHECKPOINT.stat().st_size + sidecar_path(DEFAULT_CHECKPOINT).stat().st_size) / 1e6
     return res
 
 

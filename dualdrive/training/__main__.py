@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
+from dualdrive.data.format import DatasetError
 from dualdrive.training import data
 from dualdrive.training.config import TrainConfig, TrainConfigError
 from dualdrive.training.loop import TrainingError, run_training
@@ -22,14 +23,16 @@ from dualdrive.training.loop import TrainingError, run_training
 DATASET_CARD = "card.json"  # written by `dualdrive collect` beside the episodes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dualdrive.training", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, type=Path, help="demonstration dataset directory")
+def build_parser(prog: str = "python -m dualdrive.training") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path, nargs="+", help="demonstration dataset directory (or several)")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics.csv, val.json)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out for validation")
     p.add_argument("--model-config", type=Path, default=None, help="JSON/YAML file of E2EConfig fields")
     p.add_argument("--train-config", type=Path, default=None, help="JSON/YAML file of TrainConfig fields")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a run")
+    p.add_argument("--init-checkpoint", type=Path, default=None,
+                   help="fine-tune: start from these weights (same model config) instead of a random init")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         default = getattr(defaults, f.name)
@@ -47,15 +50,19 @@ def read_config_file(path: Path) -> dict:
     return d
 
 
-def run_metadata(data_dir: Path, val_fraction: float) -> dict:
-    """What each checkpoint records about its data: the directory and its dataset card (dualdrive.data.card)."""
-    card = data_dir.resolve() / DATASET_CARD
-    return {"data_dir": str(data_dir.resolve()), "dataset_card": str(card) if card.is_file() else None,
-            "val_fraction": val_fraction}
+def run_metadata(data_dir: Path | list[Path], val_fraction: float) -> dict:
+    """What each checkpoint records about its data: the directory (or directories) and dataset card(s)
+    (dualdrive.data.card)."""
+    dirs = [Path(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [Path(data_dir)]
+    cards = [d.resolve() / DATASET_CARD for d in dirs]
+    cards_s = [str(c) if c.is_file() else None for c in cards]
+    if len(dirs) == 1:
+        return {"data_dir": str(dirs[0].resolve()), "dataset_card": cards_s[0], "val_fraction": val_fraction}
+    return {"data_dir": [str(d.resolve()) for d in dirs], "dataset_card": cards_s, "val_fraction": val_fraction}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m dualdrive.training") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         train_dict = read_config_file(args.train_config) if args.train_config else {}
         train_dict.update({f.name: getattr(args, f"train_{f.name}") for f in fields(TrainConfig)
@@ -65,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainConfigError, E2EConfigError, OSError, ValueError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    train_set, val_set = data.load_datasets(args.data, args.val_fraction, train_cfg.seed)
+    data_arg = args.data[0] if len(args.data) == 1 else list(args.data)
+    try:
+        train_set, val_set = data.load_datasets(data_arg, args.val_fraction, train_cfg.seed)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         result = run_training(train_set, val_set, args.out, model_cfg, train_cfg, resume=not args.no_resume,
-                              metadata=run_metadata(args.data, args.val_fraction))
+                              metadata=run_metadata(data_arg, args.val_fraction), init_checkpoint=args.init_checkpoint)
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

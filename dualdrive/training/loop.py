@@ -24,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint, sidecar_path, write_json
+from dualdrive.agents.e2e.checkpoint import (CheckpointError, load_weights_into, read_info, save_checkpoint, sidecar_path,
+                                             write_json)
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import MODEL_INPUT_KEYS, E2EModel
 from dualdrive.training import distributed as ddp
@@ -61,16 +62,19 @@ class TrainResult:
 def run_training(train_set: Dataset, val_set: Dataset | None, out_dir: str | Path,
                  model_cfg: E2EConfig = E2EConfig(), train_cfg: TrainConfig = TrainConfig(), resume: bool = True,
                  metadata: dict[str, Any] | None = None,
-                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+                 init_checkpoint: str | Path | None = None) -> TrainResult:
     """Train the E2E model; under torchrun every rank calls this and rank 0 writes the files.
 
     ``metadata`` (e.g. the dataset card's path) is stored in every checkpoint's sidecar;
-    ``on_epoch_end(epoch, epoch_metrics)`` runs after each epoch's checkpoint is written.
+    ``on_epoch_end(epoch, epoch_metrics)`` runs after each epoch's checkpoint is written;
+    ``init_checkpoint`` starts a fresh run from those weights (fine-tuning, e.g. a DAgger round) instead
+    of a random initialisation; its model config must be ``model_cfg``. A resumed run ignores it.
     """
     info = ddp.setup(train_cfg.device)
     try:
         return _Trainer(train_set, val_set, Path(out_dir), model_cfg, train_cfg, info, metadata or {}).run(
-            resume, on_epoch_end)
+            resume, on_epoch_end, init_checkpoint)
     finally:
         ddp.teardown(info)
 
@@ -130,14 +134,18 @@ class _Trainer:
                           pin_memory=self.info.device.type == "cuda", drop_last=False)
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, resume: bool, on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> TrainResult:
+    def run(self, resume: bool, on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+            init_checkpoint: str | Path | None = None) -> TrainResult:
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         ddp.barrier(self.info)
         if resume and has_train_state(self.out):
             self._resume()
-        elif self.info.is_main:
-            _remove_run_files(self.out)  # a fresh start: no best or resume state of an older run may survive
+        else:
+            if self.info.is_main:
+                _remove_run_files(self.out)  # a fresh start: no best or resume state of an older run may survive
+            if init_checkpoint is not None:
+                self._init_from(Path(init_checkpoint))
         if self.log is not None:
             self.log.keep_epochs_up_to(self.state.epochs_done)  # rows after the last checkpoint are redone
         model = self.model
@@ -156,6 +164,16 @@ class _Trainer:
         best = self.out / BEST
         return TrainResult(self.out, self.state.epochs_done, self.out / LAST, best if best.is_file() else None,
                            self.last_val or self._saved_val(), self.state.best_l2_m, self.model.eval())
+
+    def _init_from(self, path: Path) -> None:
+        """Every rank loads the same weights (the optimizer starts afresh: a new schedule, new data)."""
+        try:
+            info = read_info(path)
+            if info.config != self.mcfg:
+                raise TrainingError(f"cannot fine-tune from {path}: it holds a different model config than this run's")
+            load_weights_into(self.model, path)
+        except CheckpointError as e:
+            raise TrainingError(f"cannot fine-tune from {path}: {e}") from None
 
     def _resume(self) -> None:
         hint = "use another output directory or start afresh (resume=False / --no-resume)"

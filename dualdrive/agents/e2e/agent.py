@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,31 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
         raise CheckpointError(f"no E2E model checkpoint at {path} ({origin}): run `make model` to train one, or "
                               f"pass --checkpoint PATH (or set {CHECKPOINT_ENV})")
     return path
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """The absolute path of a loadable checkpoint (weights, sidecar and config checked), else CheckpointError."""
+    path = Path(path).expanduser().resolve()
+    load_checkpoint(path)
+    return path
+
+
+@contextmanager
+def checkpoint_env(path: str | Path | None) -> Iterator[None]:
+    """Within the block, ``E2EAgent()`` loads ``path``, in this process and in the Ray workers started in
+    it (they inherit the environment): how ``--checkpoint`` reaches agents built by name."""
+    if path is None:
+        yield
+        return
+    old = os.environ.get(CHECKPOINT_ENV)
+    os.environ[CHECKPOINT_ENV] = str(Path(path).resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(CHECKPOINT_ENV, None)
+        else:
+            os.environ[CHECKPOINT_ENV] = old
 
 
 def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> dict[str, np.ndarray]:
