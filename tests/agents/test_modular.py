@@ -156,3 +156,17 @@ def test_sensor_dropout_degrades_gracefully():
     w = _drive("highway", 1, SensorSuiteConfig(frame_dropout=0.3), max_s=30.0)
     s = w.summary()
     assert s["collisions"] == 0 and s["route_completion"] > 10.0
+
+
+def test_bicycle_odometry_follows_highway_envs_vehicle_through_a_turn():
+    """Dead reckoning from speed, acceleration, steering and yaw rate reproduces the kinematic
+    bicycle's path (a heading-only model drifts by the slip angle)."""
+    from highway_env.vehicle.kinematics import Vehicle
+    car = Vehicle(None, np.array([0.0, 0.0]), 0.0, 5.0)
+    pose = OdometryPose()
+    for k in range(100):
+        h0, v0 = car.heading, car.speed
+        car.action = {"steering": 0.3, "acceleration": 0.5}
+        car.step(0.1)
+        pose.advance_bicycle(car.speed, (car.speed - v0) / 0.1, 0.3, (car.heading - h0) / 0.1, 0.1)
+    assert np.linalg.norm(pose.xy - car.position) < 1e-6

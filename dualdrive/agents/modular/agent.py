@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from dualdrive.agents.base import FORWARD, PLAN_POSES, Agent, Plan
+from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, leave_path, park_path)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
-from dualdrive.agents.modular.prediction import lane_aware
-from dualdrive.planning.manoeuvre import ManoeuvreTracker
+from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
+from dualdrive.planning.manoeuvre import ManoeuvreTracker, plan_path
 from dualdrive.world.route import Command
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,7 @@ class ModularAgent(Agent):
     def _drive(self, obs, speed: float, detections, command: int) -> Plan:
         path = self.ref.update(self.pose, obs["route_xy_ego_m"])
         s_ego = float(project(path, self.pose.xy)[0][0])
-        pred = lane_aware(self.tracks, path) if self.cfg.lane_aware_prediction else None
-        if pred is None:
-            from dualdrive.agents.modular.prediction import constant_velocity
-            pred = constant_velocity(self.tracks)
+        pred = lane_aware(self.tracks, path) if self.cfg.lane_aware_prediction else constant_velocity(self.tracks)
         stops = []
         dist = float(obs["command_distance_m"][0])
         light_stop = self._light_stop(command, dist, speed)
@@ -225,8 +222,6 @@ class ModularAgent(Agent):
     def _start_parking(self, speed: float) -> Plan:
         segs = park_path(self.pose, self.bay, self.spots.obstacles())
         if segs is None:  # the stop was a little off: take the path unchecked rather than give up
-            from dualdrive.planning.manoeuvre import plan_path
-            from dualdrive.agents.base import REVERSE
             segs = plan_path((*self.pose.xy, self.pose.heading_rad), (*self.bay.xy, self.bay.heading_rad), REVERSE)
         self.manoeuvre = ManoeuvreTracker(segs)
         self.phase = Phase.PARK
