@@ -11,6 +11,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch pinned here: the CPU build on disk; an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0 -r requirements.txt
+	# commonroad-io (reads the NGSIM human-driving scenarios) pins protobuf==3.20.2 for its protobuf file
+	# format, ray needs protobuf>=3.20.3: we read XML only, so it goes in without its pins, beside
+	# protobuf 3.20.3 and its other dependencies pinned in requirements.txt
+	$(BIN)/pip install --quiet --no-deps commonroad-io==2026.1
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

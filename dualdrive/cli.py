@@ -438,22 +438,41 @@ def dagger(data: list[Path] = typer.Option(..., help="the demonstrations the sta
 
 
 @app.command("eval-openloop")
-def eval_openloop(agent: str = typer.Option("e2e", help="only e2e: the plan is scored from dataset frames"),
-                  data: list[Path] = typer.Option(..., help="held-out dataset directory (repeatable)"),
+def eval_openloop(agent: str = typer.Option("e2e", help="agent name or module:Class; it must answer with a plan"),
+                  data: Optional[list[str]] = typer.Option(None, help="'ngsim' (the shipped human-driving pack, with "
+                                                           "--split), or held-out dataset directories of `dualdrive "
+                                                           "collect` (repeatable; e2e only)"),
+                  split: str = typer.Option("test", help="with --data ngsim: train, val or test"),
+                  scenarios: Optional[Path] = typer.Option(None, help="a folder of CommonRoad XML scenarios (searched "
+                                                           "recursively) instead of --data"),
+                  stride_s: float = typer.Option(1.0, help="human clips: one planning time per car every this many s"),
+                  max_clips: Optional[int] = typer.Option(None, min=1, help="human clips: score at most this many "
+                                                          "(spread evenly)"),
                   checkpoint: Optional[Path] = typer.Option(None, help="E2E checkpoint (default: the shipped one)"),
                   out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
-    """Open-loop scores on recorded episodes: L2 of the plan vs the expert's at 1/2/3 s, plan collision rate."""
+    """Open-loop scores: the agent's plan against the human's recorded future (--data ngsim, --scenarios DIR)
+    with constant-velocity/acceleration baselines, or an E2E model against the expert on recorded episodes."""
     import json
-
+    if scenarios is not None or data == ["ngsim"]:
+        _use_checkpoint(checkpoint)
+        res = _human_openloop(agent, split, scenarios, stride_s, max_clips)
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=1))
+        _print_human_openloop(res, out)
+        return
+    if not data:
+        _fail("give --data ngsim [--split test], --scenarios DIR (CommonRoad XML), or --data DIR of a collected dataset")
     from dualdrive.agents.e2e.agent import resolve_checkpoint
     from dualdrive.agents.e2e.checkpoint import CheckpointError
     from dualdrive.data.format import DatasetError
     from dualdrive.training.openloop import evaluate_openloop
     if agent != "e2e":
-        _fail(f"--agent {agent!r}: open-loop scoring needs a model that plans from dataset frames; only 'e2e'")
+        _fail(f"--agent {agent!r}: open-loop scoring on collected datasets needs a model that plans from dataset "
+              "frames; only 'e2e' (any planning agent can be scored on human clips: --data ngsim)")
     try:
         ckpt = resolve_checkpoint(checkpoint)
-        res = evaluate_openloop(ckpt, data)
+        res = evaluate_openloop(ckpt, [Path(d) for d in data])
     except (CheckpointError, DatasetError) as e:
         _fail(str(e))
     if out:
@@ -463,6 +482,44 @@ def eval_openloop(agent: str = typer.Option("e2e", help="only e2e: the plan is s
     _console.print(f"e2e ({ckpt}) on {res['episodes']} episodes, {res['frames']} frames: L2 at 1/2/3 s "
                    f"{res['l2_1s_m']:.2f}/{res['l2_2s_m']:.2f}/{res['l2_3s_m']:.2f} m (avg {res['l2_avg_m']:.2f}), "
                    f"plan collisions {coll}" + (f" -> {out}" if out else ""))
+
+
+def _human_openloop(agent: str, split: str, scenarios: Optional[Path], stride_s: float,
+                    max_clips: Optional[int]) -> dict:
+    from dualdrive.agents.registry import load_agent
+    from dualdrive.human.openloop import evaluate_human_openloop, load_clips
+    from dualdrive.human.pack import HumanDataError, folder_files, split_files
+    from dualdrive.human.replay import FUTURE_S, HISTORY_S
+    from dualdrive.sensors.suite import SensorSuite
+    try:
+        a = load_agent(agent)
+        if a.privileged:
+            raise ConfigError(f"agent {agent!r} drives from the dualdrive world's ground truth (HD map, actors), "
+                              "which a replayed human scene does not have; score a sensor or route agent (e2e, modular)")
+        files = folder_files(scenarios) if scenarios is not None else split_files(split)
+        clips = load_clips(files, HISTORY_S, FUTURE_S, stride_s, max_clips)
+        with Progress(TextColumn("[bold]open loop[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} clips"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("", total=len(clips))
+            res = evaluate_human_openloop(clips, a, wrap=SensorSuite if a.uses_sensors else None,
+                                          progress=lambda n: bar.update(task, completed=n))
+    except (ConfigError, HumanDataError) as e:
+        _fail(str(e))
+    res["summary"]["source"] = str(scenarios) if scenarios is not None else f"ngsim:{split}"
+    return res
+
+
+def _print_human_openloop(res: dict, out: Optional[Path]) -> None:
+    s = res["summary"]
+    _console.print(f"open loop on {s['source']}: {s['clips']} clips from {s['scenarios']} scenarios")
+    _console.print(f"  {'method':<24} {'L2 1s':>6} {'2s':>6} {'3s':>6} {'ADE':>6} {'coll.':>6} {'offroad':>7}")
+    for m, r in res["methods"].items():
+        _console.print(f"  {m:<24} {r['l2_1s_m']:6.2f} {r['l2_2s_m']:6.2f} {r['l2_3s_m']:6.2f} {r['ade_m']:6.2f} "
+                       f"{100 * r['collision_rate']:5.1f}% {100 * r['offroad_rate']:6.1f}%")
+    if s.get("l2_3s_ratio_to_constant_velocity") is not None:
+        _console.print(f"  L2 at 3 s / constant velocity's: {s['l2_3s_ratio_to_constant_velocity']:.2f}")
+    if out:
+        _console.print(f"-> {out}")
 
 
 @app.command("model-pipeline")

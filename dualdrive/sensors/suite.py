@@ -61,7 +61,9 @@ class SensorSuite(gym.ObservationWrapper):
         self.lidar = Lidar(config.lidar) if config.lidar else None
         self.radar = Radar(config.radar) if config.radar else None
         u = env.unwrapped
-        self.is_dualdrive = hasattr(u, "world") and hasattr(type(u), "_info")
+        # a dualdrive env (its own world, or a replayed human scene that offers ``sensor_scene()``) already
+        # gives odometry and the route in its observation
+        self.is_dualdrive = (hasattr(u, "world") and hasattr(type(u), "_info")) or hasattr(u, "sensor_scene")
         if not self.is_dualdrive and not hasattr(u, "road"):
             raise SensorConfigError(f"{type(u).__name__} is not a highway-env environment (no road): the sensor "
                                     "suite needs env.unwrapped.road and env.unwrapped.vehicle")
@@ -102,6 +104,8 @@ class SensorSuite(gym.ObservationWrapper):
     # -- helpers -------------------------------------------------------------------------------
     def scene(self) -> SensorScene:
         u = self.env.unwrapped
+        if hasattr(u, "sensor_scene"):
+            return u.sensor_scene()
         return scene_from_world(u.world) if self.is_dualdrive else scene_from_highway_env(self.env)
 
     def _dropped(self) -> bool:

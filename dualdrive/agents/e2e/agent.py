@@ -123,6 +123,9 @@ def stop_plan(speed_mps: float) -> Plan:
     return Plan(poses, gear)
 
 
+THREADS_ENV = "DUALDRIVE_E2E_THREADS"  # CPU threads for the model's inference (default 1)
+
+
 class E2EAgent(Agent):
     """Drives with the learned E2E model from a safetensors checkpoint (see dualdrive.agents.e2e.checkpoint)."""
 
@@ -131,6 +134,11 @@ class E2EAgent(Agent):
     privileged = False
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
+        if device == "cpu":
+            # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
+            # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
+            # threads made it ~30x slower (0.73 s against 0.025 s a decision, measured on 2 cores)
+            torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.model, self.info = load_checkpoint(self.checkpoint, device)
         self.device = torch.device(device)

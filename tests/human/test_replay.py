@@ -1,0 +1,75 @@
+"""Replaying a recorded scene: clips, the ego on the log or driven, the route, the sensors on it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dualdrive.human.replay import ReplayEnv, cut_clips, steer_for_yaw_rate
+from dualdrive.human.scene import load_scene
+from dualdrive.sensors.suite import SensorSuite
+from dualdrive.world.route import Command
+
+
+@pytest.fixture(scope="module")
+def scene(straight_road):
+    return load_scene(straight_road)
+
+
+def test_clips_need_history_and_future(scene):
+    clips = cut_clips(scene, history_s=1.0, future_s=3.0, stride_s=1.0)
+    # 6 s tracks: t0 from 1 s to 3 s, each of the 4 cars
+    assert [c.t0 for c in clips if c.ego == 0] == [10, 20, 30]
+    assert len(clips) == 12 and all(c.start == c.t0 - 10 for c in clips)
+    assert cut_clips(scene, history_s=3.0, future_s=4.0) == []
+
+
+def test_log_mode_holds_the_ego_on_the_human_and_gives_the_usual_observation(scene):
+    clip = cut_clips(scene)[0]  # car 10 at t0 = 1 s
+    env = ReplayEnv(clip)
+    obs, _ = env.reset()
+    assert env.observation_space.contains(obs)
+    for _ in range(clip.history):
+        obs, _, term, trunc, _ = env.step(np.array([-8.0, 0.5, 1.0]))  # ignored: the human drives
+    np.testing.assert_allclose(env.ego_xy, [30.0, 0.0])
+    assert obs["speed_mps"][0] == pytest.approx(10.0) and obs["yaw_rate_rps"][0] == pytest.approx(0.0)
+    # the route is where the human went: straight on along its lane, 8 m apart
+    np.testing.assert_allclose(obs["route_xy_ego_m"][:, 1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.diff(obs["route_xy_ego_m"][:, 0]), 8.0, atol=1.01)
+    assert int(obs["command"][0]) == Command.FOLLOW_LANE
+    assert not term and not trunc
+
+
+def test_drive_mode_moves_the_ego_by_the_action_and_sees_the_collision(scene):
+    clip = cut_clips(scene)[0]
+    env = ReplayEnv(clip, ego_mode="drive")
+    env.reset()
+    for _ in range(10):
+        env.step(np.array([0.0, 0.0, 1.0]))
+    np.testing.assert_allclose(env.ego_xy, [20.0 + 10.0 * 1.0, 0.0], atol=1e-6)  # 10 m/s held for 1 s
+    assert not env.ego_collides()
+    for _ in range(60):  # full throttle into car 20 ahead (8 m/s, 30 m ahead at the start)
+        _, _, _, trunc, _ = env.step(np.array([4.0, 0.0, 1.0]))
+        if env.ego_collides() or trunc:
+            break
+    assert env.ego_collides()
+
+
+def test_sensors_render_the_replayed_scene(scene):
+    clip = cut_clips(scene)[0]
+    env = SensorSuite(ReplayEnv(clip))
+    obs, _ = env.reset(seed=0)
+    assert obs["camera_front_rgb"].shape[2] == 3 and int(obs["lidar_valid"][0]) == 1
+    pts = obs["lidar_points_m"][:int(obs["lidar_num_points"][0])]
+    # LiDAR hits above the ground on car 20 (30 m ahead, same lane) and car 30 (left lane, 30 m ahead)
+    body = pts[pts[:, 2] > 0.3]
+    assert ((np.abs(body[:, 0] - 27.75) < 1.0) & (np.abs(body[:, 1]) < 1.0)).any()
+    assert ((np.abs(body[:, 0] - 17.75) < 1.0) & (np.abs(body[:, 1] - 3.5) < 1.0)).any()
+    assert int(obs["radar_num_returns"][0]) >= 1
+
+
+def test_steering_for_a_yaw_rate_inverts_the_bicycle():
+    from highway_env.vehicle.kinematics import Vehicle
+    v = Vehicle(None, np.zeros(2), 0.0, 8.0)
+    v.action = {"steering": steer_for_yaw_rate(0.3, 8.0), "acceleration": 0.0}
+    v.step(0.1)
+    assert v.heading / 0.1 == pytest.approx(0.3, rel=1e-3)
