@@ -364,6 +364,39 @@ def collect(agent: str = typer.Option("expert", help="the driver: agent name or 
     _print_card(card, out)
 
 
+@app.command("export-human")
+def export_human_cmd(out: Path = typer.Option(..., help="dataset directory to write (resumable: re-run to finish)"),
+                     data: str = typer.Option("ngsim", help="'ngsim': the shipped human-driving pack (with --split)"),
+                     split: str = typer.Option("train", help="train, val or test (never train on val or test)"),
+                     scenarios: Optional[Path] = typer.Option(None, help="a folder of CommonRoad XML scenarios instead"),
+                     frame_stride: int = typer.Option(5, min=1, help="log steps between recorded frames")) -> None:
+    """Recorded human driving as System 1 training data (every car replayed through the sensors, labelled
+    with its own next 4 s), in the format `dualdrive train --data` reads beside expert demonstrations."""
+    from dualdrive.data.card import write_card
+    from dualdrive.data.format import DatasetError
+    from dualdrive.human.export import HumanExportConfig, export_human
+    from dualdrive.human.pack import HumanDataError, folder_files, split_files
+    if scenarios is None and data != "ngsim":
+        _fail(f"--data {data!r}: only 'ngsim' (the shipped pack); give other CommonRoad files with --scenarios DIR")
+    try:
+        files = folder_files(scenarios) if scenarios is not None else split_files(split)
+        source = str(scenarios) if scenarios is not None else f"ngsim:{split}"
+        with Progress(TextColumn("[bold]export[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} scenarios"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("", total=len(files))
+            res = export_human(files, out, HumanExportConfig(frame_stride, source),
+                               progress=lambda n, total: bar.update(task, completed=n))
+        card = write_card(out)
+    except (HumanDataError, DatasetError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("interrupted: the finished episodes are kept; run the same command to go on")
+        raise typer.Exit(130)
+    _console.print(f"{res['episodes_written']} episodes ({res['frames_written']} frames) written, "
+                   f"{res['episodes_already_there']} already there -> {out}")
+    _print_card(card, out)
+
+
 @app.command("dataset-card")
 def dataset_card_cmd(root: Path = typer.Argument(..., help="dataset directory written by `dualdrive collect`")) -> None:
     """Rebuild DIR/card.md and DIR/card.json from the episodes in the store."""

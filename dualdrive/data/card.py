@@ -44,14 +44,17 @@ def dataset_card(root: str | Path) -> dict:
         if frames_ep == 0:
             continue
         cmd += np.bincount(np.asarray(g["command"][:], np.int64), minlength=n_cmd)[:n_cmd]
-        light += np.bincount(np.asarray(g["light_state"][:], np.int64), minlength=len(LightState))[:len(LightState)]
+        if "light_state" in g:  # privileged labels: absent from human logs
+            light += np.bincount(np.asarray(g["light_state"][:], np.int64), minlength=len(LightState))[:len(LightState)]
         reverse += int((np.asarray(g["plan_gear"][:]) < 0).sum())
         speeds.append(np.asarray(g["speed_mps"][:], np.float64))
-        bev += np.bincount(np.asarray(g["bev_semantic"][:]).ravel(), minlength=n_bev)[:n_bev]
+        if "bev_semantic" in g:
+            bev += np.bincount(np.asarray(g["bev_semantic"][:]).ravel(), minlength=n_bev)[:n_bev]
     sp = np.concatenate(speeds) if speeds else np.zeros(0)
     col = meta["collection"]
     card = {
-        "format": meta["format"], "version": meta["version"], "driver": col["agent"], "labeller": "expert",
+        "format": meta["format"], "version": meta["version"], "driver": col["agent"],
+        "labeller": col.get("labeller", "expert"),
         "suite": col["suite"]["name"], "dart_sigma_mps2": col["dart_noise"], "frame_stride": col["frame_stride"],
         "max_duration_s": col["max_duration_s"], "episodes": len(keys), "incomplete_episodes_skipped": skipped,
         "frames": int(frames), "hours_of_driving": round(drive_s / 3600.0, 4),
@@ -71,7 +74,7 @@ def dataset_card(root: str | Path) -> dict:
 def card_markdown(c: dict) -> str:
     pct = lambda x: "-" if x is None else f"{100 * x:.1f} %"  # noqa: E731
     lines = [f"# Demonstration dataset ({c['format']} v{c['version']})", "",
-             f"- driver: `{c['driver']}`, labels by the privileged `{c['labeller']}`; suite `{c['suite']}`",
+             f"- driver: `{c['driver']}`, labels by `{c['labeller']}`; suite `{c['suite']}`",
              f"- DART sigma: {c['dart_sigma_mps2']} m/s^2; recorded every {c['frame_stride']} ticks "
              f"({10.0 / c['frame_stride']:.1f} Hz at the 10 Hz world); time limit {c['max_duration_s']} s",
              f"- episodes: **{c['episodes']}** ({c['incomplete_episodes_skipped']} incomplete skipped), "

@@ -203,6 +203,8 @@ def write_episode(store: str | Path, key: str, arrays: dict[str, np.ndarray], at
     g = zarr.open_group(str(store), mode="a").create_group(tmp_key, attributes=dict(attrs))
     n = max(len(arrays["t_s"]), 1)
     for name, spec in FRAME_ARRAYS.items():
+        if name not in arrays:  # a human log has no privileged labels (see dualdrive.human.export)
+            continue
         data = arrays[name]
         fs = spec.frame_shape
         if spec.per_frame_chunks:  # one frame per chunk (a reader decodes only the frame it wants), many per file
