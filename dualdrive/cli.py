@@ -114,10 +114,20 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              episode_timeout: float = typer.Option(1800.0, help="seconds before an episode counts as hung"),
              address: Optional[str] = typer.Option(None, help="an existing Ray cluster's address (default: local)"),
              checkpoint: Optional[Path] = typer.Option(None, help="E2E model checkpoint (.safetensors) for --agent e2e "
-                                                       "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)")) -> None:
-    """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C)."""
+                                                       "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)"),
+             split: str = typer.Option("test", help="--suite ngsim-replay: the NGSIM split (train, val, test)"),
+             scenarios: Optional[Path] = typer.Option(None, help="--suite ngsim-replay: a folder of CommonRoad XML "
+                                                      "scenarios instead of the NGSIM split"),
+             stride_s: float = typer.Option(2.0, help="--suite ngsim-replay: a clip per car every this many s"),
+             max_clips: Optional[int] = typer.Option(None, min=1, help="--suite ngsim-replay: at most this many "
+                                                     "clips (spread evenly)")) -> None:
+    """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
+    ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
     ckpt = _use_checkpoint(checkpoint)
+    if suite == "ngsim-replay":
+        _replay_eval(agent, split, scenarios, stride_s, max_clips, out)
+        return
     try:
         if suite is None and env is None:
             suite = "all"
@@ -147,6 +157,50 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
             lo, hi = s[m]["ci95"]
             _console.print(f"  {name:<17} {s[m]['mean']:6.1f}  [{lo:.1f}, {hi:.1f}]")
     _console.print(f"-> {out} (journal {journal_path(out)})")
+
+
+def _replay_eval(agent: str, split: str, scenarios: Optional[Path], stride_s: float, max_clips: Optional[int],
+                 out: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from dualdrive.agents.registry import load_agent
+    from dualdrive.human.closedloop import CLOSED_LOOP_S, evaluate_replay
+    from dualdrive.human.openloop import load_clips
+    from dualdrive.human.pack import HumanDataError, folder_files, split_files
+    from dualdrive.sensors.suite import SensorSuite
+    try:
+        drivers = [None] if agent == "human" else [load_agent(agent), None]  # the human is always the reference
+        if drivers[0] is not None and drivers[0].privileged:
+            raise ConfigError(f"agent {agent!r} drives from the dualdrive world's ground truth, which a replayed "
+                              "human scene does not have; score a sensor or route agent (e2e, modular, constant_velocity)")
+        files = folder_files(scenarios) if scenarios is not None else split_files(split)
+        clips = load_clips(files, 1.0, CLOSED_LOOP_S, stride_s, max_clips)
+        res: dict = {"meta": {"suite": "ngsim-replay", "source": str(scenarios) if scenarios else f"ngsim:{split}",
+                              "agent": agent, "clips": len(clips), "closed_loop_s": CLOSED_LOOP_S,
+                              "reactive": False}, "drivers": {}}
+        for d in drivers:
+            name = "human" if d is None else agent
+            with Progress(TextColumn(f"[bold]replay {name}[/bold]"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total} clips"), TimeElapsedColumn(), console=err,
+                          transient=True) as bar:
+                task = bar.add_task("", total=len(clips))
+                res["drivers"][name] = evaluate_replay(clips, d, SensorSuite if d is not None and d.uses_sensors
+                                                       else None, progress=lambda n: bar.update(task, completed=n))
+    except (ConfigError, HumanDataError) as e:
+        _fail(str(e))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=lambda o: None if isinstance(o, float) and np.isnan(o) else o))
+    _console.print(f"closed-loop replay on {res['meta']['source']}: {len(clips)} clips, {CLOSED_LOOP_S:g} s driven "
+                   "each, other cars non-reactive")
+    _console.print(f"  {'driver':<18} {'PDMS':>6} {'NC':>6} {'DAC':>6} {'TTC':>6} {'EP':>6} {'C':>6} {'coll.':>6}"
+                   f" {'offroad':>7}")
+    for name, r in res["drivers"].items():
+        s = r["summary"]
+        _console.print(f"  {name:<18} {s['pdms']:6.1f} {s['nc']:6.1f} {s['dac']:6.1f} {s['ttc']:6.1f} {s['ep']:6.1f} "
+                       f"{s['comfort']:6.1f} {100 * s['collision_rate']:5.1f}% {100 * s['off_road_rate']:6.1f}%")
+    _console.print(f"-> {out}")
 
 
 @app.command()
@@ -369,9 +423,13 @@ def export_human_cmd(out: Path = typer.Option(..., help="dataset directory to wr
                      data: str = typer.Option("ngsim", help="'ngsim': the shipped human-driving pack (with --split)"),
                      split: str = typer.Option("train", help="train, val or test (never train on val or test)"),
                      scenarios: Optional[Path] = typer.Option(None, help="a folder of CommonRoad XML scenarios instead"),
-                     frame_stride: int = typer.Option(5, min=1, help="log steps between recorded frames")) -> None:
+                     frame_stride: int = typer.Option(5, min=1, help="log steps between recorded frames"),
+                     max_scenarios: Optional[int] = typer.Option(None, min=1, help="export only this many scenario "
+                                                                 "files, spread evenly over the sorted list")) -> None:
     """Recorded human driving as System 1 training data (every car replayed through the sensors, labelled
     with its own next 4 s), in the format `dualdrive train --data` reads beside expert demonstrations."""
+    import numpy as np
+
     from dualdrive.data.card import write_card
     from dualdrive.data.format import DatasetError
     from dualdrive.human.export import HumanExportConfig, export_human
@@ -379,7 +437,9 @@ def export_human_cmd(out: Path = typer.Option(..., help="dataset directory to wr
     if scenarios is None and data != "ngsim":
         _fail(f"--data {data!r}: only 'ngsim' (the shipped pack); give other CommonRoad files with --scenarios DIR")
     try:
-        files = folder_files(scenarios) if scenarios is not None else split_files(split)
+        files = sorted(folder_files(scenarios) if scenarios is not None else split_files(split))
+        if max_scenarios is not None and max_scenarios < len(files):  # every location, not the first one only
+            files = [files[int(k)] for k in np.unique(np.linspace(0, len(files) - 1, max_scenarios).round())]
         source = str(scenarios) if scenarios is not None else f"ngsim:{split}"
         with Progress(TextColumn("[bold]export[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} scenarios"),
                       TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -8,6 +8,7 @@ from dualdrive.world.scenarios import ConfigError
 
 AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent", "idle": "dualdrive.agents.simple:IdleAgent",
           "random": "dualdrive.agents.simple:RandomAgent",
+          "constant_velocity": "dualdrive.agents.simple:ConstantVelocityAgent",
           "modular": "dualdrive.agents.modular.agent:ModularAgent",
           "e2e": "dualdrive.agents.e2e.agent:E2EAgent"}
 

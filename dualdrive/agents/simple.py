@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from dualdrive.agents.base import Agent, Control
+from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES, Agent, Control, Plan
 
 
 class IdleAgent(Agent):
@@ -48,3 +48,15 @@ class RandomAgent(Agent):
             return int(self.rng.integers(self.space.n))
         lo, hi = self.space.low, self.space.high
         return self.rng.uniform(lo, hi).astype(self.space.dtype)
+
+
+class ConstantVelocityAgent(Agent):
+    """Straight on at the current speed, whatever the road does: NAVSIM's constant-velocity baseline
+    (PDMS 20.6 on navtest), for replayed human scenes and dualdrive's own."""
+
+    name = "constant_velocity"
+
+    def act(self, observation):
+        v = max(0.0, float(np.asarray(observation["speed_mps"]).reshape(-1)[0]))
+        x = v * PLAN_DT_S * np.arange(1, PLAN_POSES + 1)
+        return Plan(np.column_stack([x, np.zeros(PLAN_POSES), np.zeros(PLAN_POSES)]))

@@ -6,8 +6,8 @@ from ``t0 - history`` on:
 
 - **ego**: ``ego_mode="log"`` puts the ego where the human was at every step (open-loop
   evaluation: the agent is shown the human's own history, as NAVSIM and nuPlan do);
-  ``ego_mode="drive"`` moves it by the world's kinematic bicycle from the agent's actions, starting
-  from the human's state (closed loop);
+  ``ego_mode="drive"`` holds it on the log through the history too, then moves it from ``t0`` on by
+  the world's kinematic bicycle from the agent's actions (closed loop);
 - **others**: every other recorded car at its logged pose (non-reactive).
 
 The observation has the keys and units of :meth:`dualdrive.world.world.World.observation`, so
@@ -126,14 +126,12 @@ class ReplayEnv(gym.Env):
     def step(self, action):
         a = np.asarray(action, float).reshape(-1)
         self.step_index += 1
-        if self.ego_mode == "log":
+        if self.ego_mode == "log" or self.step_index <= self.clip.t0:  # the history is the human's in both modes
             self._put_ego_on_log()
         else:
             self._drive_ego(float(a[0]), float(a[1]), 1 if a[2] >= 0 else -1)
         self._update_progress()
-        # open loop ends with the clip's future; a driven ego goes on while the recording lasts
-        end = self.clip.t0 + self.clip.future if self.ego_mode == "log" else self.log.steps - 1
-        over = self.step_index >= min(end, self.log.steps - 1)
+        over = self.step_index >= min(self.clip.t0 + self.clip.future, self.log.steps - 1)
         return self.observation(), 0.0, False, bool(over), {"t_s": (self.step_index - self.clip.start) * self.dt}
 
     # -- what the agent gets ------------------------------------------------------------------
@@ -144,6 +142,10 @@ class ReplayEnv(gym.Env):
     @property
     def ego_heading(self) -> float:
         return float(self.ego.heading)
+
+    @property
+    def speed_limit_mps(self) -> float:
+        return float(self._limit)
 
     def observation(self) -> dict[str, np.ndarray]:
         s = self.progress_m + ROUTE_TARGET_SPACING_M * np.arange(1, ROUTE_TARGETS + 1)

@@ -33,6 +33,7 @@ from dualdrive.sensors.scene import LineStyle
 logging.getLogger("commonroad.common.reader.file_reader_xml").setLevel(logging.ERROR)
 
 LIGHT_RED, LIGHT_AMBER, LIGHT_GREEN, LIGHT_OFF = 0, 1, 2, -1
+ROAD_TOLERANCE_M = 0.5
 
 
 @dataclass
@@ -170,7 +171,9 @@ def _lanelet_map(net, path: Path) -> LaneletMap:
             rs[i] = int(LineStyle.DASHED if adj_r[i] >= 0 else LineStyle.SOLID)
         poly = Polygon(np.concatenate([ll.left_vertices, ll.right_vertices[::-1]]))
         polys.append(poly if poly.is_valid else make_valid(poly))
-    drivable = shapely.union_all(polys)
+    # the conversion's lanelet bounds leave slivers between neighbours, and NGSIM positions carry
+    # decimetres of noise: a car's corner within ROAD_TOLERANCE_M of a lanelet is on the road
+    drivable = shapely.union_all(polys).buffer(ROAD_TOLERANCE_M)
     shapely.prepare(drivable)
     return LaneletMap(
         ids=np.array([ll.lanelet_id for ll in lanelets]),

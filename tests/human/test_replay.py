@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dualdrive.human.replay import ReplayEnv, cut_clips, steer_for_yaw_rate
+from dualdrive.human.replay import Clip, ReplayEnv, cut_clips, steer_for_yaw_rate
 from dualdrive.human.scene import load_scene
 from dualdrive.sensors.suite import SensorSuite
 from dualdrive.world.route import Command
@@ -40,12 +40,15 @@ def test_log_mode_holds_the_ego_on_the_human_and_gives_the_usual_observation(sce
 
 
 def test_drive_mode_moves_the_ego_by_the_action_and_sees_the_collision(scene):
-    clip = cut_clips(scene)[0]
+    clip = Clip(scene, 0, 10, 10, 50)  # car 10, planning at 1 s, driven to the end of the recording
     env = ReplayEnv(clip, ego_mode="drive")
     env.reset()
+    for _ in range(10):  # the history: on the log whatever the action
+        env.step(np.array([-8.0, 0.5, 1.0]))
+    np.testing.assert_allclose(env.ego_xy, [30.0, 0.0], atol=1e-6)
     for _ in range(10):
         env.step(np.array([0.0, 0.0, 1.0]))
-    np.testing.assert_allclose(env.ego_xy, [20.0 + 10.0 * 1.0, 0.0], atol=1e-6)  # 10 m/s held for 1 s
+    np.testing.assert_allclose(env.ego_xy, [30.0 + 10.0 * 1.0, 0.0], atol=1e-6)  # 10 m/s held for 1 s
     assert not env.ego_collides()
     for _ in range(60):  # full throttle into car 20 ahead (8 m/s, 30 m ahead at the start)
         _, _, _, trunc, _ = env.step(np.array([4.0, 0.0, 1.0]))
