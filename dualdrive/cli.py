@@ -418,6 +418,33 @@ def collect(agent: str = typer.Option("expert", help="the driver: agent name or 
     _print_card(card, out)
 
 
+@app.command("human-figure")
+def human_figure(agent: str = typer.Option("e2e", help="agent name or module:Class (it must plan)"),
+                 clip: int = typer.Option(0, min=0, help="index of the clip in the split's clip list"),
+                 split: str = typer.Option("test", help="the NGSIM split"),
+                 scenarios: Optional[Path] = typer.Option(None, help="a folder of CommonRoad XML scenarios instead"),
+                 checkpoint: Optional[Path] = typer.Option(None, help="E2E checkpoint (default: the shipped one)"),
+                 out: Path = typer.Option(Path("runs/ngsim/clip.png"), help="PNG to write")) -> None:
+    """Draw a replayed human clip: the agent's plan beside the human's path (and constant velocity)."""
+    from dualdrive.agents.registry import load_agent
+    from dualdrive.human.figure import draw_clip
+    from dualdrive.human.openloop import load_clips
+    from dualdrive.human.pack import HumanDataError, folder_files, split_files
+    from dualdrive.human.replay import FUTURE_S, HISTORY_S
+    from dualdrive.sensors.suite import SensorSuite
+    _use_checkpoint(checkpoint)
+    try:
+        a = load_agent(agent)
+        files = folder_files(scenarios) if scenarios is not None else split_files(split)
+        clips = load_clips(files, HISTORY_S, FUTURE_S, 1.0)
+        if clip >= len(clips):
+            raise HumanDataError(f"--clip {clip}: there are {len(clips)} clips (0 to {len(clips) - 1})")
+        path = draw_clip(clips[clip], a, out, SensorSuite if a.uses_sensors else None)
+    except (ConfigError, HumanDataError) as e:
+        _fail(str(e))
+    _console.print(f"{clips[clip].name} -> {path}")
+
+
 @app.command("export-human")
 def export_human_cmd(out: Path = typer.Option(..., help="dataset directory to write (resumable: re-run to finish)"),
                      data: str = typer.Option("ngsim", help="'ngsim': the shipped human-driving pack (with --split)"),

@@ -108,3 +108,14 @@ def test_e2e_on_real_human_clips():
                                  "--max-clips", "3"])
     assert r.exit_code == 0, r.output
     assert "3 clips" in r.output and "L2 at 3 s / constant velocity's" in r.output
+
+
+def test_figure_of_a_clip(straight_road, tmp_path):
+    out = tmp_path / "clip.png"
+    r = CliRunner().invoke(app, ["human-figure", "--agent", "constant_velocity", "--scenarios", str(straight_road.parent),
+                                 "--clip", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    r = CliRunner().invoke(app, ["human-figure", "--agent", "constant_velocity", "--scenarios", str(straight_road.parent),
+                                 "--clip", "99", "--out", str(out)])
+    assert r.exit_code == 2 and "there are 12 clips" in r.output
