@@ -25,9 +25,9 @@ import numpy as np
 
 from dualdrive.data.format import (BEV_X_RANGE_M, BEV_Y_RANGE_M, FORMAT_VERSION, FRAME_ARRAYS, LIDAR_BEV_RESOLUTION_M,
                                    LIDAR_MAX_PER_CELL, PLAN_POSES, complete_episodes, episode_key)
-from dualdrive.human.openloop import human_future
+from dualdrive.human.openloop import human_future, usable_scenes
 from dualdrive.human.replay import Clip, ReplayEnv
-from dualdrive.human.scene import HumanScene, load_scene
+from dualdrive.human.scene import HumanScene
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.sensors.suite import SensorSuite
 
@@ -57,8 +57,7 @@ def export_human(files: list[Path], out: Path, cfg: HumanExportConfig = HumanExp
     open_collection(out, ident)
     done = set(complete_episodes(out)[0])
     written = skipped = frames = 0
-    for n, f in enumerate(files):
-        scene = load_scene(f)
+    for n, scene in enumerate(usable_scenes(files)):
         for i in range(scene.log.vehicles):
             key = episode_key(scene.log.name, int(scene.log.ids[i]))
             if key in done:
@@ -78,7 +77,7 @@ def export_human(files: list[Path], out: Path, cfg: HumanExportConfig = HumanExp
 def record_car(scene: HumanScene, i: int, cfg: HumanExportConfig) -> tuple[dict[str, np.ndarray], dict]:
     """Replay car ``i`` of ``scene`` through the sensors; its frames and episode attrs."""
     log = scene.log
-    a, b = log.span(i)
+    a, b = max(log.runs(i), key=lambda r: r[1] - r[0], default=(0, -1))  # the longest gap-free stretch
     horizon = int(round(PLAN_POSES * PLAN_DT_S / log.dt_s))
     times = np.arange(1, PLAN_POSES + 1) * PLAN_DT_S
     rows: dict[str, list] = {k: [] for k in HUMAN_ARRAYS}

@@ -18,6 +18,8 @@ the heading at ``t0``.
 """
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,7 @@ import numpy as np
 from dualdrive.agents.base import Agent, Control, Plan, reset_info_for
 from dualdrive.human.pack import HumanDataError
 from dualdrive.human.replay import Clip, ReplayEnv
+from dualdrive.human.scene import HumanScene
 from dualdrive.world.geometry import box_corners, boxes_overlap, ego_to_world, world_to_ego
 
 HORIZONS_S = (1.0, 2.0, 3.0)
@@ -182,12 +185,30 @@ def load_clips(files: list[Path], history_s: float, future_s: float, stride_s: f
                max_clips: int | None = None) -> list[Clip]:
     """Clips of every scenario file, in file order; ``max_clips`` keeps an even spread over them."""
     from dualdrive.human.replay import cut_clips
-    from dualdrive.human.scene import load_scene
     if min(history_s, future_s, stride_s) <= 0:
         raise HumanDataError(f"history_s={history_s}, future_s={future_s} and stride_s={stride_s} must be positive")
     clips: list[Clip] = []
-    for f in files:
-        clips += cut_clips(load_scene(f), history_s, future_s, stride_s)
+    for f in usable_scenes(files):
+        clips += cut_clips(f, history_s, future_s, stride_s)
     if max_clips is not None and 0 < max_clips < len(clips):
         clips = [clips[k] for k in np.linspace(0, len(clips) - 1, max_clips).round().astype(int)]
     return clips
+
+
+def usable_scenes(files: list[Path]) -> Iterator[HumanScene]:
+    """Each file that reads as a scenario; one that does not is skipped with a warning naming it and why
+    (the others still load). None readable at all is an error."""
+    from dualdrive.human.scene import load_scene
+    ok, bad = 0, []
+    for f in files:
+        try:
+            scene = load_scene(f)
+        except HumanDataError as e:
+            bad.append(str(e))
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            continue
+        ok += 1
+        yield scene
+    if not ok:
+        raise HumanDataError(f"none of the {len(files)} scenario file(s) could be read; the first: {bad[0]}" if bad
+                             else "no scenario files given")

@@ -73,10 +73,8 @@ def cut_clips(scene: HumanScene, history_s: float = HISTORY_S, future_s: float =
     stride = max(1, int(round(stride_s / dt)))
     clips = []
     for i in range(scene.log.vehicles):
-        a, b = scene.log.span(i)
-        if b < 0 or not scene.log.valid[a:b + 1, i].all():
-            continue  # a gap in the track: no clip crosses it (NGSIM tracks have none)
-        clips += [Clip(scene, i, t0, h, f) for t0 in range(a + h, b - f + 1, stride)]
+        for a, b in scene.log.runs(i):  # no clip crosses a gap in a track (NGSIM tracks have none)
+            clips += [Clip(scene, i, t0, h, f) for t0 in range(a + h, b - f + 1, stride)]
     return clips
 
 
@@ -252,7 +250,7 @@ def human_route(clip: Clip) -> tuple[np.ndarray, np.ndarray]:
     resampled every metre; and a :class:`Command` per point (turns where it bends, lane changes where
     it crosses into a neighbouring lanelet)."""
     log, i, lmap = clip.scene.log, clip.ego, clip.scene.map
-    _, last = log.span(i)
+    last = next(b for a, b in log.runs(i) if a <= clip.start <= b)  # the end of the clip's gap-free stretch
     path = log.xy[clip.start:last + 1, i]
     keep = np.concatenate([[True], np.linalg.norm(np.diff(path, axis=0), axis=1) > 0.05])
     path = path[keep]

@@ -100,6 +100,12 @@ class HumanLog:
         t = np.where(self.valid[:, i])[0]
         return (int(t[0]), int(t[-1])) if len(t) else (0, -1)
 
+    def runs(self, i: int) -> list[tuple[int, int]]:
+        """The gap-free stretches (first step, last step) of vehicle ``i``'s track."""
+        v = np.concatenate([[False], self.valid[:, i], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(v))
+        return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
 
 @dataclass
 class Lights:
@@ -132,7 +138,7 @@ def load_scene(path: str | Path) -> HumanScene:
         scenario, _ = CommonRoadFileReader(str(path)).open()
     except Exception as e:  # noqa: BLE001 - lxml, KeyError, ValueError...: any failure means an unusable file
         raise HumanDataError(f"{path} is not a readable CommonRoad scenario ({type(e).__name__}: {e}); "
-                             "give a CommonRoad XML file (commonroad-io 2026.1 reads format 2020a and later)") from None
+                             "give a CommonRoad XML file (format 2018b or 2020a)") from None
     lmap = _lanelet_map(scenario.lanelet_network, path)
     log = _log(scenario, path)
     return HumanScene(path, lmap, log, _lights(scenario.lanelet_network, lmap, log.steps),

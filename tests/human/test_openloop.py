@@ -119,3 +119,18 @@ def test_figure_of_a_clip(straight_road, tmp_path):
     r = CliRunner().invoke(app, ["human-figure", "--agent", "constant_velocity", "--scenarios", str(straight_road.parent),
                                  "--clip", "99", "--out", str(out)])
     assert r.exit_code == 2 and "there are 12 clips" in r.output
+
+
+def test_a_bad_file_in_a_folder_is_skipped_and_named(straight_road, tmp_path):
+    import shutil
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(straight_road, folder / "good.xml")
+    (folder / "foreign.xml").write_text("<html><body>not a scenario</body></html>")
+    with pytest.warns(UserWarning, match="foreign.xml"):
+        r = CliRunner().invoke(app, ["eval-openloop", "--agent", "constant_velocity", "--scenarios", str(folder)])
+    assert r.exit_code == 0 and "12 clips from 1 scenarios" in r.output
+    (folder / "good.xml").unlink()
+    with pytest.warns(UserWarning, match="foreign.xml"):
+        r = CliRunner().invoke(app, ["eval-openloop", "--agent", "constant_velocity", "--scenarios", str(folder)])
+    assert r.exit_code == 2 and "none of the 1 scenario file(s) could be read" in r.output and "foreign.xml" in r.output

@@ -76,3 +76,15 @@ def test_steering_for_a_yaw_rate_inverts_the_bicycle():
     v.action = {"steering": steer_for_yaw_rate(0.3, 8.0), "acceleration": 0.0}
     v.step(0.1)
     assert v.heading / 0.1 == pytest.approx(0.3, rel=1e-3)
+
+
+def test_no_clip_crosses_a_gap_in_a_track(straight_road):
+    s = load_scene(straight_road)
+    s.log.valid[25:28, 0] = False  # car 10 unrecorded for 0.3 s
+    s.log.xy[25:28, 0] = np.nan
+    assert s.log.runs(0) == [(0, 24), (28, 60)]
+    t0 = [c.t0 for c in cut_clips(s, history_s=1.0, future_s=1.0, stride_s=1.0) if c.ego == 0]
+    assert t0 == [10, 38, 48]
+    env = ReplayEnv([c for c in cut_clips(s, 1.0, 1.0) if c.ego == 0][1])
+    obs, _ = env.reset()
+    assert np.isfinite(obs["route_xy_ego_m"]).all()
