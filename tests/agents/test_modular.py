@@ -170,3 +170,20 @@ def test_bicycle_odometry_follows_highway_envs_vehicle_through_a_turn():
         car.step(0.1)
         pose.advance_bicycle(car.speed, (car.speed - v0) / 0.1, 0.3, (car.heading - h0) / 0.1, 0.1)
     assert np.linalg.norm(pose.xy - car.position) < 1e-6
+
+
+def test_a_junction_behind_a_lane_change_is_seen_from_the_route_commands():
+    """The announced command is the lane change; the turn behind it (a red light there) shows in the
+    route's per-target commands, so the car knows where the junction is before the lane change ends."""
+    from dualdrive.agents.modular.agent import junction_ahead
+    from dualdrive.world.route import Command
+    targets = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)])
+    route_cmd = np.array([4, 4, 1, 1, 1, 0, 0, 0, 0, 0])  # lane change, then the left turn's approach to 40 m
+    obs = {"command": np.array([Command.CHANGE_LANE_LEFT]), "command_distance_m": np.array([10.0]),
+           "route_xy_ego_m": targets, "route_command": route_cmd}
+    path = ReferencePath().update(OdometryPose(), targets)
+    s_ego = float(project(path, np.zeros(2))[0][0])
+    command, dist = junction_ahead(obs, OdometryPose(), path, s_ego)
+    assert command == Command.TURN_LEFT and dist == pytest.approx(40.0, abs=0.5)
+    obs["command"], obs["command_distance_m"] = np.array([Command.TURN_LEFT]), np.array([37.0])
+    assert junction_ahead(obs, OdometryPose(), path, s_ego) == (Command.TURN_LEFT, 37.0)  # the exact one when announced

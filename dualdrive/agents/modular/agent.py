@@ -149,7 +149,7 @@ class ModularAgent(Agent):
         s_ego = float(project(path, self.pose.xy)[0][0])
         pred = lane_aware(self.tracks, path) if self.cfg.lane_aware_prediction else constant_velocity(self.tracks)
         stops = []
-        dist = float(obs["command_distance_m"][0])
+        command, dist = junction_ahead(obs, self.pose, path, s_ego)
         light_stop = self._light_stop(command, dist, speed)
         if light_stop:
             stops.append(s_ego + dist - LIGHT_STOP_BACK_M)
@@ -241,6 +241,28 @@ class ModularAgent(Agent):
         if msg not in self.warned:
             self.warned.add(msg)
             log.warning("modular agent: %s", msg)
+
+
+def junction_ahead(obs, pose: OdometryPose, path: np.ndarray, s_ego: float) -> tuple[int, float]:
+    """The navigation's next command and the distance to it, looking past a lane change to the
+    junction behind it. The announced ``command`` is only the next manoeuvre: a lane change just
+    before a junction hides the junction's turn until the lane change is done, which can be a few
+    metres before the stop line, too late to stop well back for a red (and a car standing at the
+    line no longer sees the light). The route's per-target commands show the junction earlier: the
+    distance to the last of its targets is the junction's entry, up to one target spacing short
+    (stopping a little early is the safe side; the exact distance comes with the command)."""
+    command, dist = int(obs["command"][0]), float(obs["command_distance_m"][0])
+    if command in JUNCTION:
+        return command, dist
+    route_cmd = np.asarray(obs.get("route_command", []), int)
+    hits = np.nonzero(np.isin(route_cmd, JUNCTION))[0]
+    if not len(hits):
+        return command, dist
+    k = int(hits[0])
+    while k + 1 < len(route_cmd) and route_cmd[k + 1] == route_cmd[hits[0]]:
+        k += 1
+    s_junction = float(project(path, pose.to_odom(np.asarray(obs["route_xy_ego_m"][k], float)))[0][0])
+    return int(route_cmd[hits[0]]), max(0.0, s_junction - s_ego)
 
 
 def _boxes(detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
