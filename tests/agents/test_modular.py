@@ -187,3 +187,22 @@ def test_a_junction_behind_a_lane_change_is_seen_from_the_route_commands():
     assert command == Command.TURN_LEFT and dist == pytest.approx(40.0, abs=0.5)
     obs["command"], obs["command_distance_m"] = np.array([Command.TURN_LEFT]), np.array([37.0])
     assert junction_ahead(obs, OdometryPose(), path, s_ego) == (Command.TURN_LEFT, 37.0)  # the exact one when announced
+
+
+def test_a_car_parked_off_its_bay_measures_the_bay_from_its_neighbours_and_corrects():
+    """Reversed in 1.5 m short of the bay and 0.3 m to the side: the neighbours' boxes (ego frame,
+    parallel to the ego) give the bay's centre, and the correction drives out and reverses into it."""
+    from dualdrive.agents.modular.parking import Bay, bay_from_neighbours, correction_path
+    from dualdrive.agents.base import REVERSE
+    bay_ego = np.array([-1.5, 0.3])
+    neighbours = [Detection(bay_ego + [0.1, side * BAY_PITCH_M], 4.6, 1.9, 0.0, 1.5, 60) for side in (1, -1)]
+    far = Detection(np.array([-8.0, 0.0]), 4.6, 1.9, 0.0, 1.5, 40)  # the row behind: not a neighbour
+    centre = bay_from_neighbours(neighbours + [far])
+    assert np.allclose(centre, bay_ego + [0.1, 0.0], atol=1e-6)
+    assert np.allclose(bay_from_neighbours(neighbours[:1]), bay_ego + [0.1, 0.0], atol=1e-6)  # one side: a pitch over
+    assert bay_from_neighbours([far]) is None
+    obstacles = (np.array([d.xy for d in neighbours]), np.zeros(2), np.full(2, 4.6), np.full(2, 1.9))
+    segs = correction_path(OdometryPose(), Bay(centre, 0.0, 0.0), obstacles)
+    assert segs is not None and segs[-1].gear == REVERSE
+    end = segs[-1].xy[-1] + 2.5 * np.array([np.cos(segs[-1].heading[-1]), np.sin(segs[-1].heading[-1])])
+    assert np.linalg.norm(end - centre) < 0.1

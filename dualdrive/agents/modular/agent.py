@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
-from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, leave_path, park_path)
+from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_path,
+                                              leave_path, park_path)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
 from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
@@ -44,6 +45,10 @@ LIGHT_STOP_BACK_M = 6.0
 BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay  # read_traffic_light's states
 APPROACH_STOP_M = 0.5
 PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
+# parked further than this from the bay its neighbours show, the car corrects (the world accepts 0.5 m;
+# a neighbour stands within about 0.15 m of its bay's centre)
+PARK_CORRECT_M = 0.3
+MAX_PARK_CORRECTIONS = 2
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
 
 
@@ -77,6 +82,7 @@ class ModularAgent(Agent):
         self.phase: Phase | None = None
         self.manoeuvre: ManoeuvreTracker | None = None
         self.bay: Bay | None = None
+        self.corrections = 0
         self.pre_xy: np.ndarray | None = None
         self.t = 0.0
         self.first = True
@@ -120,7 +126,8 @@ class ModularAgent(Agent):
                 return plan
             self.phase = Phase.DONE
         if self.phase == Phase.DONE:
-            return _stop_plan()
+            plan = self._correct_parking(detections, speed)
+            return plan if plan is not None else _stop_plan()
         return self._drive(obs, speed, detections, command)
 
     # -- perception ----------------------------------------------------------------------------
@@ -227,6 +234,28 @@ class ModularAgent(Agent):
         self.phase = Phase.PARK
         plan = self._manoeuvre_plan(speed)
         return plan if plan is not None else _stop_plan()
+
+    def _correct_parking(self, detections, speed: float) -> Plan | None:
+        """Standing in the bay, its neighbours show where the bay really is: the estimate the car
+        reversed in on can be a metre or two off (a bay's centre seen from the aisle, at an angle).
+        Off by more than PARK_CORRECT_M, the car drives out a little and reverses in again."""
+        if self.corrections >= MAX_PARK_CORRECTIONS or abs(speed) > 0.05:
+            return None
+        centre_ego = bay_from_neighbours(detections)
+        if centre_ego is None or np.linalg.norm(centre_ego) < PARK_CORRECT_M:
+            return None
+        goal = Bay(self.pose.to_odom(centre_ego), self.pose.heading_rad, 0.0)
+        xy, yaw, length, width = _boxes(detections)
+        obstacles = (self.pose.to_odom(xy).reshape(-1, 2), yaw + self.pose.heading_rad, length, width)
+        segs = correction_path(self.pose, goal, obstacles)
+        if segs is None:
+            return None
+        self.corrections += 1
+        self.bay = goal
+        self.manoeuvre = ManoeuvreTracker(segs)
+        self.phase = Phase.PARK
+        self.debug["correction"] = np.round(centre_ego, 2).tolist()
+        return self._manoeuvre_plan(speed)
 
     def _manoeuvre_plan(self, speed: float) -> Plan | None:
         tr = self.manoeuvre

@@ -18,7 +18,7 @@ import numpy as np
 
 from dualdrive.agents.base import REVERSE
 from dualdrive.agents.modular.perception import GROUND_CLEARANCE_M, Detection, OdometryPose
-from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, project
+from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, REAR_AXLE_M, project
 from dualdrive.planning.manoeuvre import Segment, path_is_free, plan_leave, plan_path
 
 BAY_PITCH_M = 2.7
@@ -34,6 +34,12 @@ SAME_BAY_M = 1.0
 PARKED_HALF_WIDTH_M = 0.95  # a parked car's half width (LiDAR sees its side)  # a bay is judged only this close (the LiDAR sees into it)
 PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
 LEAVE_CLEARANCE_M = (0.35, 0.2)
+# a neighbour of the bay the ego stands in: its centre this far beside the ego (one bay pitch,
+# give or take the error being measured) and within this of the ego's centre along the bay
+NEIGHBOUR_SIDE_M = (1.5, 4.0)
+NEIGHBOUR_DEPTH_M = 4.0
+CORRECTION_OUT_M = (0.0, 3.0, 5.0, 7.0)  # drive this far out along the bay before reversing in again
+CORRECTION_MAX_M = 25.0  # a correction longer than this is a detour, not a correction
 LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
 
 
@@ -189,6 +195,59 @@ def park_path(pose: OdometryPose, bay: Bay, obstacles) -> list[Segment] | None:
     segs = plan_path(start, (float(bay.xy[0]), float(bay.xy[1]), bay.heading_rad), REVERSE)
     if len(segs) <= 4 and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M):
         return segs
+    return None
+
+
+def bay_from_neighbours(detections: list[Detection]) -> np.ndarray | None:
+    """The centre of the bay the ego stands in (ego frame), measured from the parked cars beside it.
+
+    Reversed in on an estimate, the ego can stand a metre or two off the bay; standing in it, LiDAR
+    sees the neighbours' whole inner sides. Parked cars stand centred in their bays, so a neighbour's
+    centre gives the bay's depth, and the middle between the two neighbours (or one neighbour's
+    centre a bay pitch over) its centre across. None when no neighbour is seen."""
+    sides: dict[int, Detection] = {}
+    for d in detections:
+        along = abs(np.cos(d.yaw_rad)) > 0.8  # parked parallel to the ego
+        if (max(d.length_m, d.width_m) < CAR_MIN_LENGTH_M or d.height_m < 1.0 or not along
+                or not NEIGHBOUR_SIDE_M[0] < abs(d.xy[1]) < NEIGHBOUR_SIDE_M[1] or abs(d.xy[0]) > NEIGHBOUR_DEPTH_M):
+            continue
+        side = 1 if d.xy[1] > 0 else -1
+        if side not in sides or abs(d.xy[1]) < abs(sides[side].xy[1]):
+            sides[side] = d
+    if not sides:
+        return None
+    depth = float(np.mean([d.xy[0] for d in sides.values()]))
+    if len(sides) == 2:
+        across = (sides[1].xy[1] + sides[-1].xy[1]) / 2
+    else:
+        side, d = next(iter(sides.items()))
+        across = d.xy[1] - side * BAY_PITCH_M
+    return np.array([depth, across])
+
+
+def correction_path(pose: OdometryPose, goal: Bay, obstacles) -> list[Segment] | None:
+    """From a parked pose that is off the bay back into it: straight out along the bay (not at all,
+    or a few metres, so the Reeds-Shepp path has room to shift across), then reversing in; the
+    first path free of the parked cars and short enough, or None."""
+    c, s = np.cos(pose.heading_rad), np.sin(pose.heading_rad)
+    for out_m in CORRECTION_OUT_M:
+        start = (float(pose.xy[0] + out_m * c), float(pose.xy[1] + out_m * s), float(pose.heading_rad))
+        segs = plan_path(start, (float(goal.xy[0]), float(goal.xy[1]), goal.heading_rad), REVERSE)
+        if out_m > 0:
+            n = int(np.ceil(out_m / 0.1))
+            t = np.linspace(0.0, out_m, n + 1)
+            rear = pose.xy - REAR_AXLE_M * np.array([c, s]) + t[:, None] * np.array([c, s])
+            out = Segment(rear, np.full(n + 1, pose.heading_rad), 1, t)
+            if segs and segs[0].gear == 1:  # one forward segment, not a stop between two
+                first = segs[0]
+                step = np.linalg.norm(np.diff(first.xy, axis=0), axis=1)
+                segs[0] = Segment(np.vstack([rear, first.xy[1:]]), np.concatenate([out.heading, first.heading[1:]]), 1,
+                                  np.concatenate([t, out_m + np.cumsum(step)]))
+            else:
+                segs = [out] + segs
+        if (len(segs) <= 4 and sum(sg.s[-1] for sg in segs) < CORRECTION_MAX_M
+                and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M, None, 0.15, 0.0)):
+            return segs
     return None
 
 
