@@ -241,7 +241,7 @@ class ModularAgent(Agent):
         Off by more than PARK_CORRECT_M, the car drives out a little and reverses in again."""
         if self.corrections >= MAX_PARK_CORRECTIONS or abs(speed) > 0.05:
             return None
-        centre_ego = bay_from_neighbours(detections)
+        centre_ego = bay_from_neighbours(detections, self.points)
         if centre_ego is None or np.linalg.norm(centre_ego) < PARK_CORRECT_M:
             return None
         goal = Bay(self.pose.to_odom(centre_ego), self.pose.heading_rad, 0.0)
