@@ -238,7 +238,8 @@ def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
     returns nearest across, split along the ego's axis where they leave a gap (the row behind)."""
     p = points_ego[points_ego[:, 2] > GROUND_CLEARANCE_M]
     lat = side * p[:, 1]
-    p = p[(lat > NEIGHBOUR_SIDE_M[0] - PARKED_HALF_WIDTH_M) & (lat < NEIGHBOUR_SIDE_M[1])
+    # beside the ego only: a car of the row behind (or the aisle's far side) stands across our own width
+    p = p[(lat > EGO_WIDTH_M / 2 + 0.1) & (lat < NEIGHBOUR_SIDE_M[1])
           & (np.abs(p[:, 0]) < NEIGHBOUR_DEPTH_M + MAX_CAR_LENGTH_M / 2)]
     if not len(p):
         return None
