@@ -170,3 +170,57 @@ def test_bicycle_odometry_follows_highway_envs_vehicle_through_a_turn():
         car.step(0.1)
         pose.advance_bicycle(car.speed, (car.speed - v0) / 0.1, 0.3, (car.heading - h0) / 0.1, 0.1)
     assert np.linalg.norm(pose.xy - car.position) < 1e-6
+
+
+def test_a_junction_behind_a_lane_change_is_seen_from_the_route_commands():
+    """The announced command is the lane change; the turn behind it (a red light there) shows in the
+    route's per-target commands, so the car knows where the junction is before the lane change ends."""
+    from dualdrive.agents.modular.agent import junction_ahead
+    from dualdrive.world.route import Command
+    targets = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)])
+    route_cmd = np.array([4, 4, 1, 1, 1, 0, 0, 0, 0, 0])  # lane change, then the left turn's approach to 40 m
+    obs = {"command": np.array([Command.CHANGE_LANE_LEFT]), "command_distance_m": np.array([10.0]),
+           "route_xy_ego_m": targets, "route_command": route_cmd}
+    path = ReferencePath().update(OdometryPose(), targets)
+    s_ego = float(project(path, np.zeros(2))[0][0])
+    command, dist = junction_ahead(obs, OdometryPose(), path, s_ego)
+    assert command == Command.TURN_LEFT and dist == pytest.approx(40.0, abs=0.5)
+    obs["command"], obs["command_distance_m"] = np.array([Command.TURN_LEFT]), np.array([37.0])
+    assert junction_ahead(obs, OdometryPose(), path, s_ego) == (Command.TURN_LEFT, 37.0)  # the exact one when announced
+
+
+def test_a_car_parked_off_its_bay_measures_the_bay_from_its_neighbours_and_corrects():
+    """Reversed in 1.5 m short of the bay and 0.3 m to the side: the neighbours' boxes (ego frame,
+    parallel to the ego) give the bay's centre, and the correction drives out and reverses into it."""
+    from dualdrive.agents.modular.parking import Bay, bay_from_neighbours, correction_path
+    from dualdrive.agents.base import REVERSE
+    bay_ego = np.array([-1.5, 0.3])
+    neighbours = [Detection(bay_ego + [0.1, side * BAY_PITCH_M], 4.6, 1.9, 0.0, 1.5, 60) for side in (1, -1)]
+    far = Detection(np.array([-8.0, 0.0]), 4.6, 1.9, 0.0, 1.5, 40)  # the row behind: not a neighbour
+    centre = bay_from_neighbours(neighbours + [far])
+    assert np.allclose(centre, bay_ego + [0.1, 0.0], atol=1e-6)
+    assert np.allclose(bay_from_neighbours(neighbours[:1]), bay_ego + [0.1, 0.0], atol=1e-6)  # one side: a pitch over
+    assert bay_from_neighbours([far]) is None
+    two_over = Detection(bay_ego + [0.1, -2 * BAY_PITCH_M], 4.6, 1.9, 0.0, 1.5, 60)  # the next bay is free
+    assert np.allclose(bay_from_neighbours([neighbours[0], two_over]), bay_ego + [0.1, 0.0], atol=1e-6)
+    obstacles = (np.array([d.xy for d in neighbours]), np.zeros(2), np.full(2, 4.6), np.full(2, 1.9))
+    segs = correction_path(OdometryPose(), Bay(centre, 0.0, 0.0), obstacles)
+    assert segs is not None and segs[-1].gear == REVERSE
+    end = segs[-1].xy[-1] + 2.5 * np.array([np.cos(segs[-1].heading[-1]), np.sin(segs[-1].heading[-1])])
+    assert np.linalg.norm(end - centre) < 0.1
+
+
+def test_neighbours_merged_with_the_row_behind_are_measured_from_their_side_faces():
+    """Clustering can merge the neighbours and the cars behind them into one blob: their inner
+    side faces (LiDAR returns nearest across, split where the row behind begins) still give the bay."""
+    from dualdrive.agents.modular.parking import bay_from_neighbours
+    bay_ego = np.array([-1.2, 0.3])
+    pts = []
+    for side in (1, -1):
+        for depth, length in ((0.0, 4.6), (-5.5, 4.4)):  # the neighbour, and the car behind it (back to back)
+            cx, cy = bay_ego[0] + depth, bay_ego[1] + side * BAY_PITCH_M
+            for x in np.arange(cx - length / 2, cx + length / 2, 0.1):
+                pts.append([x, cy - side * 0.95, 1.0, 1.0])  # the inner side face
+    blob = Detection(np.array([-3.5, 0.0]), 10.1, 6.5, 0.0, 1.5, 400)
+    centre = bay_from_neighbours([blob], np.array(pts, np.float32))
+    assert np.linalg.norm(centre - bay_ego) < 0.1

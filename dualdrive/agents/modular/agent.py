@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
-from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, leave_path, park_path)
+from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_path,
+                                              leave_path, park_path)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
 from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
@@ -44,6 +45,10 @@ LIGHT_STOP_BACK_M = 6.0
 BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay  # read_traffic_light's states
 APPROACH_STOP_M = 0.5
 PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
+# parked further than this from the bay its neighbours show, the car corrects (the world accepts 0.5 m;
+# a neighbour stands within about 0.15 m of its bay's centre)
+PARK_CORRECT_M = 0.3
+MAX_PARK_CORRECTIONS = 2
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
 
 
@@ -77,6 +82,7 @@ class ModularAgent(Agent):
         self.phase: Phase | None = None
         self.manoeuvre: ManoeuvreTracker | None = None
         self.bay: Bay | None = None
+        self.corrections = 0
         self.pre_xy: np.ndarray | None = None
         self.t = 0.0
         self.first = True
@@ -120,7 +126,8 @@ class ModularAgent(Agent):
                 return plan
             self.phase = Phase.DONE
         if self.phase == Phase.DONE:
-            return _stop_plan()
+            plan = self._correct_parking(detections, speed)
+            return plan if plan is not None else _stop_plan()
         return self._drive(obs, speed, detections, command)
 
     # -- perception ----------------------------------------------------------------------------
@@ -149,7 +156,7 @@ class ModularAgent(Agent):
         s_ego = float(project(path, self.pose.xy)[0][0])
         pred = lane_aware(self.tracks, path) if self.cfg.lane_aware_prediction else constant_velocity(self.tracks)
         stops = []
-        dist = float(obs["command_distance_m"][0])
+        command, dist = junction_ahead(obs, self.pose, path, s_ego)
         light_stop = self._light_stop(command, dist, speed)
         if light_stop:
             stops.append(s_ego + dist - LIGHT_STOP_BACK_M)
@@ -228,6 +235,28 @@ class ModularAgent(Agent):
         plan = self._manoeuvre_plan(speed)
         return plan if plan is not None else _stop_plan()
 
+    def _correct_parking(self, detections, speed: float) -> Plan | None:
+        """Standing in the bay, its neighbours show where the bay really is: the estimate the car
+        reversed in on can be a metre or two off (a bay's centre seen from the aisle, at an angle).
+        Off by more than PARK_CORRECT_M, the car drives out a little and reverses in again."""
+        if self.corrections >= MAX_PARK_CORRECTIONS or abs(speed) > 0.05:
+            return None
+        centre_ego = bay_from_neighbours(detections, self.points)
+        if centre_ego is None or np.linalg.norm(centre_ego) < PARK_CORRECT_M:
+            return None
+        goal = Bay(self.pose.to_odom(centre_ego), self.pose.heading_rad, 0.0)
+        xy, yaw, length, width = _boxes(detections)
+        obstacles = (self.pose.to_odom(xy).reshape(-1, 2), yaw + self.pose.heading_rad, length, width)
+        segs = correction_path(self.pose, goal, obstacles)
+        if segs is None:
+            return None
+        self.corrections += 1
+        self.bay = goal
+        self.manoeuvre = ManoeuvreTracker(segs)
+        self.phase = Phase.PARK
+        self.debug["correction"] = np.round(centre_ego, 2).tolist()
+        return self._manoeuvre_plan(speed)
+
     def _manoeuvre_plan(self, speed: float) -> Plan | None:
         tr = self.manoeuvre
         if tr is None or tr.done:
@@ -241,6 +270,28 @@ class ModularAgent(Agent):
         if msg not in self.warned:
             self.warned.add(msg)
             log.warning("modular agent: %s", msg)
+
+
+def junction_ahead(obs, pose: OdometryPose, path: np.ndarray, s_ego: float) -> tuple[int, float]:
+    """The navigation's next command and the distance to it, looking past a lane change to the
+    junction behind it. The announced ``command`` is only the next manoeuvre: a lane change just
+    before a junction hides the junction's turn until the lane change is done, which can be a few
+    metres before the stop line, too late to stop well back for a red (and a car standing at the
+    line no longer sees the light). The route's per-target commands show the junction earlier: the
+    distance to the last of its targets is the junction's entry, up to one target spacing short
+    (stopping a little early is the safe side; the exact distance comes with the command)."""
+    command, dist = int(obs["command"][0]), float(obs["command_distance_m"][0])
+    if command in JUNCTION:
+        return command, dist
+    route_cmd = np.asarray(obs.get("route_command", []), int)
+    hits = np.nonzero(np.isin(route_cmd, JUNCTION))[0]
+    if not len(hits):
+        return command, dist
+    k = int(hits[0])
+    while k + 1 < len(route_cmd) and route_cmd[k + 1] == route_cmd[hits[0]]:
+        k += 1
+    s_junction = float(project(path, pose.to_odom(np.asarray(obs["route_xy_ego_m"][k], float)))[0][0])
+    return int(route_cmd[hits[0]]), max(0.0, s_junction - s_ego)
 
 
 def _boxes(detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

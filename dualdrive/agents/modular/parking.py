@@ -18,7 +18,7 @@ import numpy as np
 
 from dualdrive.agents.base import REVERSE
 from dualdrive.agents.modular.perception import GROUND_CLEARANCE_M, Detection, OdometryPose
-from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, project
+from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, REAR_AXLE_M, project
 from dualdrive.planning.manoeuvre import Segment, path_is_free, plan_leave, plan_path
 
 BAY_PITCH_M = 2.7
@@ -34,6 +34,15 @@ SAME_BAY_M = 1.0
 PARKED_HALF_WIDTH_M = 0.95  # a parked car's half width (LiDAR sees its side)  # a bay is judged only this close (the LiDAR sees into it)
 PRE_POSE_OFFSETS_M = (6.0, 7.5, 9.0, 4.5, 10.5)
 LEAVE_CLEARANCE_M = (0.35, 0.2)
+# a car of the ego's row: its centre this far beside the ego (one or two bay pitches, give or take the
+# error being measured: the bays next to the ego's can be free too) and within this along the bay
+NEIGHBOUR_SIDE_M = (1.5, 7.0)
+NEIGHBOUR_DEPTH_M = 4.0
+MAX_CAR_LENGTH_M = 5.5  # a longer box is several cars merged
+FACE_BAND_M = 0.4  # returns of a side face lie this close across to its nearest one
+FACE_GAP_M = 0.4  # a gap this long along the face separates two cars
+CORRECTION_OUT_M = (0.0, 3.0, 5.0, 7.0)  # drive this far out along the bay before reversing in again
+CORRECTION_MAX_M = 25.0  # a correction longer than this is a detour, not a correction
 LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
 
 
@@ -189,6 +198,84 @@ def park_path(pose: OdometryPose, bay: Bay, obstacles) -> list[Segment] | None:
     segs = plan_path(start, (float(bay.xy[0]), float(bay.xy[1]), bay.heading_rad), REVERSE)
     if len(segs) <= 4 and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M):
         return segs
+    return None
+
+
+def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | None = None) -> np.ndarray | None:
+    """The centre of the bay the ego stands in (ego frame), measured from the parked cars beside it.
+
+    Reversed in on an estimate, the ego can stand a metre or two off the bay; standing in it, LiDAR
+    sees the neighbours' whole inner sides. Parked cars stand centred in their bays, so a neighbour's
+    centre gives the bay's depth, and its centre a whole number of bay pitches over gives the bay's
+    centre across (the mean over the nearest car on either side). Neighbours come from the detected
+    boxes, or, where the clustering merged them with the row behind into one blob, from the LiDAR
+    returns of their inner sides. None when no neighbour is seen."""
+    sides: dict[int, np.ndarray] = {}
+    for d in detections:
+        along = abs(np.cos(d.yaw_rad)) > 0.8  # parked parallel to the ego
+        if (max(d.length_m, d.width_m) < CAR_MIN_LENGTH_M or d.length_m > MAX_CAR_LENGTH_M or d.height_m < 1.0
+                or not along or not NEIGHBOUR_SIDE_M[0] < abs(d.xy[1]) < NEIGHBOUR_SIDE_M[1]
+                or abs(d.xy[0]) > NEIGHBOUR_DEPTH_M):
+            continue
+        side = 1 if d.xy[1] > 0 else -1
+        if side not in sides or abs(d.xy[1]) < abs(sides[side][1]):
+            sides[side] = d.xy
+    for side in (1, -1):
+        if side not in sides and points_ego is not None:
+            centre = _side_face_centre(points_ego, side)
+            if centre is not None:
+                sides[side] = centre
+    if not sides:
+        return None
+    depth = float(np.mean([xy[0] for xy in sides.values()]))
+    across = float(np.mean([xy[1] - side * BAY_PITCH_M * max(1, round(abs(xy[1]) / BAY_PITCH_M))
+                            for side, xy in sides.items()]))
+    return np.array([depth, across])
+
+
+def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
+    """The centre (ego frame) of the nearest parked car on one side, from its inner side face: the
+    returns nearest across, split along the ego's axis where they leave a gap (the row behind)."""
+    p = points_ego[points_ego[:, 2] > GROUND_CLEARANCE_M]
+    lat = side * p[:, 1]
+    # beside the ego only: a car of the row behind (or the aisle's far side) stands across our own width
+    p = p[(lat > EGO_WIDTH_M / 2 + 0.1) & (lat < NEIGHBOUR_SIDE_M[1])
+          & (np.abs(p[:, 0]) < NEIGHBOUR_DEPTH_M + MAX_CAR_LENGTH_M / 2)]
+    if not len(p):
+        return None
+    face = p[side * p[:, 1] < np.min(side * p[:, 1]) + FACE_BAND_M]
+    x = np.sort(face[:, 0])
+    runs = np.split(x, np.nonzero(np.diff(x) > FACE_GAP_M)[0] + 1)
+    run = min(runs, key=lambda r: 0.0 if r[0] <= 0.0 <= r[-1] else min(abs(r[0]), abs(r[-1])))
+    if run[-1] - run[0] < CAR_MIN_LENGTH_M or abs((run[0] + run[-1]) / 2) > NEIGHBOUR_DEPTH_M:
+        return None
+    y_face = float(np.median(face[(face[:, 0] >= run[0]) & (face[:, 0] <= run[-1]), 1]))
+    return np.array([(run[0] + run[-1]) / 2, y_face + side * PARKED_HALF_WIDTH_M])
+
+
+def correction_path(pose: OdometryPose, goal: Bay, obstacles) -> list[Segment] | None:
+    """From a parked pose that is off the bay back into it: straight out along the bay (not at all,
+    or a few metres, so the Reeds-Shepp path has room to shift across), then reversing in; the
+    first path free of the parked cars and short enough, or None."""
+    c, s = np.cos(pose.heading_rad), np.sin(pose.heading_rad)
+    for out_m in CORRECTION_OUT_M:
+        start = (float(pose.xy[0] + out_m * c), float(pose.xy[1] + out_m * s), float(pose.heading_rad))
+        segs = plan_path(start, (float(goal.xy[0]), float(goal.xy[1]), goal.heading_rad), REVERSE)
+        if out_m > 0:
+            n = int(np.ceil(out_m / 0.1))
+            t = np.linspace(0.0, out_m, n + 1)
+            rear = pose.xy - REAR_AXLE_M * np.array([c, s]) + t[:, None] * np.array([c, s])
+            out = Segment(rear, np.full(n + 1, pose.heading_rad), 1, t)
+            if segs and segs[0].gear == 1:  # one forward segment, not a stop between two
+                first = segs[0]
+                step = np.linalg.norm(np.diff(first.xy, axis=0), axis=1)
+                segs[0] = Segment(np.vstack([rear, first.xy[1:]]), np.concatenate([out.heading, first.heading[1:]]), 1,
+                                  np.concatenate([t, out_m + np.cumsum(step)]))
+            else:
+                segs = [out] + segs
+        if (len(segs) <= 4 and sum(sg.s[-1] for sg in segs) < CORRECTION_MAX_M
+                and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M, None, 0.15, 0.0)):
+            return segs
     return None
 
 
