@@ -224,3 +224,15 @@ def test_neighbours_merged_with_the_row_behind_are_measured_from_their_side_face
     blob = Detection(np.array([-3.5, 0.0]), 10.1, 6.5, 0.0, 1.5, 400)
     centre = bay_from_neighbours([blob], np.array(pts, np.float32))
     assert np.linalg.norm(centre - bay_ego) < 0.1
+    # the blob reaches over the ego's own bay, so no correction clears it; the correction keeps
+    # clear of the neighbours measured from their faces instead
+    from dualdrive.agents.base import REVERSE
+    from dualdrive.agents.modular.parking import Bay, correction_obstacles, correction_path
+    from dualdrive.planning.manoeuvre import path_is_free
+    xy, yaw, length, width = correction_obstacles([blob], np.array(pts, np.float32))
+    assert len(xy) == 2 and np.all(length <= 5.5)
+    assert np.allclose(np.sort(xy[:, 1]), bay_ego[1] + np.array([-BAY_PITCH_M, BAY_PITCH_M]), atol=0.1)
+    segs = correction_path(OdometryPose(), Bay(centre, 0.0, 0.0), (xy, yaw, length, width))
+    assert segs is not None and segs[-1].gear == REVERSE
+    blob_box = (blob.xy[None], np.zeros(1), np.full(1, blob.length_m), np.full(1, blob.width_m))
+    assert not path_is_free(segs, blob_box, 4.5, 1.9)

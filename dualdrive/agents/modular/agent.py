@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
-from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_path,
+from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles, correction_path,
                                               leave_path, park_path)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
@@ -245,7 +245,7 @@ class ModularAgent(Agent):
         if centre_ego is None or np.linalg.norm(centre_ego) < PARK_CORRECT_M:
             return None
         goal = Bay(self.pose.to_odom(centre_ego), self.pose.heading_rad, 0.0)
-        xy, yaw, length, width = _boxes(detections)
+        xy, yaw, length, width = correction_obstacles(detections, self.points)
         obstacles = (self.pose.to_odom(xy).reshape(-1, 2), yaw + self.pose.heading_rad, length, width)
         segs = correction_path(self.pose, goal, obstacles)
         if segs is None:

@@ -253,6 +253,30 @@ def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
     return np.array([(run[0] + run[-1]) / 2, y_face + side * PARKED_HALF_WIDTH_M])
 
 
+PARKED_LENGTH_M = 4.6  # a neighbour measured from its side face is taken as a car this long
+
+
+def correction_obstacles(detections: list[Detection], points_ego: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The boxes (ego frame: xy, yaw, length, width) a correction must keep clear of. A box longer
+    than a car is several parked cars merged by the clustering, and it can reach over the ego's own
+    bay, so no path would ever be free of it: it is replaced by the neighbours measured from their
+    side faces (a car centred on each face's centre, parallel to the ego)."""
+    cars = [d for d in detections if d.length_m <= MAX_CAR_LENGTH_M]
+    xy = [d.xy for d in cars]
+    yaw = [d.yaw_rad for d in cars]
+    length = [d.length_m for d in cars]
+    width = [d.width_m for d in cars]
+    if len(cars) < len(detections) and points_ego is not None:
+        for side in (1, -1):
+            centre = _side_face_centre(points_ego, side)
+            if centre is not None:
+                xy.append(centre)
+                yaw.append(0.0)
+                length.append(PARKED_LENGTH_M)
+                width.append(2 * PARKED_HALF_WIDTH_M)
+    return (np.array(xy, float).reshape(-1, 2), np.array(yaw, float), np.array(length, float), np.array(width, float))
+
+
 def correction_path(pose: OdometryPose, goal: Bay, obstacles) -> list[Segment] | None:
     """From a parked pose that is off the bay back into it: straight out along the bay (not at all,
     or a few metres, so the Reeds-Shepp path has room to shift across), then reversing in; the
