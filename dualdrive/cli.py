@@ -670,3 +670,53 @@ def _print_card(card: dict, root: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(app())
+
+
+@app.command()
+def instruct(text: str = typer.Argument(..., help='what the passenger says, e.g. "take the next exit and park near '
+                                        'the entrance"'),
+             as_json: bool = typer.Option(False, "--json", help="print the full reading (clauses, labels, confidence) as JSON")) -> None:
+    """Read a passenger instruction: what the car understood (route, spot, driving style, stop), or what it asks or
+    refuses, with the reply it gives. Parsed offline with the all-MiniLM-L6-v2 sentence embeddings."""
+    import json
+    from dualdrive.instructions.parser import InstructionError, InstructionParser
+    try:
+        u = InstructionParser().understand(text)
+    except InstructionError as e:
+        _fail(str(e))
+    if as_json:
+        _console.print(json.dumps(u.to_json(), indent=1))
+        return
+    _console.print(f"{u.status.value} (confidence {u.confidence:.2f}): {u.intent.slots() or '{}'}")
+    _console.print(u.reply)
+
+
+@app.command("eval-instructions")
+def eval_instructions(file: Optional[Path] = typer.Option(None, help="held-out phrasings with expected readings (YAML; "
+                                                          "default: data/instructions/heldout.yaml)"),
+                      threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="confidence below which the car "
+                                                                "asks (default: the parser's)"),
+                      out: Optional[Path] = typer.Option(None, help="write the scores and every reading to this JSON file")) -> None:
+    """Score the instruction parser on held-out phrasings: accuracy, per status and slot, refusal recall, a threshold sweep."""
+    import json
+    from dualdrive.instructions.evaluate import HELDOUT, evaluate_instructions, load_heldout
+    from dualdrive.instructions.parser import InstructionError, InstructionParser, ParserConfig
+    try:
+        entries = load_heldout(file or HELDOUT)
+        cfg = ParserConfig() if threshold is None else ParserConfig(threshold=threshold)
+        res = evaluate_instructions(InstructionParser(cfg), entries)
+    except InstructionError as e:
+        _fail(str(e))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    s = res["summary"]
+    _console.print(f"{s['n']} phrasings, threshold {s['threshold']}: accuracy {100 * s['accuracy']:.1f}%, status "
+                   f"{100 * s['status_accuracy']:.1f}%, refusal recall {100 * (s['refusal_recall'] or 0):.1f}%, "
+                   f"false refusals {s['false_refusals']}, {s['latency_ms_mean']:.0f} ms each")
+    for st, b in s["by_status"].items():
+        _console.print(f"  expected {st:8s} n={b['n']:3d} correct {100 * b['accuracy']:5.1f}%  read as {b['predicted']}")
+    _console.print("  slot recall on ok: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in s["slot_recall_on_ok"].items()))
+    _console.print("  threshold sweep (accuracy / refusal recall): " + ", ".join(
+        f"{th}: {100 * v['accuracy']:.0f}/{100 * (v['refusal_recall'] or 0):.0f}" for th, v in s["threshold_sweep"].items())
+        + (f" -> {out}" if out else ""))
