@@ -37,7 +37,9 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           events: bool = typer.Option(False, "--events", help="switch on every long-tail event of the family"),
           video: bool = typer.Option(True, help="write video.mp4"),
           checkpoint: Optional[Path] = typer.Option(None, help="E2E model checkpoint (.safetensors) for --agent e2e "
-                                                    "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)")) -> None:
+                                                    "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)"),
+          instruction: Optional[str] = typer.Option(None, help='what the passenger says, e.g. "drive gently, the baby '
+                                                    'is asleep" (see `dualdrive instruct`)')) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
@@ -50,12 +52,15 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
         if events:
             cfg = ScenarioConfig.from_dict({**cfg.to_dict(), "events": EventConfig.all_on(family).__dict__})
         drv = load_agent(agent)
+        notes = None
+        if instruction is not None:
+            drv, notes = _instructed(drv, instruction)
         with Progress(TextColumn("[bold]drive[/bold] {task.description}"), BarColumn(),
                       TextColumn("{task.completed:.0f}/{task.total:.0f} s sim"), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task(f"{agent} on {scenario} seed {seed}", total=cfg.time_limit_s)
             summary = drive_episode(drv, scenario, seed, out, cfg, video,
-                                    on_step=lambda t, T: bar.update(task, completed=t))
+                                    on_step=lambda t, T: bar.update(task, completed=t), notes=notes)
     except ConfigError as e:
         _fail(str(e))
     ok = "success" if summary["success"] else "failed"
@@ -65,6 +70,26 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
                  f"{summary['parking_heading_error_deg']:.1f} deg)")
     _console.print(f"{ok}: RC {summary['route_completion']:.1f}%, {summary['collisions']} collisions, "
                     f"{len(summary['infractions'])} infractions, {summary['duration_s']:.1f} s{extra} -> {out}")
+
+
+def _instructed(driver, text: str):
+    """The driver wrapped to honour the passenger's instruction, and the notes for the report; an
+    instruction the car has to ask about ends the command with its question."""
+    from dualdrive.instructions.agent import InstructedAgent
+    from dualdrive.instructions.intent import Status
+    from dualdrive.instructions.parser import InstructionError, InstructionParser
+    try:
+        u = InstructionParser().understand(text)
+    except InstructionError as e:
+        _fail(str(e))
+    if u.status == Status.CLARIFY:
+        _fail(f"the car asks: {u.reply}")
+    _console.print(f"the car: {u.reply}")
+    unsupported = InstructedAgent.unsupported(u.intent)
+    for part in unsupported:
+        err.print(f"note: not acted on yet: {part}")
+    notes = {"instruction": {**u.to_json(), "unsupported": unsupported}}
+    return InstructedAgent(driver, u.intent), notes
 
 
 @app.command()

@@ -38,7 +38,9 @@ def env_for(agent: Agent, env_id: str, config: ScenarioConfig | None = None) -> 
 
 def drive_episode(agent: Agent, scenario: str, seed: int, out_dir: str | Path | None = None,
                   config: ScenarioConfig | None = None, video: bool = True,
-                  on_step: Callable[[float, float], None] | None = None) -> dict:
+                  on_step: Callable[[float, float], None] | None = None, notes: dict | None = None) -> dict:
+    """Drive one episode; with `out_dir`, write video.mp4, summary.json and report.md there. `notes`
+    (e.g. the passenger's instruction as understood) go into the summary and the report."""
     family, env_id = resolve_scenario(scenario)
     check_seed(seed)
     cfg = config or ScenarioConfig(family=family)
@@ -70,6 +72,7 @@ def drive_episode(agent: Agent, scenario: str, seed: int, out_dir: str | Path | 
             on_step(world.t, world.config.time_limit_s)
     summary = info["summary"]
     summary["agent"] = getattr(agent, "name", type(agent).__name__)
+    summary.update(notes or {})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,10 @@ def report_markdown(s: dict) -> str:
     if "parking_position_error_m" in s:
         lines += [f"- parked: {s['parked']} (position error {s['parking_position_error_m']:.2f} m, heading error "
                   f"{s['parking_heading_error_deg']:.1f} deg, {s['gear_changes']} gear changes)"]
+    if "instruction" in s:
+        ins = s["instruction"]
+        lines += [f"- instruction: \"{ins['text']}\" -> {ins['status']} {ins['intent']}", f"  - the car: {ins['reply']}"]
+        lines += [f"  - not acted on: {u}" for u in ins.get("unsupported", [])]
     lines += ["", "## Infractions", ""] + ([f"- {i['type']} at {i['t_s']} s" for i in s["infractions"]] or ["- none"])
     lines += ["", "## Events", ""] + ([f"- {e}" for e in s.get("events", [])] or ["- none"])
     return "\n".join(lines) + "\n"

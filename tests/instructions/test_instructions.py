@@ -90,3 +90,56 @@ def test_evaluation_scores_status_and_slots(parser, tmp_path):
     assert s["accuracy"] == 0.5 and s["refusal_recall"] == 1.0 and s["false_refusals"] == 1
     assert s["by_status"]["ok"]["n"] == 3 and s["slot_recall_on_ok"]["route"] == 0.5
     assert set(s["threshold_sweep"]) and all(0 <= v["accuracy"] <= 1 for v in s["threshold_sweep"].values())
+
+
+def test_a_gentle_or_stopping_plan_keeps_the_path_and_only_takes_speed_away():
+    import numpy as np
+    from dualdrive.agents.base import Plan
+    from dualdrive.instructions.agent import retime_plan
+    x = 10.0 * 0.5 * np.arange(1, 9)  # 10 m/s along a left curve
+    plan = Plan(np.column_stack([x, 0.002 * x**2, np.arctan(0.004 * x)]))
+    gentle = retime_plan(plan, 10.0, max_speed_mps=8.0, max_accel_mps2=1.0)
+    def speeds(p):
+        return np.linalg.norm(np.diff(np.vstack([[0, 0], p.poses[:, :2]]), axis=0), axis=1) / 0.5
+    assert np.all(speeds(gentle) <= np.maximum(8.0, 10.0 - 1.5 * 0.5 * np.arange(1, 9)) + 1e-6)  # down to the cap
+    assert speeds(gentle)[-1] == pytest.approx(8.0, abs=0.05)
+    assert np.allclose(gentle.poses[:, 1], 0.002 * gentle.poses[:, 0] ** 2, atol=0.05)  # on the same path
+    slow_start = retime_plan(plan, 2.0, max_speed_mps=8.0, max_accel_mps2=1.0)
+    assert np.all(speeds(slow_start) <= 2.0 + 1.0 * 0.5 * np.arange(1, 9) + 1e-6)  # gains at most 1 m/s per second
+    stop = retime_plan(plan, 10.0, decel_mps2=4.0)
+    assert stop.poses[-1, 0] == pytest.approx(stop.poses[-2, 0])  # at rest before the plan's end
+    assert stop.poses[-1, 0] < x[-1]
+
+
+def test_an_instructed_expert_drives_gently_and_stops_when_asked():
+    import numpy as np
+    from dualdrive.agents.base import Plan, reset_info_for
+    from dualdrive.agents.expert.agent import ExpertAgent
+    from dualdrive.agents.follower import TrajectoryFollower
+    from dualdrive.instructions.agent import InstructedAgent
+    from dualdrive.run.drive import env_for
+    from dualdrive.world.env import ENV_IDS
+    from dualdrive.world.scenarios import ScenarioConfig
+
+    def drive(intent: Intent, steps: int = 300) -> tuple[float, float, float]:
+        """Top speed, 95th percentile of the commanded acceleration, last speed."""
+        agent = InstructedAgent(ExpertAgent(), intent)
+        env = env_for(agent, ENV_IDS["urban"], ScenarioConfig(family="urban"))
+        obs, info = env.reset(seed=1)
+        agent.reset(reset_info_for(agent, info))
+        follower, world, speeds, accels = TrajectoryFollower(), env.unwrapped.world, [], []
+        for _ in range(steps):
+            d = agent.act(obs)
+            c = follower.update(d, world.ego_speed) if isinstance(d, Plan) else d
+            obs, *_ = env.step(c.to_action())
+            speeds.append(world.ego_speed)
+            accels.append(c.accel_mps2)
+        env.close()
+        return max(speeds), float(np.percentile(accels, 95)), speeds[-1]
+
+    normal_v, normal_a, _ = drive(Intent())
+    gentle_v, gentle_a, _ = drive(Intent(style="gentle"))
+    assert 0.5 * normal_v < gentle_v < 0.9 * normal_v  # slower (75 % of the limit at most), not a crawl
+    assert gentle_a <= 1.05 < normal_a
+    *_, last = drive(Intent(stop="stop_now"), steps=150)
+    assert abs(last) < 0.05

@@ -1,0 +1,106 @@
+"""Any driver, honouring a passenger's intent on the plan it returns.
+
+The wrapper only ever takes speed away along the driver's own path, so it cannot make a plan less
+safe than the driver's: a gentle style drives the path at no more than 75 % of the speed limit and
+gains speed at most 1 m/s^2 (a cap, not a scale: drivers plan from their current speed, so scaling
+each plan would compound tick after tick into a crawl); "stop now" brakes firmly along the path (4 m/s^2) and "pull over" brakes
+gently (1.5 m/s^2), both to a standstill that then holds. What it cannot act on yet it says
+(`unsupported`): route and spot preferences need the route planner and the spot search to take
+them, and pulling over to the kerb needs the lane geometry; a brisk style asks for nothing the
+driver does not already do (drive up to the limits it keeps).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dualdrive.agents.base import PLAN_POSES, Agent, Control, Plan
+from dualdrive.instructions.intent import Intent
+
+GENTLE_SPEED_OF_LIMIT = 0.75  # of the speed limit
+COMFORT_DECEL_MPS2 = 1.5
+GENTLE_ACCEL_MPS2 = 1.0
+STOP_NOW_DECEL_MPS2 = 4.0
+PULL_OVER_DECEL_MPS2 = COMFORT_DECEL_MPS2
+
+
+def retime_plan(plan: Plan, speed_mps: float, max_speed_mps: float | None = None, max_accel_mps2: float | None = None,
+                decel_mps2: float | None = None) -> Plan:
+    """The same path with a slower speed profile: each step's planned speed capped by `max_speed`
+    (reached from above at a comfortable 1.5 m/s^2), by the current speed plus `max_accel` per
+    second, or braking at `decel` to a stop. Never faster than the plan, never off its path."""
+    pts = np.vstack([[0.0, 0.0, 0.0], plan.poses])
+    seg = np.linalg.norm(np.diff(pts[:, :2], axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] < 1e-6:
+        return plan
+    t = plan.dt_s * np.arange(1, len(plan.poses) + 1)
+    v0 = abs(float(speed_mps))
+    u = seg / plan.dt_s  # planned speed over each step
+    if max_speed_mps is not None:
+        u = np.minimum(u, np.maximum(max_speed_mps, v0 - COMFORT_DECEL_MPS2 * t))
+    mid = t - plan.dt_s / 2  # a step's mean speed is the speed at its middle
+    if max_accel_mps2 is not None:
+        u = np.minimum(u, v0 + max_accel_mps2 * mid)
+    if decel_mps2 is not None:
+        u = np.minimum(u, np.maximum(v0 - decel_mps2 * mid, 0.0))
+    s_new = np.minimum(np.cumsum(u * plan.dt_s), s[-1])
+    poses = np.column_stack([np.interp(s_new, s, pts[:, i]) for i in range(2)]
+                            + [np.interp(s_new, s, np.unwrap(pts[:, 2]))])
+    return Plan(poses, plan.gear, plan.dt_s)
+
+
+class InstructedAgent(Agent):
+    def __init__(self, driver: Agent, intent: Intent) -> None:
+        self.driver = driver
+        self.intent = intent
+        self.name = f"{getattr(driver, 'name', type(driver).__name__)}+instruction"
+        self.uses_sensors = driver.uses_sensors
+        self.privileged = driver.privileged
+        self.stopped = False
+        self.braking = False  # a stop was asked for and the car has begun to brake
+
+    @property
+    def debug(self) -> dict:
+        return getattr(self.driver, "debug", {})
+
+    @staticmethod
+    def unsupported(intent: Intent) -> list[str]:
+        """The parts of an intent this wrapper cannot act on yet, in words."""
+        out = []
+        if intent.route:
+            out.append("route preferences (the route planner does not take them yet)")
+        if intent.spot:
+            out.append("spot preferences (the spot search does not take them yet)")
+        if intent.stop == "pull_over":
+            out.append("moving to the kerb (the car stops in its lane)")
+        return out
+
+    def reset(self, info: dict[str, Any]) -> None:
+        self.stopped = False
+        self.braking = False
+        self.driver.reset(info)
+
+    def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
+        decision = self.driver.act(observation)
+        speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
+        if not np.isfinite(speed):
+            return decision  # the driver handles bad odometry itself
+        stop = self.intent.stop
+        if stop is not None:
+            if self.stopped or (abs(speed) < 0.05 and self.braking):
+                self.stopped = True
+                return Plan(np.zeros((PLAN_POSES, 3)), decision.gear if isinstance(decision, Plan) else 1)
+            self.braking = True
+            decel = STOP_NOW_DECEL_MPS2 if stop == "stop_now" else PULL_OVER_DECEL_MPS2
+            if isinstance(decision, Control):
+                return Control(-decel if speed > 0.05 else 0.0, decision.steer_rad, decision.gear)
+            return retime_plan(decision, speed, decel_mps2=decel)
+        if self.intent.style == "gentle":
+            if isinstance(decision, Control):
+                return Control(min(decision.accel_mps2, GENTLE_ACCEL_MPS2), decision.steer_rad, decision.gear)
+            limit = float(np.asarray(observation.get("speed_limit_mps", np.inf)).reshape(-1)[0])
+            cap = GENTLE_SPEED_OF_LIMIT * limit if np.isfinite(limit) and limit > 0 else None
+            return retime_plan(decision, speed, cap, GENTLE_ACCEL_MPS2)
+        return decision
