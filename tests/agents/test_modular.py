@@ -110,6 +110,22 @@ def test_spot_finder_finds_the_gap_between_parked_cars_and_not_the_rows_open_end
     assert abs(np.sin(bays[0].heading_rad) + 1.0) < 1e-6  # reversed in, the car faces the aisle (-y)
 
 
+def test_no_bays_between_cars_that_are_not_one_row():
+    """A car standing along the aisle (waiting at the lot's entrance) is not part of a row, and two
+    parked cars far apart along the aisle do not make the road between them a row of free bays."""
+    def free(cars):  # (x, y, yaw) of each car; the aisle runs along x
+        finder, path = SpotFinder(), _straight(60)
+        for x in (4.0, 6.0, 8.0, 10.0, 12.0):
+            pose = OdometryPose(np.array([x, 0.0]), 0.0)
+            finder.add_cars([Detection(pose.to_ego(np.array(c[:2])), 4.5, 1.9, c[2], 1.5, 40) for c in cars], pose)
+            finder.observe(path, pose, _lidar_of_row([c[:2] for c in cars], pose.xy))
+        return finder.free_bays(path, 8.0)
+    x = lambda k: 1.35 + k * BAY_PITCH_M  # noqa: E731 - bay k's centre along the aisle
+    assert len(free([(x(0), 6.75, np.pi / 2), (x(2), 6.75, np.pi / 2)])) == 1  # one bay between them
+    assert free([(x(0), 6.75, np.pi / 2), (x(2), 6.75, 0.0)]) == []  # the second stands along the aisle
+    assert free([(x(0), 6.75, np.pi / 2), (x(8), 6.75, np.pi / 2)]) == []  # seven empty bays between: not one row
+
+
 def test_nan_odometry_gives_a_stop_plan():
     agent = ModularAgent()
     agent.reset({})

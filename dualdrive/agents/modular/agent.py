@@ -49,6 +49,10 @@ PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
 # a neighbour stands within about 0.15 m of its bay's centre)
 PARK_CORRECT_M = 0.3
 MAX_PARK_CORRECTIONS = 2
+# a parked car: its track stands still (a car driving out of the lot, or crawling along the aisle,
+# leaves a trail of detections that would otherwise line up as a row with free bays between them)
+PARKED_MAX_SPEED_MPS = 0.5
+PARKED_MATCH_M = 1.5  # a detection this close to a moving track is that track
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
 
 
@@ -199,8 +203,17 @@ class ModularAgent(Agent):
         return self.red_latched
 
     # -- parking -------------------------------------------------------------------------------
+    def _standing(self) -> list:
+        """The detections that are not a moving track."""
+        moving = np.array([t.xy for t in self.tracks if np.linalg.norm(t.velocity) > PARKED_MAX_SPEED_MPS]).reshape(-1, 2)
+        if not len(moving) or not self.detections:
+            return self.detections
+        xy = self.pose.to_odom(np.array([d.xy for d in self.detections]).reshape(-1, 2))
+        dist = np.linalg.norm(xy[:, None, :] - moving[None], axis=2).min(axis=1)
+        return [d for d, m in zip(self.detections, dist) if m > PARKED_MATCH_M]
+
     def _search(self, path: np.ndarray, s_ego: float) -> None:
-        self.spots.add_cars(self.detections, self.pose)
+        self.spots.add_cars(self._standing(), self.pose)
         self.spots.observe(path, self.pose, self.points)
         seg = np.diff(path, axis=0)
         s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
@@ -219,7 +232,7 @@ class ModularAgent(Agent):
 
     def _refine_bay(self, path: np.ndarray, s_ego: float) -> None:
         """Passing the bay, LiDAR sees its neighbours' sides: their gap fixes the bay's centre."""
-        self.spots.add_cars(self.detections, self.pose)
+        self.spots.add_cars(self._standing(), self.pose)
         self.spots.observe(path, self.pose, self.points)
         near = [b for b in self.spots.free_bays(path, s_ego, min_frames=1)
                 if np.linalg.norm(b.xy - self.bay.xy) < BAY_REFINE_M]

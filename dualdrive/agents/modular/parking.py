@@ -25,6 +25,8 @@ BAY_PITCH_M = 2.7
 BAY_DEPTH_M = 5.5
 ROW_MIN_M, ROW_MAX_M = 4.5, 9.5  # a parked car's centre this far beside the aisle belongs to a row
 CAR_MIN_LENGTH_M = 3.0
+ROW_GAP_MAX_M = 3.2 * BAY_PITCH_M  # a bay is offered with a car of its row at most three bays away on each side
+ACROSS_COS = 0.5  # |cos| of a parked car's axis against the aisle: within 60-120 degrees of it
 SAME_CAR_M = 1.2  # detections of one parked car over time lie within this of each other
 FREE_RADIUS_M = 1.8  # no parked car centre this close (along the row) to a free bay's centre
 MIN_GROUND_RETURNS = 4
@@ -84,9 +86,15 @@ class SpotFinder:
         if not self.cars:
             return {}
         s, d = project(path, np.array(self.cars))
+        # a car in a bay stands across the aisle; one along it (waiting at the lot's entrance, or
+        # parked at the kerb) is not part of a row, and a row fixed by it would offer the road as bays
+        seg = np.diff(path, axis=0)
+        s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+        aisle = np.interp(s, s_pts[:-1], np.unwrap(np.arctan2(seg[:, 1], seg[:, 0])))
+        across = np.abs(np.cos(np.array([b.yaw_rad for b in self.boxes]) - aisle)) < ACROSS_COS
         out = {}
         for side in (1, -1):
-            sel = (side * d > ROW_MIN_M) & (side * d < ROW_MAX_M) & (np.abs(s - s_ego) < ROW_WINDOW_M) & (s > 0.5)
+            sel = (side * d > ROW_MIN_M) & (side * d < ROW_MAX_M) & (np.abs(s - s_ego) < ROW_WINDOW_M) & (s > 0.5) & across
             if sel.sum() < 2:
                 continue
             ang = 2 * np.pi * s[sel] / BAY_PITCH_M
@@ -106,6 +114,9 @@ class SpotFinder:
                 s_bay = phase + k * BAY_PITCH_M
                 if np.min(np.abs(s_cars - s_bay)) < FREE_RADIUS_M or not 0 <= s_bay <= s_pts[-1]:
                     continue
+                before, after = s_cars[s_cars < s_bay], s_cars[s_cars > s_bay]
+                if s_bay - before[-1] > ROW_GAP_MAX_M or after[0] - s_bay > ROW_GAP_MAX_M:
+                    continue  # cars this far apart need not be one row: the gap may be a road
                 h = float(np.interp(s_bay, s_pts, head))
                 base = np.array([np.interp(s_bay, s_pts, path[:, 0]), np.interp(s_bay, s_pts, path[:, 1])])
                 normal = np.array([-np.sin(h), np.cos(h)]) * side
