@@ -145,13 +145,15 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
                                                       "scenarios instead of the NGSIM split"),
              stride_s: float = typer.Option(2.0, help="--suite ngsim-replay: a clip per car every this many s"),
              max_clips: Optional[int] = typer.Option(None, min=1, help="--suite ngsim-replay: at most this many "
-                                                     "clips (spread evenly)")) -> None:
+                                                     "clips (spread evenly)"),
+             reactive: bool = typer.Option(False, "--reactive", help="--suite ngsim-replay: recorded cars the ego "
+                                           "gets in the way of are handed to IDM along their own paths")) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
     ckpt = _use_checkpoint(checkpoint)
     if suite == "ngsim-replay":
-        _replay_eval(agent, split, scenarios, stride_s, max_clips, out)
+        _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
     try:
         if suite is None and env is None:
@@ -185,7 +187,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
 
 
 def _replay_eval(agent: str, split: str, scenarios: Optional[Path], stride_s: float, max_clips: Optional[int],
-                 out: Path) -> None:
+                 out: Path, reactive: bool = False) -> None:
     import json
 
     import numpy as np
@@ -204,7 +206,7 @@ def _replay_eval(agent: str, split: str, scenarios: Optional[Path], stride_s: fl
         clips = load_clips(files, 1.0, CLOSED_LOOP_S, stride_s, max_clips)
         res: dict = {"meta": {"suite": "ngsim-replay", "source": str(scenarios) if scenarios else f"ngsim:{split}",
                               "agent": agent, "clips": len(clips), "closed_loop_s": CLOSED_LOOP_S,
-                              "reactive": False}, "drivers": {}}
+                              "reactive": reactive}, "drivers": {}}
         for d in drivers:
             name = "human" if d is None else agent
             with Progress(TextColumn(f"[bold]replay {name}[/bold]"), BarColumn(),
@@ -212,13 +214,14 @@ def _replay_eval(agent: str, split: str, scenarios: Optional[Path], stride_s: fl
                           transient=True) as bar:
                 task = bar.add_task("", total=len(clips))
                 res["drivers"][name] = evaluate_replay(clips, d, SensorSuite if d is not None and d.uses_sensors
-                                                       else None, progress=lambda n: bar.update(task, completed=n))
+                                                       else None, progress=lambda n: bar.update(task, completed=n),
+                                                       reactive=reactive)
     except (ConfigError, HumanDataError) as e:
         _fail(str(e))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=lambda o: None if isinstance(o, float) and np.isnan(o) else o))
     _console.print(f"closed-loop replay on {res['meta']['source']}: {len(clips)} clips, {CLOSED_LOOP_S:g} s driven "
-                   "each, other cars non-reactive")
+                   f"each, other cars {'reactive (IDM once the ego is in their way)' if reactive else 'non-reactive'}")
     _console.print(f"  {'driver':<18} {'PDMS':>6} {'NC':>6} {'DAC':>6} {'TTC':>6} {'EP':>6} {'C':>6} {'coll.':>6}"
                    f" {'offroad':>7}")
     for name, r in res["drivers"].items():

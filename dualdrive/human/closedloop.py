@@ -38,9 +38,10 @@ def replay_clips(scene: HumanScene, stride_s: float = 2.0) -> list[Clip]:
     return cut_clips(scene, history_s=1.0, future_s=CLOSED_LOOP_S, stride_s=stride_s)
 
 
-def run_replay(clip: Clip, agent: Agent | None = None, wrap: Callable | None = None) -> dict:
-    """Drive ``clip`` with ``agent`` (None: the human's log) and score it; one row of results."""
-    base = ReplayEnv(clip, ego_mode="log" if agent is None else "drive")
+def run_replay(clip: Clip, agent: Agent | None = None, wrap: Callable | None = None, reactive: bool = False) -> dict:
+    """Drive ``clip`` with ``agent`` (None: the human's log) and score it; one row of results. With
+    ``reactive``, the other cars are handed to IDM once the ego gets in their way."""
+    base = ReplayEnv(clip, ego_mode="log" if agent is None else "drive", others="reactive" if reactive else "log")
     env = wrap(base) if (wrap is not None and agent is not None) else base
     obs, info = env.reset(seed=0)
     if agent is not None:
@@ -88,19 +89,16 @@ class _Recorder:
     def record(self) -> None:
         e, log = self.env, self.env.log
         t, i = e.step_index, e.clip.ego
-        others = log.valid[t].copy()
-        others[i] = False
-        others &= np.linalg.norm(np.nan_to_num(log.xy[t]) - e.ego_xy, axis=1) < ACTOR_RANGE_M
+        xy, heading, speed, present = e.others
+        others = present & (np.linalg.norm(np.nan_to_num(xy) - e.ego_xy, axis=1) < ACTOR_RANGE_M)
         idx = np.where(others)[0]
-        self.actors.append(np.column_stack([log.xy[t, idx], log.heading_rad[t, idx], log.speed_mps[t, idx],
-                                            log.length_m[idx], log.width_m[idx]]))
+        self.actors.append(np.column_stack([xy[idx], heading[idx], speed[idx], log.length_m[idx], log.width_m[idx]]))
         self.ids.append(idx)
         corners = box_corners(e.ego_xy, np.array([e.ego_heading]), log.length_m[i:i + 1], log.width_m[i:i + 1])[0]
         off_road = not bool(e.scene.map.on_road(corners).all())
         tick = (t - e.clip.t0) * e.dt
         if len(idx):
-            hit = boxes_overlap(corners, box_corners(log.xy[t, idx], log.heading_rad[t, idx], log.length_m[idx],
-                                                     log.width_m[idx]))
+            hit = boxes_overlap(corners, box_corners(xy[idx], heading[idx], log.length_m[idx], log.width_m[idx]))
             for k in idx[hit]:
                 if int(k) not in self._hit:  # one infraction per car touched, at first contact
                     self._hit.add(int(k))
@@ -151,14 +149,14 @@ def _human_progress(env: ReplayEnv) -> float:
 
 
 def evaluate_replay(clips: list[Clip], agent: Agent | None, wrap: Callable | None = None,
-                    progress: Callable[[int], None] | None = None) -> dict:
+                    progress: Callable[[int], None] | None = None, reactive: bool = False) -> dict:
     """Closed-loop replay scores of ``agent`` (None: the human's log) on ``clips``: per clip and summary."""
     if not clips:
         raise HumanDataError("no clips to drive: the scenarios are shorter than 1 s of history plus "
                              f"{CLOSED_LOOP_S:g} s driven")
     rows = []
     for n, clip in enumerate(clips):
-        rows.append(run_replay(clip, agent, wrap))
+        rows.append(run_replay(clip, agent, wrap, reactive))
         if progress is not None:
             progress(n + 1)
     return {"summary": summarise(rows), "by_location": {loc: summarise([r for r in rows if r["location"] == loc])

@@ -8,7 +8,9 @@ from ``t0 - history`` on:
   evaluation: the agent is shown the human's own history, as NAVSIM and nuPlan do);
   ``ego_mode="drive"`` holds it on the log through the history too, then moves it from ``t0`` on by
   the world's kinematic bicycle from the agent's actions (closed loop);
-- **others**: every other recorded car at its logged pose (non-reactive).
+- **others**: ``others="log"``: every other recorded car at its logged pose (non-reactive, as
+  NAVSIM); ``others="reactive"``: a car the driven ego gets in the way of is handed to IDM along
+  its own recorded path (:mod:`dualdrive.human.reactive`, as nuPlan's reactive closed loop).
 
 The observation has the keys and units of :meth:`dualdrive.world.world.World.observation`, so
 every agent drives a replayed scene through its usual inputs: odometry (speed, acceleration, yaw
@@ -26,6 +28,7 @@ import numpy as np
 from gymnasium import spaces
 from highway_env.vehicle.kinematics import Vehicle
 
+from dualdrive.human.reactive import DEVIATION_M, ReactiveTraffic
 from dualdrive.human.scene import HumanScene
 from dualdrive.sensors.scene import (CAR_HEIGHT_M, SCENE_RANGE_M, TRUCK_HEIGHT_M, BoxClass, Boxes, LineStyle,
                                      SensorScene)
@@ -91,11 +94,15 @@ class ReplayEnv(gym.Env):
 
     metadata = {"render_modes": [], "render_fps": 10}
 
-    def __init__(self, clip: Clip, ego_mode: str = "log") -> None:
+    def __init__(self, clip: Clip, ego_mode: str = "log", others: str = "log") -> None:
         if ego_mode not in ("log", "drive"):
             raise ValueError(f"ego_mode must be 'log' or 'drive', got {ego_mode!r}")
         self.clip = clip
         self.ego_mode = ego_mode
+        if others not in ("log", "reactive"):
+            raise ValueError(f"others={others!r}: 'log' (replayed as recorded) or 'reactive' (handed to IDM "
+                             "when the ego gets in their way)")
+        self.others_mode = others
         self.scene = clip.scene
         self.log = clip.scene.log
         self.dt = self.log.dt_s
@@ -119,6 +126,8 @@ class ReplayEnv(gym.Env):
         self.steer = steer_for_yaw_rate(self.yaw_rate, self.ego.speed)
         self.gear = 1
         self.progress_m = 0.0
+        self.traffic = ReactiveTraffic(self.log, i) if self.others_mode == "reactive" else None
+        self._update_others()
         return self.observation(), {"t_s": 0.0, "clip": c.name}
 
     def step(self, action):
@@ -128,6 +137,7 @@ class ReplayEnv(gym.Env):
             self._put_ego_on_log()
         else:
             self._drive_ego(float(a[0]), float(a[1]), 1 if a[2] >= 0 else -1)
+        self._update_others()
         self._update_progress()
         over = self.step_index >= min(self.clip.t0 + self.clip.future, self.log.steps - 1)
         return self.observation(), 0.0, False, bool(over), {"t_s": (self.step_index - self.clip.start) * self.dt}
@@ -166,13 +176,12 @@ class ReplayEnv(gym.Env):
     def sensor_scene(self) -> SensorScene:
         """This step as the sensors see it (the sensor suite's window on the replay)."""
         t, c = self.step_index, self.ego_xy
-        others = self.log.valid[t].copy()
-        others[self.clip.ego] = False
-        others &= np.linalg.norm(np.nan_to_num(self.log.xy[t]) - c, axis=1) < SCENE_RANGE_M
-        xy, h = self.log.xy[t, others], self.log.heading_rad[t, others]
+        all_xy, all_h, all_v, present = self.others
+        others = present & (np.linalg.norm(np.nan_to_num(all_xy) - c, axis=1) < SCENE_RANGE_M)
+        xy, h = all_xy[others], all_h[others]
         length, width = self.log.length_m[others], self.log.width_m[others]
         truck = length > TRUCK_LENGTH_M
-        vel = self.log.speed_mps[t, others][:, None] * np.column_stack([np.cos(h), np.sin(h)])
+        vel = all_v[others][:, None] * np.column_stack([np.cos(h), np.sin(h)])
         boxes = Boxes(xy, h, length, width, np.where(truck, TRUCK_HEIGHT_M, CAR_HEIGHT_M), vel,
                       np.where(truck, int(BoxClass.TRUCK), int(BoxClass.CAR)).astype(np.int64))
         lights = self.scene.lights
@@ -185,19 +194,27 @@ class ReplayEnv(gym.Env):
                            markings, road, lights.xy[on], lights.facing_rad[on], state[on].astype(np.int8))
 
     def ego_collides(self) -> bool:
-        """Whether the ego's box overlaps a recorded car's at this step."""
-        t = self.step_index
-        others = self.log.valid[t].copy()
-        others[self.clip.ego] = False
+        """Whether the ego's box overlaps another car's at this step."""
+        xy, h, _, others = self.others
         if not others.any():
             return False
         ego = box_corners(self.ego_xy, np.array([self.ego_heading]), self.log.length_m[self.clip.ego:self.clip.ego + 1],
                           self.log.width_m[self.clip.ego:self.clip.ego + 1])[0]
-        b = box_corners(self.log.xy[t, others], self.log.heading_rad[t, others], self.log.length_m[others],
-                        self.log.width_m[others])
+        b = box_corners(xy[others], h[others], self.log.length_m[others], self.log.width_m[others])
         return bool(boxes_overlap(ego, b).any())
 
     # -- internals -----------------------------------------------------------------------------
+    def _update_others(self) -> None:
+        """Every other car's (xy, heading, speed, present) at this step: the log, or reactive traffic."""
+        t, i = self.step_index, self.clip.ego
+        if self.traffic is None:
+            present = self.log.valid[t].copy()
+            present[i] = False
+            self.others = (self.log.xy[t], self.log.heading_rad[t], self.log.speed_mps[t], present)
+            return
+        deviates = not self.log.valid[t, i] or float(np.linalg.norm(self.ego_xy - self.log.xy[t, i])) > DEVIATION_M
+        self.others = self.traffic.state(t, self.ego_xy, self.ego_heading, float(self.ego.speed), deviates, self.dt)
+
     def _logged_yaw_rate(self, t: int) -> float:
         h = self.log.heading_rad[:, self.clip.ego]
         a, b = (t - 1, t) if t > 0 and np.isfinite(h[t - 1]) else (t, t + 1)

@@ -75,3 +75,17 @@ def test_eval_command_scores_the_agent_beside_the_human(straight_road, tmp_path)
     r = CliRunner().invoke(app, ["eval", "--agent", "expert", "--suite", "ngsim-replay", "--scenarios",
                                  str(straight_road.parent), "--out", str(out)])
     assert r.exit_code == 2 and "ground truth" in r.output
+
+
+def test_reactive_replay_spares_a_braking_ego_the_rear_end_collision(scene):
+    """A driver that brakes hard at t0 is run into from behind by logged traffic, not by reactive traffic."""
+    class Brake(Agent):
+        name = "brake"
+
+        def act(self, observation):
+            return Control(-6.0, 0.0)
+
+    clip = Clip(scene, 1, 10, 10, 40)  # car 20, car 10 closing from behind
+    assert run_replay(clip, Brake())["collision"]
+    row = run_replay(clip, Brake(), reactive=True)
+    assert not row["collision"] and np.isfinite(row["pdms"])

@@ -88,3 +88,39 @@ def test_no_clip_crosses_a_gap_in_a_track(straight_road):
     env = ReplayEnv([c for c in cut_clips(s, 1.0, 1.0) if c.ego == 0][1])
     obs, _ = env.reset()
     assert np.isfinite(obs["route_xy_ego_m"]).all()
+
+
+def test_reactive_cars_brake_for_an_ego_that_stops_and_logged_ones_run_into_it(scene):
+    """Car 20 as the ego brakes to a stop from t0; car 10 comes up behind at 10 m/s from 23.5 m back.
+    Replayed as logged it drives into the ego; handed to IDM once the ego leaves its log, it stops."""
+    clip = Clip(scene, 1, 10, 10, 50)
+    hits, gaps = {}, {}
+    for others in ("log", "reactive"):
+        env = ReplayEnv(clip, ego_mode="drive", others=others)
+        env.reset()
+        hit = False
+        while True:
+            _, _, _, trunc, _ = env.step(np.array([-6.0, 0.0, 1.0]))
+            hit |= env.ego_collides()
+            if trunc:
+                break
+        xy, _, speed, present = env.others
+        hits[others], gaps[others] = hit, float(env.ego_xy[0] - xy[0, 0])
+    assert hits == {"log": True, "reactive": False}
+    assert 4.5 < gaps["reactive"] < 15.0 and speed[0] < 1.0  # (nearly) stopped behind the ego, not far back
+
+
+def test_reactive_replay_of_the_human_is_the_log(scene):
+    """The ego on its log never deviates, so no car is handed over: the scene is the recording."""
+    clip = Clip(scene, 0, 10, 10, 50)
+    env = ReplayEnv(clip, ego_mode="log", others="reactive")
+    env.reset()
+    for _ in range(50):
+        env.step(np.zeros(3))
+        xy, heading, speed, present = env.others
+        t = env.step_index
+        np.testing.assert_allclose(xy[present], env.log.xy[t, present])
+        np.testing.assert_allclose(speed[present], env.log.speed_mps[t, present])
+    assert not env.traffic.on_idm.any()
+    with pytest.raises(ValueError, match="reactive"):
+        ReplayEnv(clip, others="idm")
