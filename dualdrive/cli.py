@@ -179,7 +179,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     _console.print(f"{agent} on {res['meta']['suite'] or env}, seeds {seeds}: {s['episodes']} episodes "
                    f"({s['failed_episodes']} failed), {res['meta']['wall_time_s']:.0f} s")
     for name, m in [("driving score", "driving_score"), ("route completion", "route_completion"),
-                    ("infraction score", "infraction_score"), ("success rate", "success_rate"), ("PDMS", "pdms")]:
+                    ("infraction score", "infraction_score"), ("success rate", "success_rate"), ("PDMS", "pdms"),
+                    ("instruction honoured", "instruction_honoured")]:
         if m in s:
             lo, hi = s[m]["ci95"]
             _console.print(f"  {name:<17} {s[m]['mean']:6.1f}  [{lo:.1f}, {hi:.1f}]")

@@ -6,6 +6,7 @@ Episodes on a stock highway-env environment (``env_id``) are scored from what th
 """
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 from dualdrive.agents.base import Control, Plan, reset_info_for
 from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.agents.registry import load_agent
-from dualdrive.bench.metrics import CARLA_PENALTY, episode_metrics
+from dualdrive.bench.metrics import CARLA_PENALTY, episode_metrics, instruction_scores
 from dualdrive.bench.recorder import EpisodeRecorder
 from dualdrive.run.drive import env_for
 from dualdrive.world.env import ENV_IDS
@@ -37,6 +38,8 @@ class EpisodeJob:
     seed: int
     config: dict | None = None  # ScenarioConfig as a dict; None for a stock env
     env_id: str | None = None  # a stock highway-env id instead of a dualdrive scenario
+    instruction: str | None = None  # a passenger's instruction, given `instruction_at_s` into the drive
+    instruction_at_s: float = 0.0
 
     @property
     def key(self) -> str:
@@ -57,6 +60,13 @@ def run_job(agent_name: str, job: EpisodeJob, record_dir: str | None = None) -> 
     return row
 
 
+@functools.lru_cache(maxsize=1)
+def _instruction_parser():
+    """One parser per worker process (loading the embedding model takes seconds)."""
+    from dualdrive.instructions.parser import InstructionParser
+    return InstructionParser()
+
+
 def _decide(agent, obs):
     try:
         decision = agent.act(obs)
@@ -68,6 +78,11 @@ def _decide(agent, obs):
 def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None) -> dict:
     cfg = ScenarioConfig.from_dict(job.config)
     agent = load_agent(agent_name)
+    understood = None
+    if job.instruction is not None:
+        from dualdrive.instructions.agent import InstructedAgent
+        understood = _instruction_parser().understand(job.instruction)
+        agent = InstructedAgent(agent, understood.intent, job.instruction_at_s)
     env = env_for(agent, ENV_IDS[cfg.family], cfg)
     obs, info = env.reset(seed=job.seed)
     world = env.unwrapped.world
@@ -109,6 +124,10 @@ def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None)
     env.close()
     row = {"scenario": job.scenario, "seed": job.seed, "family": cfg.family, "status": "ok" if error is None else "failed",
            "error": error, **episode_metrics(log), "log_path": None, "video_path": None}
+    if understood is not None:
+        row.update({"instruction": job.instruction, "instruction_status": understood.status.value,
+                    "instruction_intent": understood.intent.slots(), "instruction_reply": understood.reply,
+                    **instruction_scores(log, understood.intent.slots(), understood.status.value, job.instruction_at_s)})
     if error is not None:
         row.update(PDMS_ZERO)  # an agent that failed has no plan to score: NAVSIM gives such a scene 0
     if record_dir is not None:

@@ -231,3 +231,54 @@ def episode_metrics(log: EpisodeLog) -> dict:
         counts[i["type"]] = counts.get(i["type"], 0) + 1
     m["infractions"] = counts
     return m
+
+
+# -- passenger instructions ------------------------------------------------------------------
+GENTLE_SPEED_OF_LIMIT = 0.75  # a gentle drive keeps under this share of the limit (+ a tolerance)
+GENTLE_ACCEL_P95_MPS2 = 1.2
+SETTLE_S = 5.0  # time the car is given to come down to a gentle speed
+STOP_SPEED_MPS = 0.1
+STOP_DECEL_MPS2 = {"stop_now": 4.0, "pull_over": 1.5}  # the stop the instruction asks for, and slack
+STOP_SLACK_S = {"stop_now": 2.0, "pull_over": 4.0}
+RULE_SPEED_TOLERANCE_MPS = 0.5
+
+
+def instruction_scores(log: EpisodeLog, slots: dict[str, str], status: str, from_s: float = 0.0) -> dict:
+    """Whether the drive honoured the passenger's instruction (100 or 0), with each check.
+
+    `slots` and `status` are the instruction as the car understood it. A refused instruction is
+    honoured when the car kept to the rules anyway (no red light run, never over the limit). Each
+    slot is checked on the log from `from_s` on: gentle (under 75 % of the limit once settled, the
+    95th percentile of acceleration under 1.2 m/s^2), stop now / pull over (standstill within the
+    time a 4 / 1.5 m/s^2 stop takes, plus slack, and no moving off again). Route and spot
+    preferences are not acted on yet: they count as not honoured."""
+    t, v, a = log.t_s, log.ego[:, 3], log.ego[:, 4]
+    after = t >= from_s
+    checks: dict[str, bool] = {}
+    if status == "refused":
+        red = any(i["type"] == "red_light" for i in log.infractions)
+        fast = bool((v > log.speed_limit_mps + RULE_SPEED_TOLERANCE_MPS).any())
+        checks["kept_to_the_rules"] = not red and not fast
+    if status == "clarify":
+        checks["understood"] = False
+    for slot, value in slots.items():
+        if slot == "style" and value == "gentle":
+            settled = t >= from_s + SETTLE_S
+            slow = bool((v[settled] <= GENTLE_SPEED_OF_LIMIT * log.speed_limit_mps[settled]
+                         + RULE_SPEED_TOLERANCE_MPS).all())
+            smooth = bool(np.percentile(a[after], 95) <= GENTLE_ACCEL_P95_MPS2) if after.any() else True
+            checks["gentle_speed"], checks["gentle_accel"] = slow, smooth
+        elif slot == "stop":
+            i0 = int(np.argmax(after)) if after.any() else len(t) - 1
+            deadline = t[i0] + abs(v[i0]) / STOP_DECEL_MPS2[value] + STOP_SLACK_S[value]
+            still = np.where(after & (np.abs(v) < STOP_SPEED_MPS))[0]
+            stopped = bool(len(still)) and t[still[0]] <= deadline
+            checks[f"{value}_in_time"] = stopped
+            checks[f"{value}_held"] = stopped and bool((np.abs(v[still[0]:]) < 3 * STOP_SPEED_MPS).all())
+        elif slot == "style" and value == "brisk":
+            checks["brisk_within_the_limit"] = not bool((v > log.speed_limit_mps + RULE_SPEED_TOLERANCE_MPS).any())
+        else:  # route and spot preferences: not acted on yet
+            checks[f"{slot}_{value}"] = False
+    honoured = bool(checks) and all(checks.values())
+    return {"instruction_honoured": 100.0 if honoured else 0.0, "instruction_checks": checks}
+

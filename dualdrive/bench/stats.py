@@ -8,7 +8,7 @@ CI_RESAMPLES = 2000
 CI_SEED = 0  # fixed: the same episodes always give the same interval
 SUMMARY_METRICS = ("driving_score", "route_completion", "infraction_score", "success_rate", "pdms", "nc", "dac",
                    "ttc", "ep", "comfort", "parking_position_error_m", "parking_heading_error_deg", "gear_changes",
-                   "time_to_park_s", "duration_s")  # wall time varies run to run: it goes in meta, not here
+                   "time_to_park_s", "instruction_honoured", "duration_s")  # wall time varies run to run: it goes in meta, not here
 
 
 def mean_ci(values: list[float] | np.ndarray) -> dict[str, float | int | list[float]]:

@@ -17,13 +17,15 @@ from dualdrive.world.scenarios import ConfigError, ScenarioConfig
 
 SUITE_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "version", "description", "scenarios", "include"}
-SCENARIO_KEYS = {"name", "family", "config"}
+SCENARIO_KEYS = {"name", "family", "config", "instruction", "instruction_at_s"}
 
 
 @dataclass(frozen=True)
 class SuiteScenario:
     name: str
     config: ScenarioConfig
+    instruction: str | None = None  # what a passenger says (the `instructions` suite)
+    instruction_at_s: float = 0.0  # when in the drive they say it
 
 
 @dataclass
@@ -35,7 +37,9 @@ class Suite:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version,
-                "scenarios": {s.name: s.config.to_dict() for s in self.scenarios}}
+                "scenarios": {s.name: {**s.config.to_dict(), **({"instruction": s.instruction, "instruction_at_s":
+                                                                   s.instruction_at_s} if s.instruction else {})}
+                              for s in self.scenarios}}
 
 
 def shipped_suites() -> list[str]:
@@ -96,4 +100,10 @@ def _scenario(raw: Any, where: str) -> SuiteScenario:
         cfg = ScenarioConfig.from_dict({"family": raw["family"], **overrides})
     except ConfigError as e:
         raise ConfigError(f"{where} ({raw['name']}): {e}") from None
-    return SuiteScenario(str(raw["name"]), cfg)
+    instruction = raw.get("instruction")
+    if instruction is not None and not (isinstance(instruction, str) and instruction.strip()):
+        raise ConfigError(f"{where} ({raw['name']}): instruction must be a non-empty string")
+    at = raw.get("instruction_at_s", 0.0)
+    if not isinstance(at, (int, float)) or at < 0:
+        raise ConfigError(f"{where} ({raw['name']}): instruction_at_s must be a number of seconds >= 0")
+    return SuiteScenario(str(raw["name"]), cfg, instruction, float(at))

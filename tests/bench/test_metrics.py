@@ -146,3 +146,60 @@ def test_log_round_trip_and_corrupt_file(tmp_path):
         EpisodeLog.load(bad)
     with pytest.raises(LogError, match="not found"):
         EpisodeLog.load(tmp_path / "missing.npz")
+
+
+def test_instruction_scores_check_the_drive_against_what_was_asked():
+    from dualdrive.bench.metrics import instruction_scores
+    ramp = lambda v0, v1, n: np.linspace(v0, v1, n)  # noqa: E731
+    gentle = _log(np.concatenate([ramp(0, 7, 80), np.full(120, 7.0)]))  # 0.875 m/s^2 up to 70 % of the limit
+    assert instruction_scores(gentle, {"style": "gentle"}, "ok")["instruction_honoured"] == 100.0
+    brisk_start = _log(np.concatenate([ramp(0, 9.5, 40), np.full(160, 9.5)]))  # 2.4 m/s^2 to 95 %
+    s = instruction_scores(brisk_start, {"style": "gentle"}, "ok")
+    assert s["instruction_honoured"] == 0.0 and s["instruction_checks"] == {"gentle_speed": False, "gentle_accel": False}
+    # asked to stop at 2 s while doing 10 m/s: 4 m/s^2 takes 2.5 s, +2 s slack
+    stops = _log(np.concatenate([np.full(20, 10.0), ramp(10, 0, 26), np.zeros(60)]))
+    assert instruction_scores(stops, {"stop": "stop_now"}, "ok", from_s=2.0)["instruction_honoured"] == 100.0
+    late = _log(np.concatenate([np.full(20, 10.0), ramp(10, 0, 80), np.zeros(20)]))  # 8 s to stop
+    assert instruction_scores(late, {"stop": "stop_now"}, "ok", from_s=2.0)["instruction_honoured"] == 0.0
+    assert instruction_scores(late, {"stop": "pull_over"}, "ok", from_s=2.0)["instruction_honoured"] == 100.0
+    moves_off = _log(np.concatenate([np.full(20, 10.0), ramp(10, 0, 26), np.zeros(20), ramp(0, 5, 40)]))
+    assert instruction_scores(moves_off, {"stop": "stop_now"}, "ok", from_s=2.0)["instruction_checks"]["stop_now_held"] is False
+    # a refused instruction is honoured by keeping to the rules; unbuilt preferences are not honoured
+    lawful, speeding = _log(np.full(50, 9.0)), _log(np.full(50, 12.0))
+    assert instruction_scores(lawful, {}, "refused")["instruction_honoured"] == 100.0
+    assert instruction_scores(speeding, {}, "refused")["instruction_honoured"] == 0.0
+    red = _log(np.full(50, 9.0), infractions=[{"type": "red_light", "t_s": 1.0}])
+    assert instruction_scores(red, {}, "refused")["instruction_honoured"] == 0.0
+    assert instruction_scores(lawful, {"route": "avoid_motorway"}, "ok")["instruction_honoured"] == 0.0
+    assert instruction_scores(lawful, {}, "clarify")["instruction_honoured"] == 0.0
+
+
+def test_the_instructions_suite_carries_its_instructions():
+    from dualdrive.bench.suites import load_suite
+    suite = load_suite("instructions")
+    by_name = {s.name: s for s in suite.scenarios}
+    assert by_name["urban_stop_now"].instruction == "stop the car right now"
+    assert by_name["urban_stop_now"].instruction_at_s == 20.0
+    assert "instruction" in suite.describe()["scenarios"]["urban_gentle"]
+
+
+def test_a_bad_instruction_in_a_suite_file_is_a_clear_error(tmp_path):
+    from dualdrive.bench.suites import load_suite
+    from dualdrive.world.scenarios import ConfigError
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: s\nversion: 1\nscenarios:\n  - {name: a, family: urban, instruction: '', instruction_at_s: 2}\n")
+    with pytest.raises(ConfigError, match="instruction must be a non-empty string"):
+        load_suite(str(bad))
+    bad.write_text("name: s\nversion: 1\nscenarios:\n  - {name: a, family: urban, instruction: go, instruction_at_s: -1}\n")
+    with pytest.raises(ConfigError, match="instruction_at_s"):
+        load_suite(str(bad))
+
+
+def test_an_instructed_episode_is_driven_and_scored():
+    from dualdrive.bench.episode import EpisodeJob, run_job
+    from dualdrive.world.scenarios import ScenarioConfig
+    cfg = ScenarioConfig.from_dict({"family": "urban", "max_duration_s": 15.0}).to_dict()
+    row = run_job("expert", EpisodeJob("urban_stop", 1, cfg, instruction="stop the car right now", instruction_at_s=8.0))
+    assert row["status"] == "ok", row.get("error")
+    assert row["instruction_status"] == "ok" and row["instruction_intent"] == {"stop": "stop_now"}
+    assert row["instruction_honoured"] == 100.0, row["instruction_checks"]
