@@ -67,6 +67,29 @@ class AgentStopped(RuntimeError):
     """The driver raised or returned something that cannot be driven: the episode ends there."""
 
 
+def add_observation(r: dict[str, list], obs: dict) -> None:
+    """Append one sensor-suite observation (camera, LiDAR as a BEV count grid, radar, odometry and
+    navigation) to a dataset's frame rows; shared by the expert's and the human logs' recorders."""
+    r["camera_front_rgb"].append(obs["camera_front_rgb"])
+    r["camera_valid"].append(obs["camera_front_valid"][0])
+    lidar_ok = int(obs["lidar_valid"][0])
+    if lidar_ok:
+        pts = obs["lidar_points_m"][: int(obs["lidar_num_points"][0])]
+        # bev_histogram normalises by the cap; the cap times that is the integer count again
+        hist = bev_histogram(pts, BEV_X_RANGE_M, BEV_Y_RANGE_M, LIDAR_BEV_RESOLUTION_M, max_per_cell=LIDAR_MAX_PER_CELL)
+        r["lidar_bev"].append(np.rint(hist * LIDAR_MAX_PER_CELL).astype(np.uint8))
+    else:
+        r["lidar_bev"].append(np.zeros(FRAME_ARRAYS["lidar_bev"].frame_shape, np.uint8))
+    r["lidar_valid"].append(lidar_ok)
+    r["radar_returns"].append(obs["radar_returns"])
+    r["radar_num_returns"].append(obs["radar_num_returns"][0])
+    r["radar_valid"].append(obs["radar_valid"][0])
+    for name in ("speed_mps", "accel_mps2", "yaw_rate_rps", "steer_rad", "gear", "command", "command_distance_m"):
+        r[name].append(obs[name][0])
+    r["route_xy_ego_m"].append(obs["route_xy_ego_m"])
+    r["route_command"].append(obs["route_command"])
+
+
 class FrameBuffer:
     """The recorded frames of one episode, kept in memory and written in one go at the end
     (an episode at 5 Hz is a few thousand frames at most, tens of MB before compression)."""
@@ -80,24 +103,7 @@ class FrameBuffer:
 
     def add(self, obs: dict, world, plan: Plan, expert_control: Control, executed: Control) -> None:
         r = self.rows
-        r["camera_front_rgb"].append(obs["camera_front_rgb"])
-        r["camera_valid"].append(obs["camera_front_valid"][0])
-        lidar_ok = int(obs["lidar_valid"][0])
-        if lidar_ok:
-            pts = obs["lidar_points_m"][: int(obs["lidar_num_points"][0])]
-            # bev_histogram normalises by the cap; the cap times that is the integer count again
-            hist = bev_histogram(pts, BEV_X_RANGE_M, BEV_Y_RANGE_M, LIDAR_BEV_RESOLUTION_M, max_per_cell=LIDAR_MAX_PER_CELL)
-            r["lidar_bev"].append(np.rint(hist * LIDAR_MAX_PER_CELL).astype(np.uint8))
-        else:
-            r["lidar_bev"].append(np.zeros(FRAME_ARRAYS["lidar_bev"].frame_shape, np.uint8))
-        r["lidar_valid"].append(lidar_ok)
-        r["radar_returns"].append(obs["radar_returns"])
-        r["radar_num_returns"].append(obs["radar_num_returns"][0])
-        r["radar_valid"].append(obs["radar_valid"][0])
-        for name in ("speed_mps", "accel_mps2", "yaw_rate_rps", "steer_rad", "gear", "command", "command_distance_m"):
-            r[name].append(obs[name][0])
-        r["route_xy_ego_m"].append(obs["route_xy_ego_m"])
-        r["route_command"].append(obs["route_command"])
+        add_observation(r, obs)
         r["plan"].append(plan.poses)
         r["plan_gear"].append(plan.gear)
         r["expert_control"].append(expert_control.to_action())

@@ -23,12 +23,11 @@ from typing import Callable
 
 import numpy as np
 
-from dualdrive.data.format import (BEV_X_RANGE_M, BEV_Y_RANGE_M, FORMAT_VERSION, FRAME_ARRAYS, LIDAR_BEV_RESOLUTION_M,
-                                   LIDAR_MAX_PER_CELL, PLAN_POSES, complete_episodes, episode_key)
+from dualdrive.data.episode import add_observation
+from dualdrive.data.format import FORMAT_VERSION, FRAME_ARRAYS, PLAN_POSES, complete_episodes, episode_key
 from dualdrive.human.openloop import human_future, usable_scenes
 from dualdrive.human.replay import Clip, ReplayEnv
 from dualdrive.human.scene import HumanScene
-from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.sensors.suite import SensorSuite
 
 PLAN_DT_S = 0.5
@@ -104,19 +103,7 @@ def record_car(scene: HumanScene, i: int, cfg: HumanExportConfig) -> tuple[dict[
 
 def _add_frame(r: dict, obs: dict, env: ReplayEnv, clip_now: Clip, times: np.ndarray) -> None:
     from dualdrive.data.labels import actor_boxes
-    r["camera_front_rgb"].append(obs["camera_front_rgb"])
-    r["camera_valid"].append(obs["camera_front_valid"][0])
-    pts = obs["lidar_points_m"][: int(obs["lidar_num_points"][0])]
-    hist = bev_histogram(pts, BEV_X_RANGE_M, BEV_Y_RANGE_M, LIDAR_BEV_RESOLUTION_M, max_per_cell=LIDAR_MAX_PER_CELL)
-    r["lidar_bev"].append(np.rint(hist * LIDAR_MAX_PER_CELL).astype(np.uint8))
-    r["lidar_valid"].append(obs["lidar_valid"][0])
-    r["radar_returns"].append(obs["radar_returns"])
-    r["radar_num_returns"].append(obs["radar_num_returns"][0])
-    r["radar_valid"].append(obs["radar_valid"][0])
-    for name in ("speed_mps", "accel_mps2", "yaw_rate_rps", "steer_rad", "gear", "command", "command_distance_m"):
-        r[name].append(obs[name][0])
-    r["route_xy_ego_m"].append(obs["route_xy_ego_m"])
-    r["route_command"].append(obs["route_command"])
+    add_observation(r, obs)
     r["plan"].append(human_future(clip_now, times))
     r["plan_gear"].append(1)
     boxes, n = actor_boxes(env.sensor_scene().boxes, env.ego_xy, env.ego_heading)
