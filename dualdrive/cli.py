@@ -370,7 +370,8 @@ def eval_perception(suite: str = typer.Option("urban", help="suite name or .yaml
                     seeds: str = typer.Option("0:3", help="A:B, as Python's range (B excluded)"),
                     frames: int = typer.Option(300, min=10, help="ticks per episode (every 2nd is scored)"),
                     out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
-    """The modular baseline's perception against ground truth: detection AP, MOTA/IDF1, light accuracy."""
+    """The modular baseline's perception against ground truth: detection AP, MOTA/IDF1, light accuracy, and
+    free-spot precision and recall where the route parks."""
     import json
 
     from dualdrive.bench.evaluate import parse_seeds
@@ -394,6 +395,11 @@ def eval_perception(suite: str = typer.Option("urban", help="suite name or .yaml
                    + "/".join(f"{res[f'ap_{t}m']:.2f}" for t in (0.5, 1.0, 2.0, 4.0))
                    + f"), MOTA {res['mota']:.3f}, IDF1 {res['idf1']:.3f}, {res['id_switches']} id switches, "
                    f"traffic lights {light} of {res['light_frames']} frames")
+    if res["spots_offered"] or res["spots_free_passed"]:
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        _console.print(f"free spots: {res['spots_offered']} bays offered, precision {pct(res['spot_precision'])}, "
+                       f"recall {pct(res['spot_recall'])} of {res['spots_free_passed']} free spots passed, centre error "
+                       + ("-" if res["spot_centre_error_m"] is None else f"{res['spot_centre_error_m']:.2f} m"))
 
 
 @app.command()

@@ -85,3 +85,25 @@ def test_eval_perception_reports_detection_tracking_and_lights(tmp_path):
     assert res["frames_scored"] == 20 and res["ground_truth_objects"] > 0
     assert 0.0 <= res["ap_4.0m"] <= 1.0 and res["ap_0.5m"] <= res["ap_4.0m"]
     assert {"mota", "idf1", "id_switches", "light_accuracy"} <= set(res)
+
+
+def test_the_spot_finder_is_scored_against_the_lots_free_spots():
+    """The spot log counts a bay offered on a free spot as right and one on a taken spot as wrong,
+    and recall over the free spots the ego came near."""
+    from types import SimpleNamespace
+
+    from dualdrive.agents.modular.parking import Bay
+    from dualdrive.agents.modular.perception import OdometryPose
+    from dualdrive.agents.modular.perception_eval import _SpotLog
+    spots = [SimpleNamespace(id=i, center_xy=np.array([2.7 * i, 6.75])) for i in range(4)]
+    world = SimpleNamespace(map=SimpleNamespace(spots=spots), layout=SimpleNamespace(occupied_spots={1, 3}, start_spot=-1),
+                            ego_xy=np.array([2.7, 0.0]), ego_heading=0.0)
+    log = _SpotLog(world)
+    pose = OdometryPose(np.array([2.7, 0.0]), 0.0)  # odometry agrees with the world here
+    log.add([Bay(np.array([0.2, 6.75]), -np.pi / 2, 0.0), Bay(np.array([2.7, 6.9]), -np.pi / 2, 0.0)], pose)
+    log.add([Bay(np.array([0.25, 6.75]), -np.pi / 2, 0.0)], pose)  # the same bay again
+    out = {"offered": 0, "offered_free": 0, "passed_free": 0, "found_free": 0, "centre_errors_m": []}
+    log.finish(out)
+    assert out["offered"] == 2 and out["offered_free"] == 1  # spot 0 is free, spot 1 taken
+    assert out["passed_free"] == 2 and out["found_free"] == 1  # spots 0 and 2 free and within 8 m
+    assert out["centre_errors_m"] == [pytest.approx(0.2)]

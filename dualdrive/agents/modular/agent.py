@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
-from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles, correction_path,
-                                              leave_path, park_path)
+from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles,
+                                              correction_path, leave_path, park_path, standing_detections)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
 from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
@@ -49,10 +49,6 @@ PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
 # a neighbour stands within about 0.15 m of its bay's centre)
 PARK_CORRECT_M = 0.3
 MAX_PARK_CORRECTIONS = 2
-# a parked car: its track stands still (a car driving out of the lot, or crawling along the aisle,
-# leaves a trail of detections that would otherwise line up as a row with free bays between them)
-PARKED_MAX_SPEED_MPS = 0.5
-PARKED_MATCH_M = 1.5  # a detection this close to a moving track is that track
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
 
 
@@ -204,13 +200,7 @@ class ModularAgent(Agent):
 
     # -- parking -------------------------------------------------------------------------------
     def _standing(self) -> list:
-        """The detections that are not a moving track."""
-        moving = np.array([t.xy for t in self.tracks if np.linalg.norm(t.velocity) > PARKED_MAX_SPEED_MPS]).reshape(-1, 2)
-        if not len(moving) or not self.detections:
-            return self.detections
-        xy = self.pose.to_odom(np.array([d.xy for d in self.detections]).reshape(-1, 2))
-        dist = np.linalg.norm(xy[:, None, :] - moving[None], axis=2).min(axis=1)
-        return [d for d, m in zip(self.detections, dist) if m > PARKED_MATCH_M]
+        return standing_detections(self.detections, self.tracks, self.pose)
 
     def _search(self, path: np.ndarray, s_ego: float) -> None:
         self.spots.add_cars(self._standing(), self.pose)

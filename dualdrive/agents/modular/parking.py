@@ -48,6 +48,22 @@ CORRECTION_MAX_M = 25.0  # a correction longer than this is a detour, not a corr
 LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
 
 
+# a parked car: its track stands still (a car driving out of the lot, or crawling along the aisle,
+# leaves a trail of detections that would otherwise line up as a row with free bays between them)
+PARKED_MAX_SPEED_MPS = 0.5
+PARKED_MATCH_M = 1.5  # a detection this close to a moving track is that track
+
+
+def standing_detections(detections: list[Detection], tracks: list, pose: OdometryPose) -> list[Detection]:
+    """The detections (ego frame) that are not a moving track (odometry frame)."""
+    moving = np.array([t.xy for t in tracks if np.linalg.norm(t.velocity) > PARKED_MAX_SPEED_MPS]).reshape(-1, 2)
+    if not len(moving) or not detections:
+        return detections
+    xy = pose.to_odom(np.array([d.xy for d in detections]).reshape(-1, 2))
+    dist = np.linalg.norm(xy[:, None, :] - moving[None], axis=2).min(axis=1)
+    return [d for d, m in zip(detections, dist) if m > PARKED_MATCH_M]
+
+
 @dataclass
 class Bay:
     xy: np.ndarray  # centre, odometry frame

@@ -7,6 +7,10 @@ at least one LiDAR return (what nuScenes calls a visible annotation), within ``R
   distance at 0.5, 1, 2 and 4 m (detections ranked by their number of points); mAP is the mean.
 - Tracking: MOTA, IDF1 and identity switches (``motmetrics``), matching within 2 m.
 - Traffic lights: the share of frames with a light facing us ahead where the camera reading is right.
+- Free spots (where the route says PARK): the spot finder runs as the modular agent runs it; a bay
+  it offers is right when it lies within ``SPOT_MATCH_M`` of a spot that is really free. Precision
+  is over the distinct bays offered, recall over the free spots the ego passed within
+  ``SPOT_PASSED_M`` (what LiDAR could see).
 """
 from __future__ import annotations
 
@@ -16,17 +20,22 @@ import numpy as np
 
 from dualdrive.agents.expert.agent import ExpertAgent
 from dualdrive.agents.follower import TrajectoryFollower
+from dualdrive.agents.modular.parking import SpotFinder, standing_detections
 from dualdrive.agents.modular.perception import OdometryPose, Tracker, detect_objects, read_traffic_light
+from dualdrive.agents.modular.planning import ReferencePath, project
 from dualdrive.sensors.scene import BoxClass, SensorScene
 from dualdrive.sensors.suite import SensorSuite, SensorSuiteConfig
 from dualdrive.world.env import ENV_IDS
 from dualdrive.world.geometry import world_to_ego
+from dualdrive.world.route import Command
 from dualdrive.world.scenarios import ScenarioConfig
 
 RANGE_M = 50.0
 AP_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
 TRACK_MATCH_M = 2.0
 LIGHT_AHEAD_M = 60.0
+SPOT_MATCH_M = 1.0  # an offered bay this close to a spot's centre is that spot
+SPOT_PASSED_M = 8.0  # a free spot the ego came this close to could have been seen
 
 
 def visible_ground_truth(scene: SensorScene, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +91,7 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
     light_ok = light_n = 0
     mh = mm.metrics.create()
     accs, names = [], []
+    spots = {"offered": 0, "offered_free": 0, "passed_free": 0, "found_free": 0, "centre_errors_m": []}
     for name, cfg in scenarios:
         for seed in seeds:
             env = SensorSuite(gym.make(ENV_IDS[cfg.family], config=cfg, disable_env_checker=True),
@@ -91,6 +101,7 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
             expert, follower = ExpertAgent(), TrajectoryFollower()
             expert.reset(info)
             tracker, pose = Tracker(dt_s=cfg.dt_s), OdometryPose()
+            finder, ref, spot_log = SpotFinder(), ReferencePath(), _SpotLog(world)
             acc = mm.MOTAccumulator(auto_id=True)
             for k in range(frames):
                 scene = env.scene()
@@ -99,6 +110,11 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                     pose.advance(float(obs["speed_mps"][0]), float(obs["yaw_rate_rps"][0]), cfg.dt_s)
                 dets = detect_objects(pts)
                 tracks = tracker.update(dets, pose)
+                path = ref.update(pose, obs["route_xy_ego_m"])  # every tick, as the agent keeps it
+                parking = Command.PARK in (int(obs["route_command"][0]), int(obs["command"][0]))
+                if parking:
+                    finder.add_cars(standing_detections(dets, tracks, pose), pose)
+                    finder.observe(path, pose, pts)
                 if k % stride == 0:
                     n_frames += 1
                     gt, gt_ids = visible_ground_truth(scene, pts)
@@ -111,6 +127,8 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                     txy = np.array([pose.to_ego(t.xy) for t in tracks]).reshape(-1, 2)
                     acc.update(gt_ids.tolist(), [t.id for t in tracks],
                                mm.distances.norm2squared_matrix(gt, txy, max_d2=TRACK_MATCH_M**2))
+                    if parking:
+                        spot_log.add(finder.free_bays(path, float(project(path, pose.xy)[0][0])), pose)
                     truth = _light_ahead(scene)
                     if truth is not None:
                         light_n += 1
@@ -119,6 +137,7 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                 obs, _, te, tr, _ = env.step(follower.update(d, world.ego_speed).to_action())
                 if te or tr:
                     break
+            spot_log.finish(spots)
             accs.append(acc)
             names.append(f"{name}/{seed}")
     s = np.array(scores)
@@ -128,7 +147,53 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
     return {"frames_scored": n_frames, "ground_truth_objects": n_gt,
             "detections": len(s), **ap, "map": float(np.nanmean(list(ap.values()))),
             "mota": float(overall["mota"]), "idf1": float(overall["idf1"]), "id_switches": int(overall["num_switches"]),
-            "light_frames": light_n, "light_accuracy": light_ok / light_n if light_n else None}
+            "light_frames": light_n, "light_accuracy": light_ok / light_n if light_n else None,
+            "spots_offered": spots["offered"], "spots_free_passed": spots["passed_free"],
+            "spot_precision": spots["offered_free"] / spots["offered"] if spots["offered"] else None,
+            "spot_recall": spots["found_free"] / spots["passed_free"] if spots["passed_free"] else None,
+            "spot_centre_error_m": float(np.mean(spots["centre_errors_m"])) if spots["centre_errors_m"] else None}
+
+
+class _SpotLog:
+    """The bays the spot finder offers over one episode, in world coordinates, against the lot's truth."""
+
+    def __init__(self, world) -> None:
+        self.world = world
+        self.offers: list[np.ndarray] = []  # distinct offered bay centres (world)
+        self.closest: dict[int, float] = {}  # free spot -> the ego's closest approach while searching
+
+    def add(self, bays: list, pose: OdometryPose) -> None:
+        w = self.world
+        c, s = np.cos(w.ego_heading - pose.heading_rad), np.sin(w.ego_heading - pose.heading_rad)
+        rot = np.array([[c, -s], [s, c]])
+        for b in bays:  # odometry -> world through this frame's pose pair (odometry drift counts as error)
+            xy = w.ego_xy + rot @ (b.xy - pose.xy)
+            if all(np.linalg.norm(xy - o) > SPOT_MATCH_M for o in self.offers):
+                self.offers.append(xy)
+        for sid in self._free():
+            d = float(np.linalg.norm(w.map.spots[sid].center_xy - w.ego_xy))
+            self.closest[sid] = min(d, self.closest.get(sid, np.inf))
+
+    def _free(self) -> list[int]:
+        lay = self.world.layout
+        return [sp.id for sp in self.world.map.spots if sp.id not in lay.occupied_spots and sp.id != lay.start_spot]
+
+    def finish(self, out: dict) -> None:
+        free = self._free()
+        centres = np.array([self.world.map.spots[sid].center_xy for sid in free]).reshape(-1, 2)
+        found = set()
+        for xy in self.offers:
+            out["offered"] += 1
+            if len(centres):
+                k = int(np.argmin(np.linalg.norm(centres - xy, axis=1)))
+                d = float(np.linalg.norm(centres[k] - xy))
+                if d <= SPOT_MATCH_M:
+                    out["offered_free"] += 1
+                    out["centre_errors_m"].append(d)
+                    found.add(free[k])
+        passed = {sid for sid, d in self.closest.items() if d <= SPOT_PASSED_M}
+        out["passed_free"] += len(passed)
+        out["found_free"] += len(passed & found)
 
 
 def _light_ahead(scene: SensorScene) -> int | None:
