@@ -141,6 +141,9 @@ class ModularAgent(Agent):
         else:
             self.points = np.zeros((0, 4), np.float32)
         self.tracks = self.tracker.update(detections, self.pose)
+        if int(obs.get("radar_valid", [0])[0]) and np.isfinite(obs["speed_mps"][0]):
+            returns = obs["radar_returns"][: int(obs["radar_num_returns"][0])]
+            self.tracker.fuse_radar(returns[np.all(np.isfinite(returns), axis=1)], self.pose, float(obs["speed_mps"][0]))
         if int(obs.get("camera_front_valid", [0])[0]):
             self.light = read_traffic_light(obs["camera_front_rgb"])
             self.light_t = self.t

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
+from filterpy.kalman import KalmanFilter, update as kalman_update
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -37,6 +37,8 @@ FIT_ANGLES = np.deg2rad(np.arange(0.0, 90.0, 1.5))
 MAX_BOX_M = 14.0  # longer clusters are walls or kerbs, not road users
 GATE_M = 3.0  # a detection further than this from a track's prediction starts a new track
 MAX_MISSES = 3  # frames a track survives without a detection
+RADAR_GATE_M = 0.7  # a radar return this far outside a track's box is not that track's
+RADAR_VELOCITY_NOISE_MPS = 0.3  # the Doppler measurement's standard deviation, as the filter sees it
 LIGHT_MIN_PIXELS = 2
 
 
@@ -239,6 +241,42 @@ class Tracker:
                                          d.yaw_rad + pose.heading_rad, d.height_m))
                 self._next_id += 1
         return [t for t in self.tracks if t.age >= 2]
+
+    def fuse_radar(self, returns: np.ndarray, pose: OdometryPose, ego_speed_mps: float) -> int:
+        """Radar fusion: each return's radial (Doppler) velocity is a linear measurement of the
+        velocity of the track it falls on, along the line of sight, which LiDAR positions alone
+        take several frames to estimate. Returns (range, azimuth, radial velocity relative to the
+        ego, ...) rows in the ego frame; each track takes its nearest return. Returns the number
+        of tracks updated."""
+        if not len(returns) or not self.tracks:
+            return 0
+        r, az, vr = (returns[:, k].astype(float) for k in range(3))
+        p = pose.to_odom(np.column_stack([r * np.cos(az), r * np.sin(az)]))
+        los = np.column_stack([np.cos(az + pose.heading_rad), np.sin(az + pose.heading_rad)])
+        ego_v = ego_speed_mps * np.array([np.cos(pose.heading_rad), np.sin(pose.heading_rad)])
+        # a return lies on the near face of its object: match by the distance to each track's box
+        # (in a parking row the neighbour's centre can be nearer than the own one), one to one
+        dist = np.array([_box_distance(p, t) for t in self.tracks])  # (tracks, returns)
+        rows, cols = linear_sum_assignment(np.minimum(dist, 1e6))
+        n = 0
+        for i, k in zip(rows, cols):
+            if dist[i, k] > RADAR_GATE_M:
+                continue
+            t = self.tracks[i]
+            z = vr[k] + float(ego_v @ los[k])  # the track's own velocity along the line of sight
+            # filterpy's functional update: the filter object is sized for LiDAR's 2-D position
+            t.kf.x, t.kf.P = kalman_update(t.kf.x, t.kf.P, np.array([[z]]), np.array([[RADAR_VELOCITY_NOISE_MPS**2]]),
+                                           np.array([[0.0, 0.0, los[k, 0], los[k, 1]]]))
+            n += 1
+        return n
+
+
+def _box_distance(points: np.ndarray, t: Track) -> np.ndarray:
+    """Distance of points (odometry frame) to a track's box, 0 inside it."""
+    c, s = np.cos(t.yaw_rad), np.sin(t.yaw_rad)
+    rel = points - t.xy
+    local = np.abs(np.column_stack([rel @ np.array([c, s]), rel @ np.array([-s, c])]))
+    return np.linalg.norm(np.maximum(local - np.array([t.length_m / 2, t.width_m / 2]), 0.0), axis=1)
 
 
 def read_traffic_light(image: np.ndarray) -> int | None:
