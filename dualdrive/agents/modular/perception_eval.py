@@ -110,6 +110,9 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                     pose.advance(float(obs["speed_mps"][0]), float(obs["yaw_rate_rps"][0]), cfg.dt_s)
                 dets = detect_objects(pts)
                 tracks = tracker.update(dets, pose)
+                if int(obs["radar_valid"][0]):  # fused as the agent fuses it
+                    tracker.fuse_radar(obs["radar_returns"][: int(obs["radar_num_returns"][0])], pose,
+                                       float(obs["speed_mps"][0]))
                 path = ref.update(pose, obs["route_xy_ego_m"])  # every tick, as the agent keeps it
                 parking = Command.PARK in (int(obs["route_command"][0]), int(obs["command"][0]))
                 if parking:
