@@ -9,7 +9,8 @@
 
 Resume: re-running the same call continues after the last finished epoch. The learning-rate
 schedule is a function of the step, and the shuffle of epoch ``e`` is drawn from ``(seed, e)``, so
-a resumed run makes the same batches as an uninterrupted one.
+a resumed run sees the same batches and learning rates as an uninterrupted one (only its dropout
+masks differ). A larger ``epochs`` extends a finished run (the cosine schedule then stretches).
 """
 from __future__ import annotations
 
@@ -104,15 +105,47 @@ def validate(model: DrivingVLM, data: Encoded, batch_size: int, device: str) -> 
     return total / max(count, 1), correct / max(count, 1)
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds between epochs."""
+
+    model: DrivingVLM
+    opt: torch.optim.Optimizer
+    tok: WordTokenizer
+    data: Encoded
+    val: Encoded | None
+    log: "_CsvLog"
+    epoch0: int
+    step: int
+    best_val_loss: float
+    meta: dict
+
+
 def train_vlm(data_dir: str | Path, out_dir: str | Path, config: VLMConfig = VLMConfig(),
               train: TrainConfig = TrainConfig(), on_log: Callable[[dict], None] | None = None) -> dict:
     """Train (or resume) a driving VLM on a dataset from ``gen-vlm-data``; returns a summary."""
-    data_dir, out = Path(data_dir), Path(out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(train.threads)
+    run = _prepare(Path(data_dir), out, config, train)
+    t0 = time.perf_counter()
+    emit = on_log or (lambda row: None)
+    total_steps = math.ceil(len(run.data) / train.batch_size) * train.epochs
+    run.model.train()
+    for epoch in range(run.epoch0, train.epochs):
+        loss = _train_epoch(run, epoch, total_steps, train, t0, emit)
+        _end_epoch(out, run, epoch, loss, train, t0, emit)
+        if train.max_minutes is not None and time.perf_counter() - t0 > 60.0 * train.max_minutes:
+            break
+    return {"out_dir": str(out), "epochs_done": run.meta.get("epoch", run.epoch0), "steps": run.step,
+            "best_val_loss": run.best_val_loss, "parameters": count_parameters(run.model),
+            "train_frames": len(run.data), "wall_s": time.perf_counter() - t0}
+
+
+def _prepare(data_dir: Path, out: Path, config: VLMConfig, train: TrainConfig) -> _Run:
+    """Data, tokenizer (built, or the saved one on resume), model, optimizer and the resume point."""
     resume = (out / STATE_JSON).is_file()
-    keys = episode_keys(data_dir)
-    train_keys, val_keys = split_keys(keys, train.val_fraction, train.seed)
+    train_keys, val_keys = split_keys(episode_keys(data_dir), train.val_fraction, train.seed)
     frames = load_frames(data_dir, train_keys)
     tok = WordTokenizer.load(out / "vocab.json") if resume else \
         WordTokenizer.build([r["text"] for r in frames.records] + [r["prompt"] for r in frames.records])
@@ -125,51 +158,53 @@ def train_vlm(data_dir: str | Path, out_dir: str | Path, config: VLMConfig = VLM
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     data = encode_frames(frames, tok, cfg)
     val = encode_frames(load_frames(data_dir, val_keys), tok, cfg) if val_keys else None
-    epoch0, step, best = 0, 0, float("inf")
-    if state is not None:
-        epoch0, step, best = _load_state(out, model, opt, state)
-    log = _CsvLog(out / "metrics.csv", keep_epochs_up_to=epoch0)
-    steps_per_epoch = math.ceil(len(data) / train.batch_size)
-    total = steps_per_epoch * train.epochs
-    t0 = time.perf_counter()
+    epoch0, step, best = _load_state(out, model, opt, state) if state is not None else (0, 0, float("inf"))
     meta = {"data_dir": str(data_dir), "train_episodes": len(train_keys), "val_episodes": len(val_keys),
             "train_frames": len(data), "parameters": count_parameters(model), "train_config": train.to_dict()}
-    model.train()
-    for epoch in range(epoch0, train.epochs):
-        perm = torch.from_numpy(np.random.default_rng([train.seed, epoch]).permutation(len(data)))
-        for b in range(steps_per_epoch):
-            idx = perm[b * train.batch_size:(b + 1) * train.batch_size]
-            lr = lr_at(step, total, train)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss = model.loss(*(t[idx].to(train.device) for t in (data.images, data.tokens, data.targets)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            if step % train.log_every_steps == 0:
-                row = {"kind": "train", "epoch": epoch + 1, "step": step, "lr": lr, "loss": loss.item(),
-                       "elapsed_s": time.perf_counter() - t0}
-                log.append(row)
-                if on_log:
-                    on_log(row)
-        val_loss, val_acc = validate(model, val, train.batch_size, train.device) if val else (loss.item(), float("nan"))
-        row = {"kind": "val", "epoch": epoch + 1, "step": step, "val_loss": val_loss, "val_token_acc": val_acc,
-               "elapsed_s": time.perf_counter() - t0}
-        log.append(row)
-        if on_log:
-            on_log(row)
-        meta.update(epoch=epoch + 1, step=step, val_loss=val_loss, val_token_acc=val_acc)
-        save_checkpoint(out / "last.safetensors", model, tok, meta)
-        if val_loss < best:
-            best = val_loss
-            save_checkpoint(out / "model.safetensors", model, tok, {**meta, "best_epoch": epoch + 1})
-        _save_state(out, model, opt, epoch + 1, step, best, cfg, train)
-        if train.max_minutes is not None and time.perf_counter() - t0 > 60.0 * train.max_minutes:
-            break
-    return {"out_dir": str(out), "epochs_done": meta.get("epoch", epoch0), "steps": step, "best_val_loss": best,
-            "parameters": count_parameters(model), "train_frames": len(data), "wall_s": time.perf_counter() - t0}
+    return _Run(model, opt, tok, data, val, _CsvLog(out / "metrics.csv", keep_epochs_up_to=epoch0), epoch0, step,
+                best, meta)
+
+
+def _train_epoch(run: _Run, epoch: int, total_steps: int, train: TrainConfig, t0: float,
+                 emit: Callable[[dict], None]) -> float:
+    """One pass over the training frames in the order drawn from (seed, epoch); returns the last loss."""
+    data, steps = run.data, math.ceil(len(run.data) / train.batch_size)
+    perm = torch.from_numpy(np.random.default_rng([train.seed, epoch]).permutation(len(data)))
+    loss = torch.tensor(float("nan"))
+    for b in range(steps):
+        idx = perm[b * train.batch_size:(b + 1) * train.batch_size]
+        lr = lr_at(run.step, total_steps, train)
+        for g in run.opt.param_groups:
+            g["lr"] = lr
+        loss = run.model.loss(*(t[idx].to(train.device) for t in (data.images, data.tokens, data.targets)))
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.opt.step()
+        run.step += 1
+        if run.step % train.log_every_steps == 0:
+            row = {"kind": "train", "epoch": epoch + 1, "step": run.step, "lr": lr, "loss": loss.item(),
+                   "elapsed_s": time.perf_counter() - t0}
+            run.log.append(row)
+            emit(row)
+    return loss.item()
+
+
+def _end_epoch(out: Path, run: _Run, epoch: int, last_loss: float, train: TrainConfig, t0: float,
+               emit: Callable[[dict], None]) -> None:
+    """Validate, log, write ``last`` and (if better) ``model`` checkpoints and the resume state."""
+    val_loss, val_acc = validate(run.model, run.val, train.batch_size, train.device) if run.val else \
+        (last_loss, float("nan"))
+    row = {"kind": "val", "epoch": epoch + 1, "step": run.step, "val_loss": val_loss, "val_token_acc": val_acc,
+           "elapsed_s": time.perf_counter() - t0}
+    run.log.append(row)
+    emit(row)
+    run.meta.update(epoch=epoch + 1, step=run.step, val_loss=val_loss, val_token_acc=val_acc)
+    save_checkpoint(out / "last.safetensors", run.model, run.tok, run.meta)
+    if val_loss < run.best_val_loss:
+        run.best_val_loss = val_loss
+        save_checkpoint(out / "model.safetensors", run.model, run.tok, {**run.meta, "best_epoch": epoch + 1})
+    _save_state(out, run.model, run.opt, epoch + 1, run.step, run.best_val_loss, run.model.cfg, train)
 
 
 # -- resume state ----------------------------------------------------------------------------------
