@@ -70,7 +70,7 @@ class BuiltinBackend:
         prompt_ids = self.tokenizer.encode(prompt)[-self.model.cfg.max_prompt_tokens:]
         torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
-        ids = self.model.generate(torch.from_numpy(np.ascontiguousarray(image)), prompt_ids, self.tokenizer.bos_id,
+        ids = self.model.generate(torch.tensor(image), prompt_ids, self.tokenizer.bos_id,
                                   self.tokenizer.eos_id)
         text = self.tokenizer.decode(ids)
         return reply_from_text(text, time.perf_counter() - t0)

@@ -31,7 +31,8 @@ def _fail(e: Exception) -> None:
 
 def gen_vlm_data(
         out: Path = typer.Option(..., help="dataset directory (resumable: re-run the same command to finish)"),
-        suite: str = typer.Option(DEFAULT_SUITE, help="suite name or .yaml file (default: every family and event)"),
+        suite: str = typer.Option(DEFAULT_SUITE, show_default="dualdrive/vlm/suite.yaml: every family and event",
+                                  help="suite name or .yaml file"),
         scenario: Optional[str] = typer.Option(None, help="only this scenario of the suite, e.g. urban_jaywalker"),
         episodes: int = typer.Option(14, help="episodes; episode i drives scenario i mod N with seed first_seed + i"),
         first_seed: int = typer.Option(0, help="first seed (all seeds < 5000; keep train and held-out ranges apart)"),

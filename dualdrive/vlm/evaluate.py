@@ -7,7 +7,8 @@ records and the ground truth, so it can be re-run on a saved ``predictions.jsonl
 Metrics: meta-action accuracy (first action; whole sequence exact), critical-object recall (the
 subjects of the ground-truth analysis that the prediction mentions in its analysis or objects), text
 scores (sacreBLEU's corpus BLEU and chrF over whole answers, chrF over decisions), waypoint L2 at
-each horizon, the share of answers that parse, and latency. Two reference points come with them:
+each horizon, the share of answers that parse, and latency: wall time per answer, and the CPU time
+the answer took (what it costs one free core; on a shared machine the wall time also counts waiting). Two reference points come with them:
 the most frequent first action of the held-out set, and constant-velocity waypoints from the
 prompt's speed (straight ahead at that speed), which any useful model must beat.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -37,11 +39,13 @@ def predict(backend: VLMBackend, data_dir: str | Path, max_frames: int | None = 
     out = []
     for k, i in enumerate(idx):
         r = frames.records[i]
+        c0 = time.process_time()
         reply = backend.ask(frames.images[i], r["prompt"])
+        cpu_s = time.process_time() - c0  # what the answer costs a core of its own, whatever else the machine runs
         out.append({"scenario": r["scenario"], "seed": r["seed"], "frame": r["frame"], "prompt": r["prompt"],
                     "truth": r["answer"], "truth_text": r["text"], "text": reply.text,
                     "answer": reply.answer.to_dict() if reply.answer else None, "error": reply.error,
-                    "latency_s": reply.latency_s})
+                    "latency_s": reply.latency_s, "cpu_s": cpu_s})
         if on_frame:
             on_frame(k + 1, n)
     return out
@@ -59,6 +63,7 @@ def score(records: list[dict]) -> dict:
     exact = sum(p is not None and p.meta_actions == t.meta_actions for t, p in zip(truths, preds)) / n
     majority, majority_n = Counter(t.meta_actions[0] for t in truths).most_common(1)[0]
     lat = np.array([r["latency_s"] for r in records]) * 1000.0
+    cpu = np.array([r.get("cpu_s", np.nan) for r in records]) * 1000.0
     return {
         "frames": n, "parsed": sum(p is not None for p in preds) / n,
         "meta_first_accuracy": first, "meta_sequence_exact": exact,
@@ -72,6 +77,8 @@ def score(records: list[dict]) -> dict:
         **_waypoints(truths, preds, [r["prompt"] for r in records]),
         "latency_ms": {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
                        "p95": float(np.percentile(lat, 95)), "max": float(lat.max())},
+        "cpu_ms": {"mean": float(np.mean(cpu)), "p95": float(np.percentile(cpu, 95)), "max": float(np.max(cpu))},
+        "answer_words_mean": float(np.mean([len(r["text"].split()) for r in records])),
     }
 
 

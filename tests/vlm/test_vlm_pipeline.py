@@ -92,3 +92,16 @@ def test_the_command_line_functions(dataset, tmp_path):
     assert res.exit_code == 2 and "development range" in res.output
     res = run.invoke(app, ["gen-vlm-data", "--out", str(tmp_path / "g"), "--scenario", "nowhere"])
     assert res.exit_code == 2 and "'nowhere' is not in suite 'vlm'" in res.output
+
+
+def test_the_shipped_checkpoint_answers_a_camera_frame():
+    """The committed model (``make vlm-model``) reads a highway frame it never saw as a highway scene."""
+    from dualdrive.sensors.camera import Camera
+    from dualdrive.sensors.scene import scene_from_world
+    from dualdrive.vlm.prompt import make_prompt
+    from dualdrive.world.scenarios import ScenarioConfig
+    from dualdrive.world.world import World
+    w = World(ScenarioConfig(family="highway"), 4321)
+    reply = BuiltinBackend().ask(Camera().render(scene_from_world(w)), make_prompt(w.ego_speed, 0, 50.0))
+    assert reply.answer is not None, reply.error
+    assert reply.answer.road == "highway" and len(reply.answer.waypoints_m) == 4
