@@ -61,6 +61,8 @@ def train_vlm_cmd(
         batch_size: int = typer.Option(32, help="frames per step"),
         lr: float = typer.Option(2e-3, help="peak learning rate"),
         max_minutes: Optional[float] = typer.Option(None, help="stop after the epoch that passes this wall time"),
+        balance: float = typer.Option(0.0, help="draw frames with rare first meta-actions more often (0: plain "
+                                      "shuffle, 1: every first action equally often)"),
         threads: int = typer.Option(1, help="torch CPU threads"),
         device: str = typer.Option("cpu", help="cpu or cuda"),
         d_model: int = typer.Option(128, help="transformer width"),
@@ -72,7 +74,7 @@ def train_vlm_cmd(
     try:
         model_cfg = VLMConfig(d_model=d_model, n_layers=n_layers, ff_dim=3 * d_model)
         train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_minutes=max_minutes, threads=threads,
-                                device=device, seed=seed)
+                                device=device, seed=seed, balance=balance)
 
         def log(row: dict) -> None:
             if row["kind"] == "val":

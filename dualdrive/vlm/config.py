@@ -77,6 +77,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     val_fraction: float = 0.1  # episodes held out of training for the validation loss
+    # rare plans drawn more often: a frame is drawn with weight (frames sharing its first meta-action)^-balance,
+    # with replacement; 0 is a plain shuffle (keep lane is ~60 % of frames, yield ~0.2 %)
+    balance: float = 0.0
     seed: int = 0
     max_minutes: float | None = None  # stop after the epoch that passes this wall time (the run stays resumable)
     threads: int = 1  # torch CPU threads (the machine is shared)
@@ -88,6 +91,9 @@ class TrainConfig:
             raise VLMConfigError("epochs, batch_size, threads and log_every_steps must be at least 1")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0):
             raise VLMConfigError(f"lr={self.lr} must be > 0, weight_decay and warmup_steps >= 0")
+        if not 0.0 <= self.balance <= 1.0:
+            raise VLMConfigError(f"balance={self.balance} must be in [0, 1] (0: plain shuffle, 1: every first action "
+                                 "equally often)")
         if not 0.0 <= self.val_fraction < 0.5:
             raise VLMConfigError(f"val_fraction={self.val_fraction} must be in [0, 0.5)")
         if self.max_minutes is not None and self.max_minutes <= 0:

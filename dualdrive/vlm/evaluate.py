@@ -4,7 +4,8 @@
 text, the parsed answer or the parse error, the latency); :func:`score` is a pure function of those
 records and the ground truth, so it can be re-run on a saved ``predictions.jsonl``.
 
-Metrics: meta-action accuracy (first action; whole sequence exact), critical-object recall (the
+Metrics: meta-action accuracy (first action, also averaged over the actions so rare ones count; whole
+sequence exact), critical-object recall (the
 subjects of the ground-truth analysis that the prediction mentions in its analysis or objects), text
 scores (sacreBLEU's corpus BLEU and chrF over whole answers, chrF over decisions), waypoint L2 at
 each horizon, the share of answers that parse, and latency: wall time per answer, and the CPU time
@@ -62,12 +63,14 @@ def score(records: list[dict]) -> dict:
     first = sum(p is not None and p.meta_actions[0] == t.meta_actions[0] for t, p in zip(truths, preds)) / n
     exact = sum(p is not None and p.meta_actions == t.meta_actions for t, p in zip(truths, preds)) / n
     majority, majority_n = Counter(t.meta_actions[0] for t in truths).most_common(1)[0]
+    per_action = _per_action(truths, preds)
     lat = np.array([r["latency_s"] for r in records]) * 1000.0
     cpu = np.array([r.get("cpu_s", np.nan) for r in records]) * 1000.0
     return {
         "frames": n, "parsed": sum(p is not None for p in preds) / n,
         "meta_first_accuracy": first, "meta_sequence_exact": exact,
-        "meta_first_by_action": _per_action(truths, preds),
+        "meta_first_macro_accuracy": float(np.mean([d["accuracy"] for d in per_action.values()])),
+        "meta_first_by_action": per_action,
         "majority_first_action": {"action": majority, "accuracy": majority_n / n},
         **_recall(truths, preds),
         "bleu": sacrebleu.corpus_bleu([r["text"] for r in records], [[r["truth_text"] for r in records]]).score,

@@ -40,11 +40,13 @@ RESUMABLE_CHANGES = {"epochs", "max_minutes", "threads", "device", "log_every_st
 
 @dataclass
 class Encoded:
-    """Frames as model inputs: images (N, H, W, 3) uint8, input tokens and targets (N, T) long."""
+    """Frames as model inputs: images (N, H, W, 3) uint8, input tokens and targets (N, T) long, and each
+    frame's first meta-action (for balanced sampling)."""
 
     images: torch.Tensor
     tokens: torch.Tensor
     targets: torch.Tensor
+    first_actions: list[str]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -68,7 +70,19 @@ def encode_frames(frames: Frames, tok: WordTokenizer, cfg: VLMConfig) -> Encoded
         s = torch.tensor(seq)
         tokens[i, :len(seq) - 1] = s[:-1]
         targets[i, len(seq) - 1 - n:len(seq) - 1] = s[-n:]
-    return Encoded(torch.from_numpy(np.ascontiguousarray(frames.images)), tokens, targets)
+    return Encoded(torch.from_numpy(np.ascontiguousarray(frames.images)), tokens, targets,
+                   [r["answer"]["meta_actions"][0] for r in frames.records])
+
+
+def epoch_order(data: Encoded, seed: int, epoch: int, balance: float) -> torch.Tensor:
+    """The frames of one epoch, drawn from (seed, epoch): a permutation, or with ``balance`` > 0 a draw with
+    replacement that favours frames whose first meta-action is rare."""
+    rng = np.random.default_rng([seed, epoch])
+    if balance == 0.0:
+        return torch.from_numpy(rng.permutation(len(data)))
+    counts = {a: data.first_actions.count(a) for a in set(data.first_actions)}
+    w = np.array([counts[a] ** -balance for a in data.first_actions])
+    return torch.from_numpy(rng.choice(len(data), size=len(data), replace=True, p=w / w.sum()))
 
 
 def split_keys(keys: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -169,7 +183,7 @@ def _train_epoch(run: _Run, epoch: int, total_steps: int, train: TrainConfig, t0
                  emit: Callable[[dict], None]) -> float:
     """One pass over the training frames in the order drawn from (seed, epoch); returns the last loss."""
     data, steps = run.data, math.ceil(len(run.data) / train.batch_size)
-    perm = torch.from_numpy(np.random.default_rng([train.seed, epoch]).permutation(len(data)))
+    perm = epoch_order(data, train.seed, epoch, train.balance)
     loss = torch.tensor(float("nan"))
     for b in range(steps):
         idx = perm[b * train.batch_size:(b + 1) * train.batch_size]
@@ -232,8 +246,11 @@ def _check_resume(out: Path, cfg: VLMConfig, train: TrainConfig) -> dict:
         saved_model, saved_train = state["model_config"], state["train_config"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}") from None
-    diff = [k for k, v in cfg.to_dict().items() if saved_model.get(k) != v]
-    diff += [k for k, v in train.to_dict().items() if k not in RESUMABLE_CHANGES and saved_train.get(k) != v]
+    # a key the saved run does not have (an option added since) had its default value there
+    model_defaults, train_defaults = VLMConfig(vocab_size=cfg.vocab_size).to_dict(), TrainConfig().to_dict()
+    diff = [k for k, v in cfg.to_dict().items() if saved_model.get(k, model_defaults[k]) != v]
+    diff += [k for k, v in train.to_dict().items()
+             if k not in RESUMABLE_CHANGES and saved_train.get(k, train_defaults[k]) != v]
     if diff:
         raise CheckpointError(f"cannot resume from {path}: it was trained with other settings ({', '.join(diff)}); "
                               "use the same settings or another --out")
