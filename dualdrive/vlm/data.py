@@ -103,8 +103,25 @@ def plan_jobs(cfg: GenConfig) -> tuple[list[EpisodeJob], dict]:
 
 
 # -- one episode ------------------------------------------------------------------------------------
-def drive_and_label(job: EpisodeJob) -> tuple[np.ndarray, list[dict]]:
-    """Drive one episode with the expert; returns the frames (T, H, W, 3) and their records."""
+@dataclass
+class _Drive:
+    """What one expert drive leaves for labelling."""
+
+    track: list  # TrackTick per world tick, and the final state
+    samples: list  # (tick, SceneFacts, camera frame, prompt) per sampled tick
+    ticks_per_s: int
+    lane_map: object
+    parked: bool  # the episode ended with the ego parked (its future is standing still)
+
+
+def _track_tick(world, phase: str):
+    from dualdrive.vlm.text import TrackTick
+    return TrackTick(world.t, (float(world.ego_xy[0]), float(world.ego_xy[1])), world.ego_heading, world.ego_speed,
+                     world.lane_here, phase)
+
+
+def _drive_expert(job: EpisodeJob, cfg) -> _Drive:
+    """The expert drives the episode; every tick goes on the track, every sampled tick is described."""
     import gymnasium as gym
 
     from dualdrive.agents.base import reset_info_for
@@ -112,11 +129,9 @@ def drive_and_label(job: EpisodeJob) -> tuple[np.ndarray, list[dict]]:
     from dualdrive.agents.follower import TrajectoryFollower
     from dualdrive.sensors.suite import SensorSuite, SensorSuiteConfig
     from dualdrive.vlm.prompt import prompt_from_observation
-    from dualdrive.vlm.text import LaneRelations, TrackTick, describe_scene, label_frame, lane_changes, STILL_MPS
+    from dualdrive.vlm.text import STILL_MPS, LaneRelations, describe_scene
     from dualdrive.world.env import ENV_IDS
-    from dualdrive.world.scenarios import ScenarioConfig
 
-    cfg = ScenarioConfig.from_dict(job.config)
     # the camera is all the VLM sees: no LiDAR or radar to compute
     env = SensorSuite(gym.make(ENV_IDS[cfg.family], config=cfg, disable_env_checker=True),
                       SensorSuiteConfig(lidar=None, radar=None))
@@ -125,38 +140,42 @@ def drive_and_label(job: EpisodeJob) -> tuple[np.ndarray, list[dict]]:
     world = base.unwrapped.world
     expert = ExpertAgent()
     expert.reset(reset_info_for(expert, info))
-    follower = TrajectoryFollower()
-    relations = LaneRelations(world.map)
-    ticks_per_s = int(round(1.0 / world.dt))
+    follower, relations = TrajectoryFollower(), LaneRelations(world.map)
     stride = max(1, int(round(job.sample_period_s / world.dt)))
-    track: list[TrackTick] = []
-    samples = []  # (tick, facts, image, prompt)
-    tick = 0
+    track, samples, tick = [], [], 0
     while True:
         plan = expert.act(obs)
         dbg = expert.debug
-        track.append(TrackTick(world.t, (float(world.ego_xy[0]), float(world.ego_xy[1])), world.ego_heading,
-                               world.ego_speed, world.lane_here, dbg["phase"]))
+        track.append(_track_tick(world, dbg["phase"]))
         if tick > 0 and tick % stride == 0:
-            full = env.observation(obs)
-            samples.append((tick, describe_scene(world, relations, dbg["goal_spot"]), full[CAMERA_KEY],
+            samples.append((tick, describe_scene(world, relations, dbg["goal_spot"]), env.observation(obs)[CAMERA_KEY],
                             prompt_from_observation(obs)))
         obs, _, terminated, truncated, _ = base.step(follower.update(plan, world.ego_speed).to_action())
         tick += 1
         if terminated or truncated:
             break
-    track.append(TrackTick(world.t, (float(world.ego_xy[0]), float(world.ego_xy[1])), world.ego_heading,
-                           world.ego_speed, world.lane_here, "done"))
-    horizon = len(WAYPOINT_HORIZONS_S) * ticks_per_s
-    if terminated and abs(world.ego_speed) < STILL_MPS:  # parked: the future is standing still
-        track += [track[-1]] * horizon
+    track.append(_track_tick(world, "done"))
     env.close()
-    changes = lane_changes(np.array([tk.lane for tk in track]), world.map)
+    return _Drive(track, samples, int(round(1.0 / world.dt)), world.map,
+                  bool(terminated and abs(world.ego_speed) < STILL_MPS))
+
+
+def drive_and_label(job: EpisodeJob) -> tuple[np.ndarray, list[dict]]:
+    """Drive one episode with the expert; returns the frames (T, H, W, 3) and their records."""
+    from dualdrive.vlm.text import label_frame, lane_changes
+    from dualdrive.world.scenarios import ScenarioConfig
+
+    cfg = ScenarioConfig.from_dict(job.config)
+    drive = _drive_expert(job, cfg)
+    track, horizon = drive.track, len(WAYPOINT_HORIZONS_S) * drive.ticks_per_s
+    if drive.parked:
+        track = track + [track[-1]] * horizon
+    changes = lane_changes(np.array([tk.lane for tk in track]), drive.lane_map)
     images, records = [], []
-    for i0, facts, image, prompt in samples:
+    for i0, facts, image, prompt in drive.samples:
         if i0 + horizon >= len(track):
             continue  # the episode ended before the plan's horizon: its future is unknown
-        answer = label_frame(facts, track, i0, ticks_per_s, changes)
+        answer = label_frame(facts, track, i0, drive.ticks_per_s, changes)
         images.append(image)
         records.append({"frame": len(records), "t_s": round(track[i0].t_s, 2), "scenario": job.scenario,
                         "seed": job.seed, "family": cfg.family, "prompt": prompt, "text": render_answer(answer),
