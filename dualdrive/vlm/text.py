@@ -44,6 +44,10 @@ BRAKING_MPS2 = -1.5
 SLOWER_MPS = 2.0
 CLOSE_GAP_M = 8.0
 MAX_FINDINGS = 3
+ADJACENT_NAMED_M = 40.0  # cars in the neighbouring lanes are worth naming this close
+MIN_AHEAD_M = 1.0  # nearer than this (centre to centre) a thing is beside the camera, not in its frame
+# where a blocker is -> which lane the analysis says it closes
+_LANE_FINDING = {"in my lane": "my lane", "in the left lane": "left lane", "in the right lane": "right lane"}
 SUCCESSOR_HOPS, PREDECESSOR_HOPS = 3, 2  # lanes counted as "my lane" along the lane graph
 # meta-actions from the expert's motion over each 1 s step
 STILL_MPS = 0.3  # below this the ego stands
@@ -120,7 +124,7 @@ def _rounded(dist_m: float) -> int:
 
 def _in_view(xy_ego: np.ndarray) -> np.ndarray:
     x, y = xy_ego[:, 0], xy_ego[:, 1]
-    return (x > 1.0) & (np.hypot(x, y) < VIEW_RANGE_M) & (np.abs(np.arctan2(y, x)) < VIEW_HALF_FOV_RAD)
+    return (x > MIN_AHEAD_M) & (np.hypot(x, y) < VIEW_RANGE_M) & (np.abs(np.arctan2(y, x)) < VIEW_HALF_FOV_RAD)
 
 
 # -- the scene -------------------------------------------------------------------------------------
@@ -187,8 +191,7 @@ def _vehicle_candidates(world: World, sets) -> list[_Candidate]:
         name = {Kind.TRUCK: "truck", Kind.STALLED: "stalled car"}.get(Kind(kind), "car")
         obj = SceneObject(name, _rounded(x), "ahead", place)
         if kind == Kind.STALLED:
-            lane_key = {"in my lane": "my lane", "in the left lane": "left lane", "in the right lane": "right lane"}
-            f = Finding("stalled car", lane_key[place]) if place in lane_key else None
+            f = Finding("stalled car", _LANE_FINDING[place]) if place in _LANE_FINDING else None
             out.append(_Candidate(obj, 1 if f else 5, f))
         elif kind == Kind.CUTIN and (ve.forced_lane[i] >= 0 or ve.lc_from[i] >= 0) and place != "in my lane":
             out.append(_Candidate(obj, 0, Finding("car", "cutting in " + ("left" if y > 0 else "right"))))
@@ -197,7 +200,7 @@ def _vehicle_candidates(world: World, sets) -> list[_Candidate]:
             gap = x - (ve.length[i] + EGO_LENGTH_M) / 2
             state = _lead_state(float(ve.v[i]), float(ve.acc[i]), v_ego, gap)
             out.append(_Candidate(obj, 1 if state else 2, Finding(name, state) if state else None))
-        elif place in ("in the left lane", "in the right lane") and x < 40.0:
+        elif place in ("in the left lane", "in the right lane") and x < ADJACENT_NAMED_M:
             out.append(_Candidate(obj, 4))
         else:
             out.append(_Candidate(obj, 6))
@@ -225,7 +228,7 @@ def _pedestrian_candidates(world: World, sets) -> list[_Candidate]:
     rel = world_to_ego(pxy, world.ego_xy, world.ego_heading)
     p = world.traffic.ped
     walking = (p.state[pids] == 1) & ~world.traffic.ped_halted[pids] & (p.speed[pids] > CROSSING_MIN_MPS)
-    across = np.abs(np.sin(ph - world.ego_heading)) > 0.5  # walking across the ego's heading
+    across = np.abs(np.sin(ph - world.ego_heading)) > np.sin(np.deg2rad(30.0))  # walking across the ego's heading
     out = []
     for k in np.where(_in_view(rel) & (np.hypot(rel[:, 0], rel[:, 1]) < PEDESTRIAN_RANGE_M))[0]:
         x, y = rel[k]
@@ -253,9 +256,8 @@ def _work_zone_candidates(world: World, sets) -> list[_Candidate]:
         if x1 < 0 or x0 > VIEW_RANGE_M:  # passed, or not in sight yet
             continue
         place = _place(int(ve.lane[i]), y0, sets)
-        lane_key = {"in my lane": "my lane", "in the left lane": "left lane", "in the right lane": "right lane"}
         obj = SceneObject("cones", _rounded(max(x0, 0.0)), "ahead", place)
-        out.append(_Candidate(obj, 1, Finding("cones", lane_key[place]) if place in lane_key else None))
+        out.append(_Candidate(obj, 1, Finding("cones", _LANE_FINDING[place]) if place in _LANE_FINDING else None))
     return out
 
 
