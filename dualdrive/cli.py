@@ -755,3 +755,11 @@ def eval_instructions(file: Optional[Path] = typer.Option(None, help="held-out p
     _console.print("  threshold sweep (accuracy / refusal recall): " + ", ".join(
         f"{th}: {100 * v['accuracy']:.0f}/{100 * (v['refusal_recall'] or 0):.0f}" for th, v in s["threshold_sweep"].items())
         + (f" -> {out}" if out else ""))
+
+
+# System 2's driving VLM (dualdrive/vlm/): dataset from the expert, training, held-out evaluation
+from dualdrive.vlm.commands import eval_vlm_cmd, gen_vlm_data, train_vlm_cmd  # noqa: E402
+
+app.command("gen-vlm-data")(gen_vlm_data)
+app.command("train-vlm")(train_vlm_cmd)
+app.command("eval-vlm")(eval_vlm_cmd)

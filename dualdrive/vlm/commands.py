@@ -14,14 +14,19 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from dualdrive.agents.e2e.checkpoint import CheckpointError
 from dualdrive.vlm.config import VLMConfigError
 from dualdrive.vlm.data import DEFAULT_MAX_DURATION_S, DEFAULT_SUITE, VLMDataError
 from dualdrive.world.scenarios import ConfigError
 
 _out = Console(emoji=False, markup=False, highlight=False, soft_wrap=True)
 _err = Console(stderr=True, emoji=False, markup=False, highlight=False, soft_wrap=True)
-USER_ERRORS = (ConfigError, VLMDataError, CheckpointError, VLMConfigError)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are a user's mistake (one line, exit 2). The checkpoint error comes from the
+    torch side, imported only when a command runs, so `dualdrive --help` stays quick."""
+    from dualdrive.agents.e2e.checkpoint import CheckpointError
+    return (ConfigError, VLMDataError, CheckpointError, VLMConfigError)
 
 
 def _fail(e: Exception) -> None:
@@ -49,7 +54,7 @@ def gen_vlm_data(
 
     try:
         meta = generate_dataset(cfg, on_done=done)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
         _fail(e)
     _out.print(json.dumps(meta["stats"], indent=1))
 
@@ -84,7 +89,7 @@ def train_vlm_cmd(
                 _err.print(f"  step {row['step']}: loss {row['loss']:.4f} lr {row['lr']:.2e}")
 
         summary = train_vlm(data, out, model_cfg, train_cfg, on_log=log)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
         _fail(e)
     _out.print(json.dumps(summary, indent=1))
 
@@ -99,6 +104,6 @@ def eval_vlm_cmd(
     from dualdrive.vlm.evaluate import evaluate_vlm
     try:
         scores = evaluate_vlm(checkpoint, data, out, max_frames, threads)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
         _fail(e)
     _out.print(json.dumps(scores, indent=1))
