@@ -8,14 +8,13 @@ file-level checks (pickles, truncation, shapes) are the E2E checkpoint's, shared
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dualdrive.agents.e2e.checkpoint import CheckpointError, load_weights_into, save_tensors, write_json
+from dualdrive.agents.e2e.checkpoint import CheckpointError, load_weights_into, read_sidecar, save_tensors, write_json
 from dualdrive.vlm.config import VLMConfig, VLMConfigError
 from dualdrive.vlm.model import DrivingVLM
 from dualdrive.vlm.tokenizer import TokenizerError, WordTokenizer
@@ -55,19 +54,8 @@ def save_checkpoint(path: str | Path, model: DrivingVLM, tokenizer: WordTokenize
 
 def read_info(path: str | Path) -> VLMCheckpointInfo:
     path, side = Path(path), sidecar_path(path)
-    if not path.is_file():
-        raise CheckpointError(f"VLM checkpoint {path} does not exist; train one with `dualdrive train-vlm`")
-    if not side.is_file():
-        raise CheckpointError(f"VLM checkpoint {path} has no JSON sidecar {side} (it holds the model config)")
-    try:
-        d = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"VLM checkpoint sidecar {side} is not valid JSON: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-        got = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise CheckpointError(f"{side} is not a {FORMAT_NAME} sidecar (format: {got!r})")
-    if d.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{side} has format version {d.get('format_version')!r}; this dualdrive reads {FORMAT_VERSION}")
+    d = read_sidecar(path, side, FORMAT_NAME, FORMAT_VERSION, "VLM checkpoint",
+                     "; train one with `dualdrive train-vlm`")
     try:
         cfg = VLMConfig.from_dict(d.get("config"))
     except VLMConfigError as e:

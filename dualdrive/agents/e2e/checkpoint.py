@@ -65,23 +65,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), info
 
 
-def read_info(path: str | Path) -> CheckpointInfo:
-    """The sidecar of ``path``: format version, model config and metadata, validated."""
-    side = sidecar_path(path)
+def read_sidecar(path: str | Path, side: Path, format_name: str, format_version: int, what: str = "checkpoint",
+                 how_to_make: str = "") -> dict:
+    """A checkpoint's JSON sidecar, checked for existence, JSON, format name and version (shared by
+    every safetensors + sidecar checkpoint of the project: System 1's and the VLM's)."""
     if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist{how_to_make}")
     if not side.is_file():
-        raise CheckpointError(f"checkpoint {path} has no JSON sidecar {side} (it holds the model config)")
+        raise CheckpointError(f"{what} {path} has no JSON sidecar {side} (it holds the model config)")
     try:
         d = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint sidecar {side} is not valid JSON: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"checkpoint sidecar {side} is not a {FORMAT_NAME} sidecar (format field: "
+        raise CheckpointError(f"{what} sidecar {side} is not valid JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != format_name:
+        raise CheckpointError(f"{what} sidecar {side} is not a {format_name} sidecar (format field: "
                               f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
-    if d.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {side} has format version {d.get('format_version')!r}; this dualdrive "
-                              f"reads version {FORMAT_VERSION}")
+    if d.get("format_version") != format_version:
+        raise CheckpointError(f"{what} {side} has format version {d.get('format_version')!r}; this dualdrive "
+                              f"reads version {format_version}")
+    return d
+
+
+def read_info(path: str | Path) -> CheckpointInfo:
+    """The sidecar of ``path``: format version, model config and metadata, validated."""
+    side = sidecar_path(path)
+    d = read_sidecar(path, side, FORMAT_NAME, FORMAT_VERSION)
     if d.get("model") != MODEL_NAME:
         raise CheckpointError(f"checkpoint {side} is for model {d.get('model')!r}, not {MODEL_NAME}")
     try:
