@@ -763,3 +763,26 @@ from dualdrive.vlm.commands import eval_vlm_cmd, gen_vlm_data, train_vlm_cmd  # 
 app.command("gen-vlm-data")(gen_vlm_data)
 app.command("train-vlm")(train_vlm_cmd)
 app.command("eval-vlm")(eval_vlm_cmd)
+
+
+@app.command("serve-vlm")
+def serve_vlm(checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint (default: the shipped one)"),
+              host: str = typer.Option("127.0.0.1", help="address to bind (loopback unless --allow-remote)"),
+              port: int = typer.Option(8000, min=1, max=65535),
+              api_key: Optional[str] = typer.Option(None, envvar="DUALDRIVE_VLM_API_KEY",
+                                                    help="require `Authorization: Bearer KEY`"),
+              max_request_bytes: int = typer.Option(4 * 1024 * 1024, help="refuse larger requests (HTTP 413)"),
+              timeout_s: float = typer.Option(10.0, help="an answer slower than this is HTTP 504"),
+              allow_remote: bool = typer.Option(False, "--allow-remote", help="allow binding beyond loopback")) -> None:
+    """Serve the builtin driving VLM on an OpenAI-compatible chat-completions API (POST /v1/chat/completions)."""
+    from dualdrive.agents.e2e.checkpoint import CheckpointError
+    from dualdrive.vlm.backend import BuiltinBackend
+    from dualdrive.vlm.server import ServerConfig, serve
+    try:
+        cfg = ServerConfig(host, port, api_key, max_request_bytes, timeout_s, allow_remote=allow_remote)
+        backend = BuiltinBackend(checkpoint)
+    except (ValueError, CheckpointError) as e:
+        _fail(str(e))
+    err.print(f"serving the driving VLM on http://{host}:{port}/v1 (chat completions)"
+              + (", API key required" if api_key else ""))
+    serve(backend, cfg)

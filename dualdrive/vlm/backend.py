@@ -74,3 +74,54 @@ class BuiltinBackend:
                                   self.tokenizer.eos_id)
         text = self.tokenizer.decode(ids)
         return reply_from_text(text, time.perf_counter() - t0)
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions server with image input (vLLM, Ollama, llama.cpp's
+    server, or our own ``dualdrive serve-vlm``). The frame goes as a PNG ``data:`` URL. A server that
+    is down, slow, answers with an HTTP error, garbage or an oversized answer gives a reply with
+    ``answer=None`` and the reason in ``error``: never an exception, so System 1 drives on."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000/v1", model: str = "dualdrive-vlm",
+                 api_key: str | None = None, timeout_s: float = 5.0, max_answer_chars: int = 4000,
+                 max_tokens: int = 256) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.timeout_s = model, api_key, timeout_s
+        self.max_answer_chars, self.max_tokens = max_answer_chars, max_tokens
+
+    def ask(self, image: np.ndarray, prompt: str) -> VLMReply:
+        import base64
+        import io
+
+        import requests
+        from PIL import Image
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be an (H, W, 3) uint8 camera frame, got {image.shape} {image.dtype}")
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        body = {"model": self.model, "max_tokens": self.max_tokens, "temperature": 0,
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                          {"type": "text", "text": prompt}]}]}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        t0 = time.perf_counter()
+        try:
+            r = requests.post(self.url, json=body, headers=headers, timeout=self.timeout_s)
+        except requests.RequestException as e:
+            return VLMReply("", None, time.perf_counter() - t0, f"VLM server unreachable or slow: {type(e).__name__}: {e}")
+        latency = time.perf_counter() - t0
+        if r.status_code != 200:
+            return VLMReply("", None, latency, f"VLM server answered HTTP {r.status_code}: {r.text[:200]}")
+        try:
+            text = r.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return VLMReply("", None, latency, f"VLM server sent no chat completion: {r.text[:200]!r}")
+        if not isinstance(text, str):
+            return VLMReply("", None, latency, "VLM server's answer is not text")
+        if len(text) > self.max_answer_chars:
+            return VLMReply(text[: self.max_answer_chars], None, latency,
+                            f"VLM answer of {len(text)} characters is over the {self.max_answer_chars} allowed")
+        return reply_from_text(text, latency)
