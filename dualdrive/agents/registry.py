@@ -10,7 +10,7 @@ AGENTS = {"expert": "dualdrive.agents.expert.agent:ExpertAgent", "idle": "dualdr
           "random": "dualdrive.agents.simple:RandomAgent",
           "constant_velocity": "dualdrive.agents.simple:ConstantVelocityAgent",
           "modular": "dualdrive.agents.modular.agent:ModularAgent",
-          "e2e": "dualdrive.agents.e2e.agent:E2EAgent"}
+          "e2e": "dualdrive.agents.e2e.agent:E2EAgent", "dual": "dualdrive.agents.dual.agent:DualAgent"}
 
 
 def load_agent(name: str) -> Agent:

@@ -73,6 +73,8 @@ def drive_episode(agent: Agent, scenario: str, seed: int, out_dir: str | Path | 
     summary = info["summary"]
     summary["agent"] = getattr(agent, "name", type(agent).__name__)
     summary.update(notes or {})
+    if getattr(agent, "s2_log", None) is not None:  # the dual agent: everything System 2 said
+        summary["system2"] = agent.s2_log
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

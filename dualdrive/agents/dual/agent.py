@@ -1,0 +1,173 @@
+"""The dual system (after DriveVLM-Dual): System 1 drives every tick; System 2, a VLM, runs in its
+own thread at a few hertz with its real latency and guides System 1 with its latest decision.
+
+This first version guides by the decision's meta-actions acting on System 1's plan, not yet by a
+guidance input System 1 was trained with: "stop", "wait" and "yield" brake along System 1's path
+to a standstill, "slow down" lowers the speed, "pull over" stops gently; everything else leaves
+System 1's plan alone. System 2 can only take speed away, and even that is checked before it is
+acted on: a stop is taken only where a comfortable deceleration reaches it (a stop demanded at
+speed from a misreading is not an emergency brake). Guidance older than ``max_guidance_age_s``
+(simulation time since the frame it answers) is dropped. An answer that does not parse, a
+backend that raises or stalls: logged, ignored, and System 1 drives on. Everything System 2 said
+is kept in ``s2_log`` and shown in ``debug`` (the video's caption).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dualdrive.agents.base import Agent, Control, Plan
+from dualdrive.instructions.agent import retime_plan
+
+log = logging.getLogger(__name__)
+
+POLICY_DT_S = 0.1
+STOP_ACTIONS = ("stop", "wait", "yield")
+
+
+@dataclass
+class DualConfig:
+    system1: str = "e2e"  # any registered sensor agent that plans
+    s2_rate_hz: float = 1.0  # System 2 is asked at most this often (simulation time)
+    max_guidance_age_s: float = 3.0
+    stop_decel_mps2: float = 3.0  # System 2's stop: braking at this rate along System 1's path
+    max_check_decel_mps2: float = 4.0  # a stop that would need harder braking than this is not taken
+    slow_down_factor: float = 0.7
+    pull_over_decel_mps2: float = 1.5
+
+
+class _System2Thread:
+    """One request at a time to a VLM backend, answered in a background thread."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.busy = False
+        self.result: tuple[float, Any] | None = None  # (sim time of the frame, reply or exception)
+
+    def submit(self, t_s: float, image: np.ndarray, prompt: str) -> bool:
+        with self.lock:
+            if self.busy:
+                return False
+            self.busy = True
+        threading.Thread(target=self._run, args=(t_s, image, prompt), daemon=True).start()
+        return True
+
+    def _run(self, t_s: float, image: np.ndarray, prompt: str) -> None:
+        try:
+            out: Any = self.backend.ask(image, prompt)
+        except Exception as e:  # noqa: BLE001 - a failing System 2 must never stop System 1
+            out = e
+        with self.lock:
+            self.result, self.busy = (t_s, out), False
+
+    def take(self) -> tuple[float, Any] | None:
+        with self.lock:
+            r, self.result = self.result, None
+        return r
+
+
+class DualAgent(Agent):
+    name = "dual"
+    uses_sensors = True
+    privileged = False
+
+    def __init__(self, config: DualConfig | None = None, system1: Agent | None = None, backend=None) -> None:
+        self.cfg = config or DualConfig()
+        if system1 is None:
+            from dualdrive.agents.registry import load_agent
+            system1 = load_agent(self.cfg.system1)
+        if backend is None:
+            from dualdrive.vlm.backend import BuiltinBackend
+            backend = BuiltinBackend()
+        self.s1, self.backend = system1, backend
+        self.reset({})
+
+    @property
+    def debug(self) -> dict:
+        return {**getattr(self.s1, "debug", {}), "phase": self._caption}
+
+    def reset(self, info: dict[str, Any]) -> None:
+        if info:
+            self.s1.reset(info)
+        self.t_s = 0.0
+        self.s2 = _System2Thread(self.backend)
+        self.last_asked_s = -np.inf
+        self.guidance: tuple[float, tuple[str, ...], str] | None = None  # (frame time, meta-actions, decision)
+        self.s2_log: list[dict] = []
+        self._caption = ""
+
+    def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
+        plan = self.s1.act(observation)
+        self._collect()
+        self._ask(observation)
+        self.t_s += POLICY_DT_S
+        if not isinstance(plan, Plan) or self.guidance is None:
+            self._caption = "S2: -" if self.guidance is None else self._caption
+            return plan
+        t_frame, actions, decision = self.guidance
+        age = self.t_s - t_frame
+        if age > self.cfg.max_guidance_age_s:
+            self.guidance = None
+            self._caption = f"S2: stale ({age:.1f} s) dropped"
+            return plan
+        speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
+        guided, note = self._apply(plan, speed, actions[0] if actions else "keep lane")
+        self._caption = f"S2 ({age:.1f} s): {', '.join(actions)}{note}"
+        return guided
+
+    # -- System 2 --------------------------------------------------------------------------------
+    def _ask(self, obs: dict) -> None:
+        if self.t_s - self.last_asked_s < 1.0 / self.cfg.s2_rate_hz:
+            return
+        image = obs.get("camera_front_rgb")
+        if image is None or not int(np.asarray(obs.get("camera_front_valid", [1])).reshape(-1)[0]):
+            return  # no frame to show System 2 this tick
+        try:
+            from dualdrive.vlm.prompt import make_prompt
+            prompt = make_prompt(float(obs["speed_mps"][0]), int(obs["command"][0]), float(obs["command_distance_m"][0]))
+        except (KeyError, ValueError):
+            return  # bad odometry: System 1 handles it; nothing sensible to ask
+        if self.s2.submit(self.t_s, np.asarray(image).copy(), prompt):
+            self.last_asked_s = self.t_s
+
+    def _collect(self) -> None:
+        got = self.s2.take()
+        if got is None:
+            return
+        t_frame, reply = got
+        entry: dict[str, Any] = {"t_s": round(self.t_s, 2), "frame_t_s": round(t_frame, 2)}
+        if isinstance(reply, Exception):
+            entry["error"] = f"{type(reply).__name__}: {reply}"
+        elif reply.answer is None:
+            entry.update(text=reply.text[:500], error=reply.error, latency_s=round(reply.latency_s, 3))
+        else:
+            a = reply.answer
+            entry.update(text=reply.text, meta_actions=list(a.meta_actions), decision=a.decision,
+                         latency_s=round(reply.latency_s, 3))
+            self.guidance = (t_frame, tuple(a.meta_actions), a.decision)
+        if "error" in entry:
+            log.warning("System 2 answer ignored: %s", entry["error"])
+        self.s2_log.append(entry)
+
+    def _apply(self, plan: Plan, speed: float, action: str) -> tuple[Plan, str]:
+        cfg = self.cfg
+        if action in STOP_ACTIONS:
+            # the check: where the plan would have the car stop, could it, braking comfortably?
+            if speed * speed / (2 * cfg.max_check_decel_mps2) > _path_length(plan) + 1.0 and speed > 1.0:
+                return plan, " (stop not taken: too late to stop comfortably)"
+            return retime_plan(plan, speed, decel_mps2=cfg.stop_decel_mps2), ""
+        if action == "slow down":
+            return retime_plan(plan, speed, max_speed_mps=cfg.slow_down_factor * speed), ""
+        if action == "pull over":
+            return retime_plan(plan, speed, decel_mps2=cfg.pull_over_decel_mps2), ""
+        return plan, ""
+
+
+def _path_length(plan: Plan) -> float:
+    pts = np.vstack([[0.0, 0.0], plan.poses[:, :2]])
+    return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())

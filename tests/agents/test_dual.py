@@ -1,0 +1,110 @@
+"""The dual agent: System 2's decisions reach System 1's plan, checked, aged and logged; a System 2
+that talks nonsense, raises or is late changes nothing."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from dualdrive.agents.base import Agent, Plan
+from dualdrive.agents.dual.agent import DualAgent, DualConfig
+from dualdrive.vlm.answer import VLMAnswer, render_answer
+from dualdrive.vlm.backend import VLMReply, reply_from_text
+
+
+class Straight(Agent):
+    """System 1 stand-in: straight ahead at 10 m/s."""
+    name = "straight"
+    uses_sensors = True
+
+    def act(self, observation):
+        return Plan(np.column_stack([5.0 * np.arange(1, 9), np.zeros(8), np.zeros(8)]))
+
+
+class Says:
+    name = "fake"
+
+    def __init__(self, text: str | None = None, actions=("stop",), error: Exception | None = None, delay_s=0.0):
+        self.text = text if text is not None else render_answer(VLMAnswer("urban", "red", meta_actions=tuple(actions)))
+        self.error, self.delay_s = error, delay_s
+
+    def ask(self, image, prompt) -> VLMReply:
+        time.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        return reply_from_text(self.text, self.delay_s)
+
+
+def _obs(speed=5.0):
+    return {"speed_mps": np.array([speed], np.float32), "command": np.array([0], np.int8),
+            "command_distance_m": np.array([50.0], np.float32), "camera_front_rgb": np.zeros((96, 192, 3), np.uint8),
+            "camera_front_valid": np.array([1], np.int8)}
+
+
+def _drive(agent: DualAgent, ticks: int, speed=5.0) -> Plan:
+    plan = None
+    for _ in range(ticks):
+        plan = agent.act(_obs(speed))
+        for _ in range(200):  # let the System 2 thread finish before the next tick (deterministic test)
+            if not agent.s2.busy:
+                break
+            time.sleep(0.005)
+    return plan
+
+
+def _stops(plan: Plan) -> bool:
+    return bool(np.allclose(plan.poses[-1], plan.poses[-2]))
+
+
+def test_a_stop_from_system_2_brakes_system_1s_plan_to_a_standstill():
+    agent = DualAgent(system1=Straight(), backend=Says(actions=("stop", "wait")))
+    plan = _drive(agent, 3)
+    assert _stops(plan) and plan.poses[-1, 0] < 40.0
+    assert np.allclose(plan.poses[:, 1], 0.0)  # on System 1's own path
+    assert agent.s2_log and agent.s2_log[0]["meta_actions"] == ["stop", "wait"]
+    assert "S2" in agent.debug["phase"]
+
+
+def test_a_stop_too_late_to_make_comfortably_is_not_taken():
+    agent = DualAgent(system1=Straight(), backend=Says(actions=("stop",)))
+    plan = _drive(agent, 3, speed=30.0)  # 30 m/s: 112 m to stop at 4 m/s^2, the plan reaches 40 m
+    assert not _stops(plan) and "not taken" in agent.debug["phase"]
+
+
+def test_nonsense_failures_and_stale_answers_change_nothing():
+    straight = Straight().act({})
+    for backend in (Says(text="blah blah 42"), Says(error=RuntimeError("GPU on fire"))):
+        agent = DualAgent(system1=Straight(), backend=backend)
+        plan = _drive(agent, 3)
+        np.testing.assert_allclose(plan.poses, straight.poses)
+        assert agent.s2_log and "error" in agent.s2_log[0]
+    agent = DualAgent(DualConfig(max_guidance_age_s=0.25, s2_rate_hz=0.01), system1=Straight(), backend=Says())
+    _drive(agent, 2)
+    assert agent.guidance is not None
+    plan = _drive(agent, 5)  # 0.5 s later the stop is stale
+    np.testing.assert_allclose(plan.poses, straight.poses)
+    assert agent.guidance is None
+
+
+def test_the_dual_agent_drives_closed_loop_with_the_shipped_models():
+    from dualdrive.agents.base import reset_info_for
+    from dualdrive.agents.follower import TrajectoryFollower
+    from dualdrive.run.drive import env_for
+    from dualdrive.world.env import ENV_IDS
+    from dualdrive.world.scenarios import ScenarioConfig
+    agent = DualAgent(DualConfig(s2_rate_hz=2.0))
+    env = env_for(agent, ENV_IDS["urban"], ScenarioConfig(family="urban"))
+    obs, info = env.reset(seed=5000)
+    agent.reset(reset_info_for(agent, info))
+    follower, world = TrajectoryFollower(), env.unwrapped.world
+    for _ in range(60):
+        d = agent.act(obs)
+        c = follower.update(d, world.ego_speed) if isinstance(d, Plan) else d
+        obs, _, term, trunc, _ = env.step(c.to_action())
+        if term or trunc:
+            break
+    time.sleep(0.5)
+    agent._collect()
+    env.close()
+    assert agent.s2_log, "System 2 never answered in 6 s"
+    assert all("meta_actions" in e or "error" in e for e in agent.s2_log)
