@@ -85,15 +85,18 @@ class DualAgent(Agent):
             from dualdrive.vlm.backend import BuiltinBackend
             backend = BuiltinBackend()
         self.s1, self.backend = system1, backend
-        self.reset({})
+        self._new_episode()
 
     @property
     def debug(self) -> dict:
         return {**getattr(self.s1, "debug", {}), "phase": self._caption}
 
     def reset(self, info: dict[str, Any]) -> None:
-        if info:
-            self.s1.reset(info)
+        self.s1.reset(info)
+        self._new_episode()
+
+    def _new_episode(self) -> None:
+        # a new thread holder: an answer still on its way from the last episode lands in the old one
         self.t_s = 0.0
         self.s2 = _System2Thread(self.backend)
         self.last_asked_s = -np.inf
