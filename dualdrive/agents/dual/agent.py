@@ -154,7 +154,7 @@ class DualAgent(Agent):
                          latency_s=round(reply.latency_s, 3))
             self.guidance = (t_frame, tuple(a.meta_actions), a.decision)
         if "error" in entry:
-            log.warning("System 2 answer ignored: %s", entry["error"])
+            log.info("System 2 answer ignored: %s", entry["error"])  # kept in s2_log; one a second would flood a run
         self.s2_log.append(entry)
 
     def _apply(self, plan: Plan, speed: float, action: str) -> tuple[Plan, str]:
