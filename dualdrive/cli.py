@@ -354,6 +354,10 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
     _console.print(f"e2e decision (observation -> plan, 1 thread): {e['ms_mean']:.1f} ms mean, {e['ms_p95']:.1f} ms p95 "
                    f"(network {e['model_ms_mean']:.1f} ms); {e['params']:,} parameters, checkpoint {e['checkpoint_mb']:.1f} MB"
                    + ("" if e["checkpoint"] else " (no shipped checkpoint: default config)"))
+    d = res["dual"]
+    _console.print(f"dual: System 2 (builtin VLM, 1 thread) {d['s2_ms_mean']:.0f} ms per answer ({d['s2_ms_p95']:.0f} ms p95, "
+                   f"{d['s2_cpu_ms_mean']:.0f} ms CPU); System 1 {d['s1_ms_mean_alone']:.1f} ms alone, "
+                   f"{d['s1_ms_mean_with_s2']:.1f} ms with System 2 answering beside it ({d['s1_with_s2_vs_alone']:.2f}x)")
     if "eval" in res:
         _console.print("eval: " + ", ".join(f"{k.replace('_', ' ')} {v['episodes_per_min']:.1f} episodes/min"
                                             for k, v in res["eval"].items()))

@@ -180,6 +180,9 @@ def test_bench_reports_costs_and_ratios(tmp_path):
         res["sim"]["dualdrive_steps_per_s"] / res["sim"]["highway_env_steps_per_s"])
     assert res["scaling"]["vehicles"] == [10, 50, 100, 200, 400] and len(res["scaling"]["ms_per_tick"]) == 5
     assert (tmp_path / "bench.png").stat().st_size > 0
+    d = res["dual"]
+    assert d["s2_ms_mean"] > 0 and d["s1_ms_mean_alone"] > 0
+    assert res["ratios"]["s1_with_s2_vs_alone"] == pytest.approx(d["s1_ms_mean_with_s2"] / d["s1_ms_mean_alone"])
 
 
 def test_unseeded_resets_draw_new_noise():
