@@ -8,20 +8,11 @@ import time
 import numpy as np
 
 
-def _time_ms(fn, n: int, clock=time.perf_counter) -> np.ndarray:
-    out = []
-    for _ in range(n):
-        t0 = clock()
-        fn()
-        out.append(1000 * (clock() - t0))
-    return np.array(out)
-
-
 def bench_dual(n_s1: int = 50, n_s2: int = 10) -> dict:
     import torch
 
     from dualdrive.agents.e2e.agent import E2EAgent
-    from dualdrive.agents.e2e.bench import synthetic_observation
+    from dualdrive.agents.e2e.bench import synthetic_observation, time_ms
     from dualdrive.sensors.camera import Camera
     from dualdrive.sensors.scene import scene_from_world
     from dualdrive.vlm.backend import BuiltinBackend
@@ -36,10 +27,10 @@ def bench_dual(n_s1: int = 50, n_s2: int = 10) -> dict:
     w = World(ScenarioConfig(family="urban"), 4321)
     frame, prompt = Camera().render(scene_from_world(w)), make_prompt(w.ego_speed, 0, 50.0)
     s2.ask(frame, prompt)  # warm-up
-    s2_ms = _time_ms(lambda: s2.ask(frame, prompt), n_s2)
-    s2_cpu_ms = _time_ms(lambda: s2.ask(frame, prompt), n_s2, clock=time.thread_time)
+    s2_ms = np.array(time_ms(lambda: s2.ask(frame, prompt), n_s2))
+    s2_cpu_ms = np.array(time_ms(lambda: s2.ask(frame, prompt), n_s2, clock=time.thread_time))
     s1.act(obs)
-    alone = _time_ms(lambda: s1.act(obs), n_s1)
+    alone = np.array(time_ms(lambda: s1.act(obs), n_s1))
     stop = threading.Event()
 
     def system2_busy() -> None:  # the worst case: System 2 never idle
@@ -48,7 +39,7 @@ def bench_dual(n_s1: int = 50, n_s2: int = 10) -> dict:
     th = threading.Thread(target=system2_busy, daemon=True)
     th.start()
     try:
-        beside = _time_ms(lambda: s1.act(obs), n_s1)
+        beside = np.array(time_ms(lambda: s1.act(obs), n_s1))
     finally:
         stop.set()
         th.join()

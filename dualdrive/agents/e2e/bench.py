@@ -52,11 +52,11 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
             size_mb = (path.stat().st_size + sidecar_path(path).stat().st_size) / BYTES_PER_MB
             agent = E2EAgent(path)
         obs = synthetic_observation(cfg)
-        decision_ms = _time_ms(lambda: agent.act(obs), n)
-        cpu_ms = _time_ms(lambda: agent.act(obs), n, clock=time.thread_time)
+        decision_ms = time_ms(lambda: agent.act(obs), n)
+        cpu_ms = time_ms(lambda: agent.act(obs), n, clock=time.thread_time)
         batch = {k: v.unsqueeze(0) for k, v in _tensors(obs, agent).items()}
         with torch.inference_mode():
-            model_ms = _time_ms(lambda: agent.model(**batch, with_aux=False), n)
+            model_ms = time_ms(lambda: agent.model(**batch, with_aux=False), n)
     finally:
         torch.set_num_threads(previous_threads)
     return {"ms_mean": float(np.mean(decision_ms)), "ms_p95": float(np.percentile(decision_ms, 95)),
@@ -69,7 +69,7 @@ def _tensors(obs: dict, agent: E2EAgent) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.asarray(v)) for k, v in observation_to_inputs(obs, agent.info.config).items()}
 
 
-def _time_ms(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def time_ms(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
     for _ in range(WARMUP_DECISIONS):
         fn()
     out = []
