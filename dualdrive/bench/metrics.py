@@ -20,6 +20,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from dualdrive.bench.log import ACTOR_KINDS, EpisodeLog
+from dualdrive.instructions.intent import GENTLE_SPEED_OF_LIMIT, STOP_DECEL_MPS2
 from dualdrive.world.geometry import box_corners, boxes_overlap, world_to_ego
 
 CARLA_PENALTY = {"collision_pedestrian": 0.50, "collision_vehicle": 0.60, "collision_static": 0.65,
@@ -234,11 +235,11 @@ def episode_metrics(log: EpisodeLog) -> dict:
 
 
 # -- passenger instructions ------------------------------------------------------------------
-GENTLE_SPEED_OF_LIMIT = 0.75  # a gentle drive keeps under this share of the limit (+ a tolerance)
+# what gentle and the stops ask for is the instruction's definition (GENTLE_SPEED_OF_LIMIT,
+# STOP_DECEL_MPS2 from dualdrive.instructions.intent); the tolerances and slack below are the benchmark's
 GENTLE_ACCEL_P95_MPS2 = 1.2
 SETTLE_S = 5.0  # time the car is given to come down to a gentle speed
 STOP_SPEED_MPS = 0.1
-STOP_DECEL_MPS2 = {"stop_now": 4.0, "pull_over": 1.5}  # the stop the instruction asks for, and slack
 STOP_SLACK_S = {"stop_now": 2.0, "pull_over": 4.0}
 RULE_SPEED_TOLERANCE_MPS = 0.5
 

@@ -16,14 +16,10 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import PLAN_POSES, Agent, Control, Plan
-from dualdrive.instructions.intent import Intent
+from dualdrive.instructions.intent import GENTLE_ACCEL_MPS2, GENTLE_SPEED_OF_LIMIT, STOP_DECEL_MPS2, Intent
 
 POLICY_DT_S = 0.1  # dualdrive's envs decide at 10 Hz
-GENTLE_SPEED_OF_LIMIT = 0.75  # of the speed limit
-COMFORT_DECEL_MPS2 = 1.5
-GENTLE_ACCEL_MPS2 = 1.0
-STOP_NOW_DECEL_MPS2 = 4.0
-PULL_OVER_DECEL_MPS2 = COMFORT_DECEL_MPS2
+COMFORT_DECEL_MPS2 = 1.5  # a gentle drive comes down to its speed cap this fast
 
 
 def retime_plan(plan: Plan, speed_mps: float, max_speed_mps: float | None = None, max_accel_mps2: float | None = None,
@@ -100,7 +96,7 @@ class InstructedAgent(Agent):
                 self.stopped = True
                 return Plan(np.zeros((PLAN_POSES, 3)), decision.gear if isinstance(decision, Plan) else 1)
             self.braking = True
-            decel = STOP_NOW_DECEL_MPS2 if stop == "stop_now" else PULL_OVER_DECEL_MPS2
+            decel = STOP_DECEL_MPS2[stop]
             if isinstance(decision, Control):
                 return Control(-decel if speed > 0.05 else 0.0, decision.steer_rad, decision.gear)
             return retime_plan(decision, speed, decel_mps2=decel)

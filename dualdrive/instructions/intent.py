@@ -15,6 +15,11 @@ SLOTS: dict[str, tuple[str, ...]] = {
     "style": ("gentle", "brisk"),
     "stop": ("pull_over", "stop_now"),
 }
+# What the style and stop values ask of a drive: the driver wrapper acts on these and the
+# benchmark scores against them, so both read them from here.
+GENTLE_SPEED_OF_LIMIT = 0.75  # a gentle drive keeps under this share of the speed limit
+GENTLE_ACCEL_MPS2 = 1.0  # and gains speed at most this fast
+STOP_DECEL_MPS2 = {"stop_now": 4.0, "pull_over": 1.5}  # the braking each stop asks for
 # the clause labels besides the slot values (see phrasings.yaml)
 UNSAFE, OUT_OF_SCOPE, NONE = "unsafe", "out_of_scope", "none"
 
