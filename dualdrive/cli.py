@@ -348,8 +348,8 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
                    f"(exponent {sc['exponent']:.2f})")
     _console.print(f"sensors, {sn['actors_in_scene']} vehicles in the scene (median of {frames} frames): camera 96x192 "
                    f"{sn['camera_96x192_ms']:.2f} ms, LiDAR 32 beams {sn['lidar_32_beams_ms']:.2f} ms, radar {sn['radar_ms']:.2f} ms")
-    _console.print(f"closed loop (urban, all sensors, {res['closed_loop']['agent']} agent): "
-                   f"{res['closed_loop']['steps_per_s']:.0f} steps/s")
+    _console.print(f"closed loop (urban, all sensors, one core): {res['closed_loop']['steps_per_s']:.0f} steps/s with the "
+                   f"idle agent, {res['closed_loop_e2e']['steps_per_s']:.0f} with System 1 (e2e) driving")
     e = res["e2e"]
     _console.print(f"e2e decision (observation -> plan, 1 thread): {e['ms_mean']:.1f} ms mean, {e['ms_p95']:.1f} ms p95 "
                    f"(network {e['model_ms_mean']:.1f} ms); {e['params']:,} parameters, checkpoint {e['checkpoint_mb']:.1f} MB"

@@ -23,6 +23,8 @@ def run_bench(frames: int = 100, steps: int = 300, with_eval: bool = True,
     res["sensors"] = bench_sensors(frames)
     progress("closed loop")
     res["closed_loop"] = bench_closed_loop("idle", max(steps // 2, 50))
+    progress("closed loop with System 1")
+    res["closed_loop_e2e"] = bench_closed_loop("e2e", max(steps // 2, 50))
     progress("e2e decision")
     res["e2e"] = bench_e2e_decision()
     progress("dual system")

@@ -58,6 +58,21 @@ class CameraConfig:
             raise SensorConfigError(f"camera.{self.name}.pitch_deg={self.pitch_deg} must be in (-89, 89)")
 
 
+@dataclass(frozen=True)
+class _LineLayer:
+    """A layer of ground polylines flattened into one array: line i is points[start[i]:start[i] + length[i]]."""
+    points: np.ndarray  # (M, 2)
+    start: np.ndarray  # (L,)
+    length: np.ndarray  # (L,)
+    style: np.ndarray  # (L,) LineStyle
+
+    @classmethod
+    def of(cls, lines: list[np.ndarray], styles: list[int]) -> "_LineLayer":
+        length = np.array([len(p) for p in lines], np.int64)
+        pts = np.concatenate(lines).reshape(-1, 2) if lines else np.zeros((0, 2))
+        return cls(pts, np.cumsum(length) - length, length, np.asarray(styles, np.int64))
+
+
 class Camera:
     def __init__(self, config: CameraConfig = CameraConfig()) -> None:
         self.cfg = config
@@ -66,6 +81,7 @@ class Camera:
         self._yaw = np.deg2rad(config.yaw_deg)
         self._pitch = np.deg2rad(config.pitch_deg)
         self._bbox: dict[int, tuple] = {}
+        self._flat_cache: dict[int, tuple] = {}
 
     # -- geometry ---------------------------------------------------------------------------
     def to_camera(self, scene: SensorScene, xyz_world: np.ndarray) -> np.ndarray:
@@ -98,14 +114,18 @@ class Camera:
         # the ground to the horizon, then the road surface
         g = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * r * 1.5 + c
         self._polygon(dr, scene, np.column_stack([g, np.zeros(4)]), GRASS)
-        for k in self._in_view(scene, scene.road, [p for p in scene.road]):
-            part = _crop(scene.road[k], c, r)
-            if part is not None:
-                self._polygon(dr, scene, np.column_stack([part, np.zeros(len(part))]), ASPHALT)
-        for k in self._in_view(scene, scene.markings, [m[0] for m in scene.markings]):
-            self._polyline(dr, scene, *scene.markings[k])
-        for k in self._in_view(scene, scene.spot_lines, scene.spot_lines):
-            self._polyline(dr, scene, scene.spot_lines[k], int(LineStyle.SOLID))
+        parts = [p for p in (_crop(scene.road[k], c, r) for k in self._in_view(scene, scene.road, scene.road))
+                 if p is not None]
+        if parts:  # every road polygon into the camera frame at once, then clipped and drawn one by one
+            cams = np.split(self.to_camera(scene, np.column_stack([np.concatenate(parts), np.zeros(sum(map(len, parts)))])),
+                            np.cumsum([len(p) for p in parts])[:-1])
+            fill = tuple(int(v) for v in ASPHALT)
+            for cam in cams:
+                cam = _clip_near(cam)
+                if len(cam) >= 3:
+                    dr.polygon(self.project(cam).ravel().tolist(), fill=fill)
+        self._lines(dr, scene, scene.markings, [m[0] for m in scene.markings], [m[1] for m in scene.markings])
+        self._lines(dr, scene, scene.spot_lines, scene.spot_lines, [int(LineStyle.SOLID)] * len(scene.spot_lines))
         self._boxes_and_lights(dr, scene)
         return np.asarray(img)
 
@@ -136,6 +156,11 @@ class Camera:
         a = min(max(depth / self.cfg.max_depth_m, 0.0), 1.0) * 0.7
         return tuple(int(v) for v in (1 - a) * np.asarray(colour, float) + a * FOG)
 
+    def _fades(self, colours: np.ndarray, depths: np.ndarray) -> list[tuple[int, int, int]]:
+        """`_fade` of many colours (n, 3) at once, to the same integers."""
+        a = np.minimum(np.maximum(depths / self.cfg.max_depth_m, 0.0), 1.0)[:, None] * 0.7
+        return [tuple(c) for c in ((1 - a) * colours.astype(float) + a * FOG).astype(np.int64).tolist()]
+
     def _polygon(self, dr: ImageDraw.ImageDraw, scene: SensorScene, xyz: np.ndarray, colour, shade: float = 1.0,
                  fade: bool = False) -> None:
         cam = _clip_near(self.to_camera(scene, xyz))
@@ -144,25 +169,49 @@ class Camera:
         px = self.project(cam)
         col = np.asarray(colour, float) * shade
         fill = self._fade(col, float(cam[:, 2].min())) if fade else tuple(int(v) for v in col)
-        dr.polygon([tuple(p) for p in px], fill=fill)
+        dr.polygon(px.ravel().tolist(), fill=fill)
 
-    def _polyline(self, dr: ImageDraw.ImageDraw, scene: SensorScene, line: np.ndarray, style: int) -> None:
-        """Paint a ground line; dashed lines paint DASH_M metres of every 2 * DASH_M. Runs of
-        consecutive visible segments are drawn as one stroke."""
-        near = np.linalg.norm(line - scene.ego_xy, axis=1) < self.cfg.max_depth_m
-        if near.sum() < 2:
+    def _flat(self, layer: list, lines: list[np.ndarray], styles: list[int]) -> _LineLayer:
+        """A layer's polylines as one array (cached per layer, like the bounding boxes)."""
+        key = id(layer)
+        if key not in self._flat_cache:
+            if len(self._flat_cache) > 8:
+                self._flat_cache.clear()
+            self._flat_cache[key] = (layer, _LineLayer.of(lines, styles))
+        return self._flat_cache[key][1]
+
+    def _lines(self, dr: ImageDraw.ImageDraw, scene: SensorScene, layer: list, lines: list[np.ndarray],
+               styles: list[int]) -> None:
+        """Paint a layer's ground lines in one pass: every segment of every line in view is moved
+        into the camera frame, clipped at the near plane and projected at once (the per-line numpy
+        calls dominated the frame before); runs of consecutive visible segments of a line are drawn
+        as one stroke. Dashed lines paint DASH_M metres of every 2 * DASH_M."""
+        ks = self._in_view(scene, layer, lines)
+        if len(ks) == 0:
             return
-        idx = np.nonzero(near)[0]
-        lo, hi = idx.min(), min(idx.max() + 2, len(line))
-        pts = line[lo:hi]
-        kerb = style == LineStyle.KERB
-        cam = self.to_camera(scene, np.column_stack([pts, np.zeros(len(pts))]))
-        a, b = cam[:-1], cam[1:]
+        fl = self._flat(layer, lines, styles)
+        # the points of the lines in view, line after line
+        lens = fl.length[ks]
+        lid = np.repeat(np.arange(len(ks)), lens)
+        local = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        g = fl.start[ks][lid] + local
+        d = fl.points[g] - scene.ego_xy
+        near = np.sqrt((d * d).sum(1)) < self.cfg.max_depth_m
+        # per line: from its first point within range to one past its last, if two are in range
+        firsts = np.cumsum(lens) - lens
+        n_near = np.add.reduceat(near.astype(np.int64), firsts)
+        lo = np.minimum.reduceat(np.where(near, local, np.iinfo(np.int64).max), firsts)
+        hi = np.minimum(np.maximum.reduceat(np.where(near, local, -1), firsts), lens - 2)  # last segment
+        seg = (n_near[lid] >= 2) & (local >= lo[lid]) & (local <= hi[lid])
+        sel = np.nonzero(seg)[0]
+        if len(sel) == 0:
+            return
+        sline, j = lid[sel], local[sel]
+        style = fl.style[ks][sline]
+        a = self.to_camera(scene, np.column_stack([fl.points[g[sel]], np.zeros(len(sel))]))
+        b = self.to_camera(scene, np.column_stack([fl.points[g[sel] + 1], np.zeros(len(sel))]))
         keep = (a[:, 2] >= NEAR_M) | (b[:, 2] >= NEAR_M)
-        if style == LineStyle.DASHED:
-            keep &= ((np.arange(lo, hi - 1) // DASH_M) % 2) == 0
-        if not keep.any():
-            return
+        keep &= (style != LineStyle.DASHED) | (((j // DASH_M) % 2) == 0)
         # clip segments crossing the near plane
         t = np.clip((NEAR_M - a[:, 2]) / np.where(b[:, 2] != a[:, 2], b[:, 2] - a[:, 2], 1.0), 0.0, 1.0)[:, None]
         on_plane = a + t * (b - a)  # where the segment crosses the near plane
@@ -174,11 +223,16 @@ class Camera:
         k = np.nonzero(inside)[0]
         if len(k) == 0:
             return
-        runs = np.split(k, np.nonzero(np.diff(k) > 1)[0] + 1)
-        for run in runs:
-            xy = [tuple(ua[run[0]])] + [tuple(p) for p in ub[run]]
-            dr.line(xy, fill=self._fade(KERB if kerb else PAINT, float(min(a[run, 2].min(), b[run, 2].min()))),
-                    width=2 if kerb else 1)
+        # a run ends where a segment is skipped or the next line begins
+        breaks = np.nonzero((np.diff(j[k]) != 1) | (np.diff(sline[k]) != 0))[0] + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.append(breaks, len(k))
+        kerb = style[k[starts]] == LineStyle.KERB
+        fills = self._fades(np.where(kerb[:, None], KERB, PAINT), np.minimum.reduceat(np.minimum(a[k, 2], b[k, 2]), starts))
+        first, tail = ua[k[starts]].tolist(), ub[k].tolist()
+        for r in range(len(starts)):
+            dr.line([tuple(first[r])] + [tuple(p) for p in tail[starts[r]:ends[r]]], fill=fills[r],
+                    width=2 if kerb[r] else 1)
 
     def _boxes_and_lights(self, dr: ImageDraw.ImageDraw, scene: SensorScene) -> None:
         b = scene.boxes
@@ -260,7 +314,7 @@ class Camera:
             px, depth = self.project(pts), float(pts[:, 2].min())
         else:
             px, depth = uv[idx], float(cam[idx, 2].min())
-        dr.polygon([(float(x), float(y)) for x, y in px], fill=self._fade(colour, depth))
+        dr.polygon(px.ravel().tolist(), fill=self._fade(colour, depth))
 
 
 def _crop(poly: np.ndarray, centre: np.ndarray, r: float) -> np.ndarray | None:
@@ -280,20 +334,17 @@ def _crop(poly: np.ndarray, centre: np.ndarray, r: float) -> np.ndarray | None:
 
 
 def _clip_near(p: np.ndarray) -> np.ndarray:
-    """Sutherland-Hodgman clip of a polygon (camera frame) to z >= NEAR_M."""
+    """Sutherland-Hodgman clip of a polygon (camera frame) to z >= NEAR_M, vectorised over the
+    edges: edge i (p[i] -> p[i + 1]) emits p[i] if it is in front, then the crossing point if the
+    edge crosses the plane."""
     inside = p[:, 2] >= NEAR_M
     if inside.all():
         return p
     if not inside.any():
         return p[:0]
-    out = []
-    n = len(p)
-    for i in range(n):
-        a, b = p[i], p[(i + 1) % n]
-        ia, ib = inside[i], inside[(i + 1) % n]
-        if ia:
-            out.append(a)
-        if ia != ib:
-            t = (NEAR_M - a[2]) / (b[2] - a[2])
-            out.append(a + t * (b - a))
-    return np.array(out)
+    b = np.roll(p, -1, axis=0)
+    cross = inside != np.roll(inside, -1)
+    dz = np.where(cross, b[:, 2] - p[:, 2], 1.0)
+    t = ((NEAR_M - p[:, 2]) / dz)[:, None]
+    emit = np.stack([p, p + t * (b - p)], 1)  # (n, 2, 3)
+    return emit[np.column_stack([inside, cross])]

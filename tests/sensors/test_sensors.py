@@ -180,6 +180,8 @@ def test_bench_reports_costs_and_ratios(tmp_path):
         res["sim"]["dualdrive_steps_per_s"] / res["sim"]["highway_env_steps_per_s"])
     assert res["scaling"]["vehicles"] == [10, 50, 100, 200, 400] and len(res["scaling"]["ms_per_tick"]) == 5
     assert (tmp_path / "bench.png").stat().st_size > 0
+    assert res["closed_loop"]["agent"] == "idle" and res["closed_loop_e2e"]["agent"] == "e2e"
+    assert res["closed_loop"]["steps_per_s"] > 0 and res["closed_loop_e2e"]["steps_per_s"] > 0
     d = res["dual"]
     assert d["s2_ms_mean"] > 0 and d["s1_ms_mean_alone"] > 0
     assert res["ratios"]["s1_with_s2_vs_alone"] == pytest.approx(d["s1_ms_mean_with_s2"] / d["s1_ms_mean_alone"])
@@ -205,3 +207,16 @@ def test_pedestrians_waiting_for_the_ego_are_not_moving():
     assert peds.any() and np.all(scene_from_world(w).boxes.velocity_mps[peds] == 0.0)
     w.traffic.ped_halted[:] = False
     assert np.any(scene_from_world(w).boxes.velocity_mps[peds] != 0.0)
+
+
+def test_near_plane_clip_keeps_the_part_in_front():
+    from dualdrive.sensors.camera import NEAR_M, _clip_near
+    # a square on the ground (camera frame: x right, z forward) from z = -1 to z = 3
+    sq = np.array([[-1.0, 0, -1], [1, 0, -1], [1, 0, 3], [-1, 0, 3]])
+    out = _clip_near(sq)
+    assert out.shape == (4, 3) and np.all(out[:, 2] >= NEAR_M - 1e-12)
+    assert np.allclose(out, [[1, 0, NEAR_M], [1, 0, 3], [-1, 0, 3], [-1, 0, NEAR_M]])
+    assert len(_clip_near(sq - [0, 0, 10])) == 0 and np.array_equal(_clip_near(sq + [0, 0, 5]), sq + [0, 0, 5])
+    # a triangle with one corner in front: that corner and the two crossings
+    tri = np.array([[0.0, 0, 2], [1, 0, -2], [-1, 0, -2]])
+    assert np.allclose(_clip_near(tri), [[0, 0, 2], [(2 - NEAR_M) / 4, 0, NEAR_M], [-(2 - NEAR_M) / 4, 0, NEAR_M]])
