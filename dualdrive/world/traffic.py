@@ -2,8 +2,9 @@
 
 Per tick: one sort of all road users by (lane, s) gives every leader; IDM is evaluated in batch
 against the leader and against virtual stop points (red lights, yielding at conflicts,
-pedestrians on crosswalks, lane ends); MOBIL lane changes are evaluated in batch for a
-rotating subset of vehicles. No per-vehicle Python objects in the loop.
+pedestrians on crosswalks, lane ends); MOBIL lane changes (:mod:`dualdrive.world.mobil`) are
+evaluated in batch every MOBIL_EVERY ticks, their leaders and followers found in the same sorted
+order. No per-vehicle Python objects in the loop.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from dualdrive.world.geometry import world_to_ego
 from dualdrive.world.map import LaneKind, LaneMap, Movement
+from dualdrive.world.mobil import MobilInputs, MobilParams, mobil
 from dualdrive.world.signals import Light
 
 FREE_GAP_M = 1e4
@@ -26,8 +28,8 @@ SIDE_LOOK_M = 15.0  # half-window searched for something beside a lane-changer i
 SIDE_MARGIN_M = 0.5
 SWING_OUT_GAP_M = 5.0
 SWING_OUT_FREE_MPS = 8.0  # below this speed lane changes take longer
-MOBIL_B_SAFE = 4.0  # m/s^2 the new follower may be asked to brake at most
-MOBIL_THRESHOLD = 0.25
+# MOBIL's thresholds are MobilParams' defaults (b_safe 4 m/s^2, gain 0.25 m/s^2)
+ASSUMED_FOLLOWER_IDM = (30.0, 1.5, 1.5, 2.0, 2.0)  # v0, T, a, b, s0 a driver assumes of the car behind
 MOBIL_EVERY = 5  # each vehicle reconsiders its lane every 5 ticks
 YIELD_HORIZON_S = 4.5
 STOP_APPROACH_M = 40.0
@@ -119,6 +121,20 @@ class Pedestrians:
                    np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
 
 
+@dataclass
+class SideOption:
+    """A move onto a neighbouring lane as MOBIL sees it, for each deciding driver."""
+
+    inputs: MobilInputs
+    safe: np.ndarray
+    incentive: np.ndarray
+    gap_l: np.ndarray  # bumper gap to the new leader
+    gap_f: np.ndarray  # bumper gap to the new follower
+    has_f: np.ndarray
+    follower: np.ndarray  # entity index of the new follower (-1: none)
+    follower_v: np.ndarray
+
+
 def idm(v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv: np.ndarray, T: np.ndarray, a: np.ndarray,
         b: np.ndarray, s0: np.ndarray) -> np.ndarray:
     """Intelligent Driver Model acceleration (Treiber et al. 2000), batch form, as highway-env's IDMVehicle."""
@@ -131,8 +147,10 @@ def idm(v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv: np.ndarray, T: np.nd
 class Traffic:
     """NPC vehicles and pedestrians on a :class:`LaneMap`, advanced together by :meth:`step`."""
 
-    def __init__(self, lane_map: LaneMap, vehicles: Vehicles, peds: Pedestrians, rng: np.random.Generator) -> None:
+    def __init__(self, lane_map: LaneMap, vehicles: Vehicles, peds: Pedestrians, rng: np.random.Generator,
+                 mobil: MobilParams = MobilParams()) -> None:
         self.map = lane_map
+        self.mobil = mobil
         self.veh = vehicles
         self.ped = peds
         self.rng = rng
@@ -299,7 +317,7 @@ class Traffic:
         ve.acc[:] = 0.0
         ve.acc[moving] = acc
         if self.tick % MOBIL_EVERY == 0 or np.any(ve.forced_lane >= 0):
-            self._lane_changes(moving, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc, lights, gap)
+            self._lane_changes(moving, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc, lights, gap, dv)
         # integrate (ballistic update, no reversing)
         v_new = np.maximum(ve.v[moving] + acc * dt, 0.0)
         ve.s[moving] += np.maximum((ve.v[moving] + v_new) / 2 * dt, 0.0)
@@ -578,7 +596,110 @@ class Traffic:
                 stop[lane] = min(stop[lane], s - 2.5)
         return stop
 
-    def _lane_changes(self, idx, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc_now, lights, cur_gap) -> None:
+    def _lane_ends(self, order, ent_lane, ent_s, ent_v, ent_len):
+        """The first and the last road user on every lane (entities are sorted by lane, then s):
+        where a lane has nobody near, a gap continues onto its successor or predecessor."""
+        m = self.map
+        n = len(m.lanes) + 1
+        lanes_sorted = ent_lane[order]
+        first_s, first_v, first_len = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n)
+        last_rest, last_v, last_len, last_ent = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n), np.full(n, -1)
+        uniq, fi = np.unique(lanes_sorted, return_index=True)
+        first_s[uniq], first_v[uniq], first_len[uniq] = ent_s[order][fi], ent_v[order][fi], ent_len[order][fi]
+        rev = lanes_sorted[::-1]
+        uniq, li = np.unique(rev, return_index=True)
+        li = len(rev) - 1 - li
+        last_rest[uniq] = m.length[uniq] - ent_s[order][li]
+        last_v[uniq], last_len[uniq], last_ent[uniq] = ent_v[order][li], ent_len[order][li], order[li]
+        return first_s, first_v, first_len, last_rest, last_v, last_len, last_ent
+
+    def _follower_idm(self, ent: np.ndarray, ent_id: np.ndarray, v: np.ndarray, gap: np.ndarray,
+                      dv: np.ndarray) -> np.ndarray:
+        """IDM of followers (entity indices, -1: none) as the deciding drivers evaluate them."""
+        v0, T, a, b, s0 = (np.full(len(ent), x) for x in ASSUMED_FOLLOWER_IDM)
+        if self.mobil.follower_idm == "own":
+            vid = np.where(ent >= 0, ent_id[np.maximum(ent, 0)], -1)
+            own = vid >= 0  # an NPC (the ego and pedestrians have no IDM parameters: assumed)
+            k = np.maximum(vid, 0)
+            ve = self.veh
+            v0, T, a = np.where(own, ve.v0[k], v0), np.where(own, ve.T[k], T), np.where(own, ve.a_max[k], a)
+            b, s0 = np.where(own, ve.b_comf[k], b), np.where(own, ve.s0[k], s0)
+        return np.where(ent >= 0, idm(v, v0, gap, dv, T, a, b, s0), 0.0)
+
+    def _mobil_side(self, idx, tgt, key, order, ent_s, ent_v, ent_len, ent_id, ends, acc_now, cur_gap, cur_dv):
+        """MOBIL's inputs for a move of each driver ``idx`` onto lane ``tgt`` (a valid lane id), its
+        verdict, and the gaps it would have. The new leader and follower are the neighbours in the
+        sorted order, continued onto the successor / predecessor lane near a section boundary."""
+        ve, m = self.veh, self.map
+        first_s, first_v, first_len, last_rest, last_v, last_len, last_ent = ends
+        q = tgt * KEY_STRIDE + ve.s[idx]
+        pos = np.searchsorted(key, q, side="left")
+        lpos = np.minimum(pos, len(key) - 1)
+        has_l = (pos < len(key)) & (np.floor(key[lpos] / KEY_STRIDE) == tgt)
+        fpos = np.maximum(pos - 1, 0)
+        has_f = (pos > 0) & (np.floor(key[fpos] / KEY_STRIDE) == tgt)
+        L, F = order[lpos], order[fpos]
+        gap_l = np.where(has_l, ent_s[L] - ve.s[idx] - (ent_len[L] + ve.length[idx]) / 2, FREE_GAP_M)
+        gap_f = np.where(has_f, ve.s[idx] - ent_s[F] - (ent_len[F] + ve.length[idx]) / 2, FREE_GAP_M)
+        lv = np.where(has_l, ent_v[L], ve.v[idx])
+        fv = np.where(has_f, ent_v[F], 0.0)
+        nx = self.succ_of[tgt]
+        g2 = m.length[tgt] - ve.s[idx] + first_s[nx] - (first_len[nx] + ve.length[idx]) / 2
+        use = ~has_l & (first_s[nx] < FREE_GAP_M)
+        gap_l, lv = np.where(use, g2, gap_l), np.where(use, first_v[nx], lv)
+        pv = self.pred_of[tgt]
+        g3 = ve.s[idx] + last_rest[pv] - (last_len[pv] + ve.length[idx]) / 2
+        use = ~has_f & (last_rest[pv] < FREE_GAP_M)
+        gap_f, fv = np.where(use, g3, gap_f), np.where(use, last_v[pv], fv)
+        F = np.where(has_f, F, np.where(use, last_ent[pv], -1))
+        has_f = has_f | use
+        self_pred = idm(ve.v[idx], ve.v0[idx], gap_l, ve.v[idx] - lv, ve.T[idx], ve.a_max[idx], ve.b_comf[idx], ve.s0[idx])
+        nf_pred = self._follower_idm(F, ent_id, fv, gap_f, fv - ve.v[idx])
+        zero = np.zeros(len(idx))
+        nf_now, of_now, of_pred = zero, zero, zero
+        if self.mobil.politeness != 0.0:  # the followers' gains count only with Treiber's politeness
+            # the new follower now: behind the new leader (the driver's length is the room it would take)
+            nf_now = self._follower_idm(F, ent_id, fv, gap_f + ve.length[idx] + gap_l, fv - lv)
+            # the old follower: behind the driver now, behind the driver's leader after it left
+            own = ve.lane[idx] * KEY_STRIDE + ve.s[idx]
+            opos = np.searchsorted(key, own, side="left") - 1
+            has_o = (opos >= 0) & (np.floor(key[np.maximum(opos, 0)] / KEY_STRIDE) == ve.lane[idx])
+            O = np.where(has_o, order[np.maximum(opos, 0)], -1)
+            ov = np.where(has_o, ent_v[np.maximum(O, 0)], 0.0)
+            gap_o = ve.s[idx] - ent_s[np.maximum(O, 0)] - (ent_len[np.maximum(O, 0)] + ve.length[idx]) / 2
+            of_now = self._follower_idm(O, ent_id, ov, gap_o, ov - ve.v[idx])
+            of_pred = self._follower_idm(O, ent_id, ov, gap_o + ve.length[idx] + cur_gap, ov - (ve.v[idx] - cur_dv))
+        x = MobilInputs(acc_now, self_pred, nf_now, nf_pred, of_now, of_pred)
+        safe, incentive = mobil(x, self.mobil)
+        return SideOption(x, safe, incentive, gap_l, gap_f, has_f, F, fv)
+
+    def mobil_options(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """What MOBIL says of a move left and right for every active NPC this tick, as the tick
+        evaluates it (no ego, no lights): side -> (target lane, -1: none; safe; incentive)."""
+        ve, m = self.veh, self.map
+        act = np.where(ve.active)[0]
+        ent_lane, ent_s, ent_v, ent_len, ent_id, order, key, first_s, first_v, first_len, _ = self._sort(act, None)
+        gap, dv = self._leaders(act, key, order, ent_s, ent_v, ent_len, first_s, first_v, first_len)
+        acc = idm(ve.v[act], ve.v0[act], gap, dv, ve.T[act], ve.a_max[act], ve.b_comf[act], ve.s0[act])
+        ends = self._lane_ends(order, ent_lane, ent_s, ent_v, ent_len)
+        out = {}
+        for name, side in (("left", m.left), ("right", m.right)):
+            tgt = np.full(len(ve), -1)
+            safe, gain = np.zeros(len(ve), bool), np.full(len(ve), -np.inf)
+            t = side[ve.lane[act]]
+            ok = t >= 0
+            if ok.any():
+                o = self._mobil_side(act[ok], t[ok], key, order, ent_s, ent_v, ent_len, ent_id, ends, acc[ok], gap[ok], dv[ok])
+                tgt[act[ok]], safe[act[ok]], gain[act[ok]] = t[ok], o.safe, o.incentive
+            out[name] = (tgt, safe, gain)
+        return out
+
+    def _lane_changes(self, idx, key, order, ent_lane, ent_s, ent_v, ent_len, ent_id, acc_now, lights, cur_gap,
+                      cur_dv) -> None:
+        """MOBIL (:func:`dualdrive.world.mobil.mobil`) for the drivers free to change, plus what our
+        scenarios add: a keep-right bias, a driver's own aversion to making the new follower brake
+        (``polite``), room to swing out of a queue, a wide berth in front of the ego, leaving a lane
+        that ends or is blocked, and forced cut-ins."""
         ve, m = self.veh, self.map
         forced = ve.forced_lane[idx] >= 0
         turn = (np.arange(len(idx)) + self.tick // MOBIL_EVERY) % 1 == 0
@@ -591,58 +712,24 @@ class Traffic:
         cand &= (cur_gap > SWING_OUT_GAP_M) | (ve.v[idx] > SWING_OUT_FREE_MPS) | dead_end
         best_gain = np.full(len(idx), -np.inf)
         best_lane = np.full(len(idx), -1)
-        # first and last road user on every lane (entities are sorted by lane, then s)
-        n = len(m.lanes) + 1
-        lanes_sorted = ent_lane[order]
-        first_s, first_v, first_len = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n)
-        last_rest, last_v, last_len = np.full(n, FREE_GAP_M), np.zeros(n), np.zeros(n)
-        uniq, fi = np.unique(lanes_sorted, return_index=True)
-        first_s[uniq], first_v[uniq], first_len[uniq] = ent_s[order][fi], ent_v[order][fi], ent_len[order][fi]
-        rev = lanes_sorted[::-1]
-        uniq, li = np.unique(rev, return_index=True)
-        li = len(rev) - 1 - li
-        last_rest[uniq] = m.length[uniq] - ent_s[order][li]
-        last_v[uniq], last_len[uniq] = ent_v[order][li], ent_len[order][li]
+        ends = self._lane_ends(order, ent_lane, ent_s, ent_v, ent_len)
         for side, bias in ((m.left, -0.1), (m.right, 0.1)):
             tgt = side[ve.lane[idx]]
             ok = cand & (tgt >= 0)
             if not ok.any():
                 continue
-            tgt_c = np.where(ok, tgt, 0)
-            q = tgt_c * KEY_STRIDE + ve.s[idx]
-            pos = np.searchsorted(key, q, side="left")
-            lpos = np.minimum(pos, len(key) - 1)
-            has_l = (pos < len(key)) & (np.floor(key[lpos] / KEY_STRIDE) == tgt_c)
-            fpos = np.maximum(pos - 1, 0)
-            has_f = (pos > 0) & (np.floor(key[fpos] / KEY_STRIDE) == tgt_c)
-            L, F = order[lpos], order[fpos]
-            gap_l = np.where(has_l, ent_s[L] - ve.s[idx] - (ent_len[L] + ve.length[idx]) / 2, FREE_GAP_M)
-            gap_f = np.where(has_f, ve.s[idx] - ent_s[F] - (ent_len[F] + ve.length[idx]) / 2, FREE_GAP_M)
-            lv = np.where(has_l, ent_v[L], ve.v[idx])
-            fv = np.where(has_f, ent_v[F], 0.0)
-            # near a section boundary the gap continues on the target's successor / predecessor
-            nx = self.succ_of[tgt_c]
-            g2 = m.length[tgt_c] - ve.s[idx] + first_s[nx] - (first_len[nx] + ve.length[idx]) / 2
-            use = ~has_l & (first_s[nx] < FREE_GAP_M)
-            gap_l, lv = np.where(use, g2, gap_l), np.where(use, first_v[nx], lv)
-            pv = self.pred_of[tgt_c]
-            g3 = ve.s[idx] + last_rest[pv] - (last_len[pv] + ve.length[idx]) / 2
-            use = ~has_f & (last_rest[pv] < FREE_GAP_M)
-            gap_f, fv = np.where(use, g3, gap_f), np.where(use, last_v[pv], fv)
-            has_f = has_f | use
-            a_new = idm(ve.v[idx], ve.v0[idx], gap_l, ve.v[idx] - lv, ve.T[idx],
-                        ve.a_max[idx], ve.b_comf[idx], ve.s0[idx])
-            f_after = idm(fv, np.full(len(idx), 30.0), gap_f, fv - ve.v[idx], 1.5, 1.5, 2.0, 2.0)
-            safe = (~has_f | (f_after > -MOBIL_B_SAFE)) & (gap_l > 1.0) & (gap_f > 1.0)
-            follower_is_ego = has_f & (ent_id[F] == -1)
-            safe &= ~follower_is_ego | (gap_f > 2.0 * np.maximum(fv, 5.0) * 0.6)
-            gain = a_new - acc_now - ve.polite[idx] * np.maximum(0.0, -f_after) + bias
+            o = self._mobil_side(idx, np.where(ok, tgt, 0), key, order, ent_s, ent_v, ent_len, ent_id, ends,
+                                 acc_now, cur_gap, cur_dv)
+            safe = o.safe & (o.gap_l > 1.0) & (o.gap_f > 1.0)
+            follower_is_ego = o.has_f & (o.follower >= 0) & (ent_id[np.maximum(o.follower, 0)] == -1)
+            safe &= ~follower_is_ego | (o.gap_f > 2.0 * np.maximum(o.follower_v, 5.0) * 0.6)
+            gain = o.incentive - ve.polite[idx] * np.maximum(0.0, -o.inputs.new_follower_pred_a) + bias
             gain = np.where(dead_end & (rest < 250.0), gain + 5.0, gain)
             want_forced = forced & (tgt == ve.forced_lane[idx])
             gain = np.where(want_forced, 100.0, gain)
-            safe_forced = want_forced & (gap_l > 3.0) & (gap_f > 2.0)
+            safe_forced = want_forced & (o.gap_l > 3.0) & (o.gap_f > 2.0)
             ok &= safe | safe_forced
-            better = ok & (gain > MOBIL_THRESHOLD) & (gain > best_gain)
+            better = ok & (gain >= self.mobil.min_gain_mps2) & (gain > best_gain)
             best_gain = np.where(better, gain, best_gain)
             best_lane = np.where(better, tgt, best_lane)
         go = best_lane >= 0
