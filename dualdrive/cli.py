@@ -39,11 +39,14 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           checkpoint: Optional[Path] = typer.Option(None, help="E2E model checkpoint (.safetensors) for --agent e2e "
                                                     "(default: $DUALDRIVE_E2E_CHECKPOINT, else the shipped one)"),
           instruction: Optional[str] = typer.Option(None, help='what the passenger says, e.g. "drive gently, the baby '
-                                                    'is asleep" (see `dualdrive instruct`)')) -> None:
+                                                    'is asleep" (see `dualdrive instruct`)'),
+          vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
+                                            "hf:MODEL_DIR or openai:BASE_URL (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
+    _use_vlm(vlm)
     try:
         family, _ = resolve_scenario(scenario)
         cfg = ScenarioConfig.from_file(config) if config else ScenarioConfig(family=family)
@@ -147,11 +150,14 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              max_clips: Optional[int] = typer.Option(None, min=1, help="--suite ngsim-replay: at most this many "
                                                      "clips (spread evenly)"),
              reactive: bool = typer.Option(False, "--reactive", help="--suite ngsim-replay: recorded cars the ego "
-                                           "gets in the way of are handed to IDM along their own paths")) -> None:
+                                           "gets in the way of are handed to IDM along their own paths"),
+             vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
+                                               "hf:MODEL_DIR or openai:BASE_URL (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
     ckpt = _use_checkpoint(checkpoint)
+    vlm_spec = _use_vlm(vlm)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -159,7 +165,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
         if suite is None and env is None:
             suite = "all"
         cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address,
-                         {"checkpoint": str(ckpt)} if ckpt else {})
+                         {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {})})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -533,6 +539,25 @@ def dataset_card_cmd(root: Path = typer.Argument(..., help="dataset directory wr
     except DatasetError as e:
         _fail(str(e))
     _print_card(card, root)
+
+
+def _use_vlm(spec: Optional[str]) -> Optional[str]:
+    """Check ``--vlm`` and hand it to the dual agent (and the Ray workers) through its env var."""
+    if spec is None:
+        return None
+    import os
+
+    from dualdrive.vlm.backend import BACKEND_ENV, BACKEND_SPECS
+    kind, _, arg = spec.partition(":")
+    if kind not in ("builtin", "hf", "openai") or (kind != "builtin" and not arg):
+        _fail(f"--vlm {spec!r}: valid forms are {BACKEND_SPECS}")
+    path = Path(arg).expanduser() if kind in ("hf", "builtin") and arg else None
+    if path is not None and not path.exists():
+        _fail(f"--vlm {spec!r}: {path} does not exist")
+    if kind == "hf" and not (path / "config.json").is_file():
+        _fail(f"--vlm {spec!r}: {path} is not a Hugging Face model directory (no config.json)")
+    os.environ[BACKEND_ENV] = spec  # read by DualAgent(); inherited by the Ray workers started later
+    return spec
 
 
 def _use_checkpoint(checkpoint: Optional[Path]) -> Optional[Path]:

@@ -125,3 +125,33 @@ class OpenAIBackend:
             return VLMReply(text[: self.max_answer_chars], None, latency,
                             f"VLM answer of {len(text)} characters is over the {self.max_answer_chars} allowed")
         return reply_from_text(text, latency)
+
+
+BACKEND_ENV = "DUALDRIVE_VLM_BACKEND"  # the dual agent's System 2 when none is given (inherited by Ray workers)
+API_KEY_ENV = "DUALDRIVE_VLM_API_KEY"
+BACKEND_SPECS = "builtin, builtin:CHECKPOINT, hf:MODEL_DIR, openai:BASE_URL"
+
+
+class BackendSpecError(ValueError):
+    """A System 2 backend named wrongly; the message lists the valid forms."""
+
+
+def make_backend(spec: str) -> VLMBackend:
+    """A backend from its one-string description (``--vlm``):
+
+    - ``builtin``: our shipped driving VLM; ``builtin:PATH`` another checkpoint of it;
+    - ``hf:DIR``: a local Hugging Face vision-language model directory (:mod:`dualdrive.vlm.hf`);
+    - ``openai:URL``: an OpenAI-compatible server (e.g. ``openai:http://127.0.0.1:8000/v1``), the
+      API key from ``$DUALDRIVE_VLM_API_KEY``; ``openai:URL#MODEL`` names the served model.
+    """
+    kind, _, arg = spec.strip().partition(":")
+    if kind == "builtin":
+        return BuiltinBackend(arg or None)
+    if kind == "hf" and arg:
+        from dualdrive.vlm.hf import HFBackend
+        return HFBackend(arg)
+    if kind == "openai" and arg:
+        import os
+        url, _, model = arg.partition("#")
+        return OpenAIBackend(url, model or "dualdrive-vlm", api_key=os.environ.get(API_KEY_ENV) or None)
+    raise BackendSpecError(f"unknown System 2 backend {spec!r}; valid: {BACKEND_SPECS}")

@@ -38,6 +38,8 @@ class DualConfig:
     max_check_decel_mps2: float = 4.0  # a stop that would need harder braking than this is not taken
     slow_down_factor: float = 0.7
     pull_over_decel_mps2: float = 1.5
+    # System 2 (see dualdrive.vlm.backend.make_backend); None: $DUALDRIVE_VLM_BACKEND, else "builtin"
+    s2_backend: str | None = None
 
 
 class _System2Thread:
@@ -82,8 +84,10 @@ class DualAgent(Agent):
             from dualdrive.agents.registry import load_agent
             system1 = load_agent(self.cfg.system1)
         if backend is None:
-            from dualdrive.vlm.backend import BuiltinBackend
-            backend = BuiltinBackend()
+            import os
+
+            from dualdrive.vlm.backend import BACKEND_ENV, make_backend
+            backend = make_backend(self.cfg.s2_backend or os.environ.get(BACKEND_ENV) or "builtin")
         self.s1, self.backend = system1, backend
         self._new_episode()
 
