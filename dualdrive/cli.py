@@ -41,7 +41,7 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           instruction: Optional[str] = typer.Option(None, help='what the passenger says, e.g. "drive gently, the baby '
                                                     'is asleep" (see `dualdrive instruct`)'),
           vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
-                                            "hf:MODEL_DIR or openai:BASE_URL (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
+                                            "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
@@ -152,7 +152,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              reactive: bool = typer.Option(False, "--reactive", help="--suite ngsim-replay: recorded cars the ego "
                                            "gets in the way of are handed to IDM along their own paths"),
              vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
-                                               "hf:MODEL_DIR or openai:BASE_URL (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
+                                               "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -363,7 +363,10 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
     d = res["dual"]
     _console.print(f"dual: System 2 (builtin VLM, 1 thread) {d['s2_ms_mean']:.0f} ms per answer ({d['s2_ms_p95']:.0f} ms p95, "
                    f"{d['s2_cpu_ms_mean']:.0f} ms CPU); System 1 {d['s1_ms_mean_alone']:.1f} ms alone, "
-                   f"{d['s1_ms_mean_with_s2']:.1f} ms with System 2 answering beside it ({d['s1_with_s2_vs_alone']:.2f}x)")
+                   f"{d['s1_ms_mean_with_s2']:.1f} ms with System 2 answering beside it ({d['s1_with_s2_vs_alone']:.2f}x), "
+                   f"{d['s1_ms_mean_with_s2_process']:.1f} ms with System 2 in its own process "
+                   f"({d['s1_with_s2_process_vs_alone']:.2f}x); at 10 Hz with System 2 at 1 Hz: tick {d['tick_ms_mean_s1']:.1f} ms "
+                   f"(System 1 alone), {d['tick_ms_mean_dual_thread']:.1f} (dual, thread), {d['tick_ms_mean_dual_process']:.1f} (dual, process)")
     if "eval" in res:
         _console.print("eval: " + ", ".join(f"{k.replace('_', ' ')} {v['episodes_per_min']:.1f} episodes/min"
                                             for k, v in res["eval"].items()))
@@ -547,9 +550,10 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
         return None
     import os
 
-    from dualdrive.vlm.backend import BACKEND_ENV, BACKEND_SPECS
-    kind, _, arg = spec.partition(":")
-    if kind not in ("builtin", "hf", "openai") or (kind != "builtin" and not arg):
+    from dualdrive.vlm.backend import BACKEND_ENV, BACKEND_SPECS, BackendSpecError, parse_backend_spec
+    try:
+        _, kind, arg = parse_backend_spec(spec)
+    except BackendSpecError:
         _fail(f"--vlm {spec!r}: valid forms are {BACKEND_SPECS}")
     path = Path(arg).expanduser() if kind in ("hf", "builtin") and arg else None
     if path is not None and not path.exists():

@@ -29,11 +29,13 @@ def run_bench(frames: int = 100, steps: int = 300, with_eval: bool = True,
     res["e2e"] = bench_e2e_decision()
     progress("dual system")
     from dualdrive.perf.dual import bench_dual
-    res["dual"] = bench_dual()
+    res["dual"] = bench_dual(n_paced=max(steps // 3, 20))  # paced ticks take 0.1 s each
     if with_eval:
         progress("eval throughput")
         res["eval"] = bench_eval_throughput()
-    res["ratios"] = {"sim_vs_highway_env": res["sim"]["ratio"], "s1_with_s2_vs_alone": res["dual"]["s1_with_s2_vs_alone"]}
+    res["ratios"] = {"sim_vs_highway_env": res["sim"]["ratio"], "s1_with_s2_vs_alone": res["dual"]["s1_with_s2_vs_alone"],
+                     "s1_with_s2_process_vs_alone": res["dual"]["s1_with_s2_process_vs_alone"],
+                     "dual_tick_vs_s1": res["dual"]["dual_thread_tick_vs_s1"]}
     if with_eval:
         res["ratios"]["eval_2_vs_1_workers"] = (res["eval"]["workers_2"]["episodes_per_min"]
                                                / res["eval"]["workers_1"]["episodes_per_min"])

@@ -129,11 +129,21 @@ class OpenAIBackend:
 
 BACKEND_ENV = "DUALDRIVE_VLM_BACKEND"  # the dual agent's System 2 when none is given (inherited by Ray workers)
 API_KEY_ENV = "DUALDRIVE_VLM_API_KEY"
-BACKEND_SPECS = "builtin, builtin:CHECKPOINT, hf:MODEL_DIR, openai:BASE_URL"
+BACKEND_SPECS = "builtin, builtin:CHECKPOINT, hf:MODEL_DIR, openai:BASE_URL, each optionally after process:"
 
 
 class BackendSpecError(ValueError):
     """A System 2 backend named wrongly; the message lists the valid forms."""
+
+
+def parse_backend_spec(spec: str) -> tuple[bool, str, str]:
+    """``[process:]KIND[:ARG]`` -> (own process, kind, arg); a wrong form raises :class:`BackendSpecError`."""
+    rest = spec.strip()
+    own_process = rest.startswith("process:")
+    kind, _, arg = rest.removeprefix("process:").partition(":")
+    if kind not in ("builtin", "hf", "openai") or (kind != "builtin" and not arg):
+        raise BackendSpecError(f"unknown System 2 backend {spec!r}; valid: {BACKEND_SPECS}")
+    return own_process, kind, arg
 
 
 def make_backend(spec: str) -> VLMBackend:
@@ -142,16 +152,19 @@ def make_backend(spec: str) -> VLMBackend:
     - ``builtin``: our shipped driving VLM; ``builtin:PATH`` another checkpoint of it;
     - ``hf:DIR``: a local Hugging Face vision-language model directory (:mod:`dualdrive.vlm.hf`);
     - ``openai:URL``: an OpenAI-compatible server (e.g. ``openai:http://127.0.0.1:8000/v1``), the
-      API key from ``$DUALDRIVE_VLM_API_KEY``; ``openai:URL#MODEL`` names the served model.
+      API key from ``$DUALDRIVE_VLM_API_KEY``; ``openai:URL#MODEL`` names the served model;
+    - ``process:SPEC``: any of these in a process of its own (:mod:`dualdrive.vlm.process`), off
+      System 1's interpreter.
     """
-    kind, _, arg = spec.strip().partition(":")
+    own_process, kind, arg = parse_backend_spec(spec)
+    if own_process:
+        from dualdrive.vlm.process import ProcessBackend
+        return ProcessBackend(spec.strip().removeprefix("process:"))
     if kind == "builtin":
         return BuiltinBackend(arg or None)
-    if kind == "hf" and arg:
+    if kind == "hf":
         from dualdrive.vlm.hf import HFBackend
         return HFBackend(arg)
-    if kind == "openai" and arg:
-        import os
-        url, _, model = arg.partition("#")
-        return OpenAIBackend(url, model or "dualdrive-vlm", api_key=os.environ.get(API_KEY_ENV) or None)
-    raise BackendSpecError(f"unknown System 2 backend {spec!r}; valid: {BACKEND_SPECS}")
+    import os
+    url, _, model = arg.partition("#")
+    return OpenAIBackend(url, model or "dualdrive-vlm", api_key=os.environ.get(API_KEY_ENV) or None)

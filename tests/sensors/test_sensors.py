@@ -185,6 +185,8 @@ def test_bench_reports_costs_and_ratios(tmp_path):
     d = res["dual"]
     assert d["s2_ms_mean"] > 0 and d["s1_ms_mean_alone"] > 0
     assert res["ratios"]["s1_with_s2_vs_alone"] == pytest.approx(d["s1_ms_mean_with_s2"] / d["s1_ms_mean_alone"])
+    assert d["s1_ms_mean_with_s2_process"] > 0 and d["paced_ticks"] > 0
+    assert d["dual_process_tick_vs_s1"] == pytest.approx(d["tick_ms_mean_dual_process"] / d["tick_ms_mean_s1"])
 
 
 def test_unseeded_resets_draw_new_noise():
