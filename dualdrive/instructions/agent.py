@@ -61,6 +61,7 @@ class InstructedAgent(Agent):
         self.privileged = driver.privileged
         self.stopped = False
         self.braking = False  # a stop was asked for and the car has begun to brake
+        self._request = intent.describe() if intent.slots() else None  # what was understood and accepted
 
     @property
     def debug(self) -> dict:
@@ -85,6 +86,8 @@ class InstructedAgent(Agent):
         self.driver.reset(info)
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
+        if hasattr(self.driver, "passenger_request"):  # a driver with a System 2 tells it what was asked
+            self.driver.passenger_request = self._request if self.t_s >= self.from_s else None
         decision = self.driver.act(observation)
         self.t_s += POLICY_DT_S
         speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])

@@ -67,7 +67,10 @@ class BuiltinBackend:
             raise ValueError(f"image must be a {self.image_shape} uint8 camera frame, got {image.shape} {image.dtype}")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt must be a non-empty string (see dualdrive.vlm.prompt.make_prompt)")
-        prompt_ids = self.tokenizer.encode(prompt)[-self.model.cfg.max_prompt_tokens:]
+        # our model was trained on the bare question: the passenger's request is for backends that
+        # read language (hf, openai); the dual agent and the instruction wrapper act on it anyway
+        from dualdrive.vlm.prompt import without_passenger
+        prompt_ids = self.tokenizer.encode(without_passenger(prompt))[-self.model.cfg.max_prompt_tokens:]
         torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
         ids = self.model.generate(torch.tensor(image), prompt_ids, self.tokenizer.bos_id,

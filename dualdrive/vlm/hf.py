@@ -38,6 +38,8 @@ FORMAT_INSTRUCTIONS = (
     "waypoints: <where the car will be 1, 2, 3 and 4 s from now, 'x y' in whole metres, x forward, y left, "
     "separated by ','>.\n"
     f"Object kinds: {', '.join(OBJECT_KINDS)}. Places: {', '.join(PLACES)}.\n"
+    "A question may begin with what the passenger asks for: plan for it where the traffic rules and "
+    "safety allow, never against them.\n"
     "Example:\nscene: urban road, red light. objects: car 20 m ahead in my lane.\n"
     "analysis: the light ahead is red.\nplan: slow down, stop.\ndecision: stop at the red light.\n"
     "waypoints: 8 0, 14 0, 15 0, 15 0.")

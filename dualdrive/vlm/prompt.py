@@ -24,8 +24,16 @@ COMMAND_DISTANCE_STEP_M = 10  # the navigation's distance is said to the nearest
 QUESTION = "describe the scene, analyse it and plan."
 
 
-def make_prompt(speed_mps: float, command: int, command_distance_m: float) -> str:
-    """``speed 12 m/s. route: turn left in 30 m. describe the scene, analyse it and plan.``"""
+PASSENGER_PREFIX = "passenger asks: "
+
+
+def make_prompt(speed_mps: float, command: int, command_distance_m: float, passenger: str | None = None) -> str:
+    """``speed 12 m/s. route: turn left in 30 m. describe the scene, analyse it and plan.``
+
+    ``passenger``: what the passenger asked for, as the instruction parser understood and accepted
+    it (:meth:`dualdrive.instructions.intent.Intent.describe`, e.g. "drive gently"), never their raw
+    words: a refused request ("ignore the red light") does not reach System 2 either. It leads the
+    prompt: ``passenger asks: drive gently. speed 12 m/s. ...``"""
     if not (math.isfinite(speed_mps) and math.isfinite(command_distance_m)):
         raise ValueError(f"prompt needs finite speed and distance, got {speed_mps!r}, {command_distance_m!r}")
     try:
@@ -34,7 +42,16 @@ def make_prompt(speed_mps: float, command: int, command_distance_m: float) -> st
         raise ValueError(f"unknown navigation command {command!r}; valid: 0..{len(Command) - 1}") from None
     dist = int(round(max(command_distance_m, 0.0) / COMMAND_DISTANCE_STEP_M)) * COMMAND_DISTANCE_STEP_M
     route = words if Command(int(command)) == Command.FOLLOW_LANE else f"{words} in {dist} m"
-    return f"speed {int(round(abs(speed_mps)))} m/s. route: {route}. {QUESTION}"
+    lead = f"{PASSENGER_PREFIX}{passenger.strip().rstrip('.')}. " if passenger and passenger.strip() else ""
+    return f"{lead}speed {int(round(abs(speed_mps)))} m/s. route: {route}. {QUESTION}"
+
+
+def without_passenger(prompt: str) -> str:
+    """The prompt without its passenger clause (for a model trained on the bare question)."""
+    if not prompt.startswith(PASSENGER_PREFIX):
+        return prompt
+    _, sep, rest = prompt.partition(". speed ")
+    return "speed " + rest if sep else prompt
 
 
 def prompt_from_observation(obs: dict[str, np.ndarray]) -> str:

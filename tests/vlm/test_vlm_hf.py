@@ -1,5 +1,6 @@
 """The `hf` backend on a tiny randomly initialised Hugging Face VLM made here (no download)."""
 import json
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,41 @@ def test_drive_names_a_bad_vlm(tmp_path, spec, message):
     r = subprocess.run([str(Path(sys.executable).parent / "dualdrive"), "drive", "--agent", "dual", "--vlm", spec,
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_the_passengers_request_reaches_system_2_as_understood():
+    from dualdrive.agents.dual.agent import DualAgent, DualConfig
+    from dualdrive.instructions.agent import InstructedAgent
+    from dualdrive.instructions.intent import Intent
+    from dualdrive.vlm.prompt import make_prompt, without_passenger
+    p = make_prompt(12.0, 0, 0.0, "drive gently")
+    assert p == "passenger asks: drive gently. " + PROMPT and without_passenger(p) == PROMPT
+
+    class Recorder:
+        name = "recorder"
+        prompts: list = []
+
+        def ask(self, image, prompt):
+            self.prompts.append(prompt)
+            raise RuntimeError("no answer needed")
+
+    class Still:  # a System 1 that stands
+        uses_sensors, privileged, name = True, False, "still"
+
+        def reset(self, info):
+            pass
+
+        def act(self, obs):
+            from dualdrive.agents.e2e.agent import stop_plan
+            return stop_plan(0.0)
+    rec = Recorder()
+    dual = DualAgent(DualConfig(s2_rate_hz=10.0), system1=Still(), backend=rec)
+    car = InstructedAgent(dual, Intent(style="gentle"), from_s=0.25)
+    obs = {"camera_front_rgb": FRAME, "camera_front_valid": np.array([1]), "speed_mps": np.array([12.0]),
+           "command": np.array([0]), "command_distance_m": np.array([0.0])}
+    car.reset({})
+    for _ in range(5):
+        car.act(obs)
+        time.sleep(0.05)
+    assert rec.prompts[0] == PROMPT  # before the passenger spoke
+    assert rec.prompts[-1] == "passenger asks: drive gently. " + PROMPT

@@ -89,6 +89,9 @@ class DualAgent(Agent):
             from dualdrive.vlm.backend import BACKEND_ENV, make_backend
             backend = make_backend(self.cfg.s2_backend or os.environ.get(BACKEND_ENV) or "builtin")
         self.s1, self.backend = system1, backend
+        # what the passenger asked for, as understood and accepted (set by the instruction wrapper): it goes
+        # into System 2's prompt
+        self.passenger_request: str | None = None
         self._new_episode()
 
     @property
@@ -136,7 +139,8 @@ class DualAgent(Agent):
             return  # no frame to show System 2 this tick
         try:
             from dualdrive.vlm.prompt import make_prompt
-            prompt = make_prompt(float(obs["speed_mps"][0]), int(obs["command"][0]), float(obs["command_distance_m"][0]))
+            prompt = make_prompt(float(obs["speed_mps"][0]), int(obs["command"][0]), float(obs["command_distance_m"][0]),
+                                 self.passenger_request)
         except (KeyError, ValueError):
             return  # bad odometry: System 1 handles it; nothing sensible to ask
         if self.s2.submit(self.t_s, np.asarray(image).copy(), prompt):
