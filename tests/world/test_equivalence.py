@@ -29,14 +29,19 @@ from dualdrive.world.world import World
 N, LENGTH = 16, 5.0
 
 
-def _scene(seed: int):
-    rng = np.random.default_rng(seed)
+def _lanes_and_positions(rng: np.random.Generator, s_max: float) -> tuple[np.ndarray, np.ndarray]:
     lanes = rng.integers(0, 4, N)
-    s = np.sort(rng.uniform(100.0, 700.0, N))
+    s = np.sort(rng.uniform(100.0, s_max, N))
     for k in range(4):  # at least 8 m between centres on a lane
         on = np.where(lanes == k)[0]
         if len(on):
             s[on] = s[on[0]] + np.concatenate([[0.0], np.cumsum(np.maximum(np.diff(s[on]), 8.0))])
+    return lanes, s
+
+
+def _scene(seed: int):
+    rng = np.random.default_rng(seed)
+    lanes, s = _lanes_and_positions(rng, 700.0)
     return lanes, s, rng.uniform(5.0, 30.0, N), rng.uniform(20.0, 33.0, N)
 
 
@@ -96,12 +101,7 @@ def _mobil_scene(seed: int, politeness: float):
     """Both implementations on one scene in highway-env's conventions: IDMVehicle's constants, and
     centre-to-centre distances (the kernel's vehicles have length 0 and s0 = DISTANCE_WANTED)."""
     rng = np.random.default_rng(100 + seed)
-    lanes = rng.integers(0, 4, N)
-    s = np.sort(rng.uniform(100.0, 400.0, N))
-    for k in range(4):  # at least 8 m between centres on a lane
-        on = np.where(lanes == k)[0]
-        if len(on):
-            s[on] = s[on[0]] + np.concatenate([[0.0], np.cumsum(np.maximum(np.diff(s[on]), 8.0))])
+    lanes, s = _lanes_and_positions(rng, 400.0)
     v, v0 = rng.uniform(15.0, 26.0, N), rng.uniform(18.0, 33.0, N)
     w = World(ScenarioConfig(family="motorway", vehicles=N), 0)
     tr = w.traffic
