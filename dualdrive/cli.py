@@ -408,6 +408,14 @@ def eval_perception(suite: str = typer.Option("urban", help="suite name or .yaml
                    + "/".join(f"{res[f'ap_{t}m']:.2f}" for t in (0.5, 1.0, 2.0, 4.0))
                    + f"), MOTA {res['mota']:.3f}, IDF1 {res['idf1']:.3f}, {res['id_switches']} id switches, "
                    f"traffic lights {light} of {res['light_frames']} frames")
+    if res["lane_frames"]:
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        num = lambda v: "-" if v is None else f"{v:.2f} m"  # noqa: E731
+        _console.print(f"lanes: {res['lane_frames']} frames on a painted lane; ego's lane found {pct(res['lane_found'])}, "
+                       f"offset error {num(res['lane_offset_error_m'])} (p95 {num(res['lane_offset_error_p95_m'])}), "
+                       f"width error {num(res['lane_width_error_m'])}, lane counts right {pct(res['lane_count_accuracy'])}; "
+                       f"left lane precision {pct(res['lane_left_precision'])} recall {pct(res['lane_left_recall'])}, "
+                       f"right lane precision {pct(res['lane_right_precision'])} recall {pct(res['lane_right_recall'])}")
     if res["spots_offered"] or res["spots_free_passed"]:
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         _console.print(f"free spots: {res['spots_offered']} bays offered, precision {pct(res['spot_precision'])}, "

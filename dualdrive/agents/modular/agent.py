@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
+from dualdrive.agents.modular.lanes import LaneEstimate, LaneTracker, classify_pixels, frenet, ground_table, lane_evidence
 from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles,
                                               correction_path, leave_path, park_path, standing_detections)
 from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
 from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
 from dualdrive.planning.manoeuvre import ManoeuvreTracker, plan_path
+from dualdrive.sensors.camera import CameraConfig
 from dualdrive.world.route import Command
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ RED, AMBER, GREEN = 0, 1, 2
 # the front camera (1.5 m up, pitched 6 deg down, 45 deg vertical field) loses a light head 4.5 m up
 # within about 8 m: first in line at a red light, the car stands this far back so it sees the green
 LIGHT_STOP_BACK_M = 6.0
+JUNCTION_KEEP_LANE_M = 40.0  # no lane change round a blocker this close to a junction on the route
 BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay  # read_traffic_light's states
 APPROACH_STOP_M = 0.5
 PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
@@ -64,6 +67,8 @@ class Phase(Enum):
 class ModularConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     lane_aware_prediction: bool = True
+    camera: CameraConfig = field(default_factory=CameraConfig)  # the front camera's calibration
+    lane_changes: bool = True  # round a static blocker, into a perceived lane of our direction
 
 
 class ModularAgent(Agent):
@@ -76,6 +81,9 @@ class ModularAgent(Agent):
     def reset(self, info: dict[str, Any]) -> None:
         self.pose = OdometryPose()
         self.tracker = Tracker(dt_s=DT_S)
+        self.lane_tracker = LaneTracker()
+        self.lanes = LaneEstimate()
+        self.ground = ground_table(self.cfg.camera)
         self.ref = ReferencePath()
         self.planner = LatticePlanner(self.cfg.planner)
         self.spots = SpotFinder()
@@ -183,9 +191,24 @@ class ModularAgent(Agent):
             stops.append(pre_s + PLAN_EGO_HALF_M + self.planner.cfg.stop_s0_m)
             if abs(pre_s - s_ego) < APPROACH_STOP_M and abs(speed) < 0.05:
                 return self._start_parking(speed)
-        traj = self.planner.plan(self.pose, speed, path, pred, limit, stops)
-        self.debug.update(light=self.light, light_stop=light_stop, safe=traj.safe, tracks=len(self.tracks))
+        self.lanes = self._lanes(obs, path, s_ego)
+        # no lane change towards a junction the route turns at, nor in a queue at a red light: the lane
+        # the route takes through the junction is the one to be in
+        may_change = (self.cfg.lane_changes and not light_stop
+                      and not (command in JUNCTION and dist < JUNCTION_KEEP_LANE_M))
+        traj = self.planner.plan(self.pose, speed, path, pred, limit, stops, lanes=self.lanes, may_change=may_change)
+        self.debug.update(light=self.light, light_stop=light_stop, safe=traj.safe, tracks=len(self.tracks),
+                          lanes=np.round(self.lanes.centres_d_m, 2).tolist(), offset=traj.offset_lanes)
         return Plan(plan_poses(traj, self.pose), FORWARD)
+
+    def _lanes(self, obs, path: np.ndarray, s_ego: float) -> LaneEstimate:
+        """The lanes beside the route from the front camera (held while a frame is missing)."""
+        key = f"camera_{self.cfg.camera.name}"
+        if not int(obs.get(f"{key}_valid", [0])[0]) or len(path) < 2:
+            return self.lane_tracker.update(None)
+        xy = self.pose.to_odom(self.ground.xy_ego)
+        frame = lane_evidence(classify_pixels(obs[f"{key}_rgb"]), self.ground, frenet(path, xy), s_ego)
+        return self.lane_tracker.update(frame)
 
     def _light_stop(self, command: int, dist: float, speed: float) -> bool:
         """Stop for red, and for amber where a comfortable stop is possible. The camera loses our

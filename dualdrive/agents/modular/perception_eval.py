@@ -11,6 +11,10 @@ at least one LiDAR return (what nuScenes calls a visible annotation), within ``R
   it offers is right when it lies within ``SPOT_MATCH_M`` of a spot that is really free. Precision
   is over the distinct bays offered, recall over the free spots the ego passed within
   ``SPOT_PASSED_M`` (what LiDAR could see).
+- Lanes (the camera's lane estimate, kept as the agent keeps it), on frames where the ego is on a
+  painted road lane: how often the ego's lane is found, the error of the ego's offset from its lane's
+  centre and of the lane width, how often the count of lanes of our direction on each side is right,
+  and precision and recall of "a lane of our direction on the left (right)".
 """
 from __future__ import annotations
 
@@ -20,13 +24,16 @@ import numpy as np
 
 from dualdrive.agents.expert.agent import ExpertAgent
 from dualdrive.agents.follower import TrajectoryFollower
+from dualdrive.agents.modular.lanes import LaneEstimate, LaneTracker, classify_pixels, frenet, ground_table, lane_evidence
 from dualdrive.agents.modular.parking import SpotFinder, standing_detections
 from dualdrive.agents.modular.perception import OdometryPose, Tracker, detect_objects, read_traffic_light
 from dualdrive.agents.modular.planning import ReferencePath, project
+from dualdrive.sensors.camera import CameraConfig
 from dualdrive.sensors.scene import BoxClass, SensorScene
 from dualdrive.sensors.suite import SensorSuite, SensorSuiteConfig
 from dualdrive.world.env import ENV_IDS
 from dualdrive.world.geometry import world_to_ego
+from dualdrive.world.map import LaneKind
 from dualdrive.world.route import Command
 from dualdrive.world.scenarios import ScenarioConfig
 
@@ -92,6 +99,9 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
     mh = mm.metrics.create()
     accs, names = [], []
     spots = {"offered": 0, "offered_free": 0, "passed_free": 0, "found_free": 0, "centre_errors_m": []}
+    lanes = _LaneScore()
+    camera = CameraConfig()  # the suite's front camera, as the agent assumes it
+    table = ground_table(camera)
     for name, cfg in scenarios:
         for seed in seeds:
             env = SensorSuite(gym.make(ENV_IDS[cfg.family], config=cfg, disable_env_checker=True),
@@ -102,6 +112,7 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
             expert.reset(info)
             tracker, pose = Tracker(dt_s=cfg.dt_s), OdometryPose()
             finder, ref, spot_log = SpotFinder(), ReferencePath(), _SpotLog(world)
+            lane_tracker = LaneTracker()
             acc = mm.MOTAccumulator(auto_id=True)
             for k in range(frames):
                 scene = env.scene()
@@ -114,6 +125,12 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                     tracker.fuse_radar(obs["radar_returns"][: int(obs["radar_num_returns"][0])], pose,
                                        float(obs["speed_mps"][0]))
                 path = ref.update(pose, obs["route_xy_ego_m"])  # every tick, as the agent keeps it
+                s_ego, d_ego = (float(v[0]) for v in project(path, pose.xy))
+                frame = None
+                if int(obs[f"camera_{camera.name}_valid"][0]):
+                    frame = lane_evidence(classify_pixels(obs[f"camera_{camera.name}_rgb"]), table,
+                                          frenet(path, pose.to_odom(table.xy_ego)), s_ego)
+                lane_est = lane_tracker.update(frame)
                 parking = Command.PARK in (int(obs["route_command"][0]), int(obs["command"][0]))
                 if parking:
                     finder.add_cars(standing_detections(dets, tracks, pose), pose)
@@ -132,6 +149,7 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
                                mm.distances.norm2squared_matrix(gt, txy, max_d2=TRACK_MATCH_M**2))
                     if parking:
                         spot_log.add(finder.free_bays(path, float(project(path, pose.xy)[0][0])), pose)
+                    lanes.add(lane_est, d_ego, world)
                     truth = _light_ahead(scene)
                     if truth is not None:
                         light_n += 1
@@ -154,7 +172,8 @@ def evaluate_perception(scenarios: list[tuple[str, ScenarioConfig]], seeds: rang
             "spots_offered": spots["offered"], "spots_free_passed": spots["passed_free"],
             "spot_precision": spots["offered_free"] / spots["offered"] if spots["offered"] else None,
             "spot_recall": spots["found_free"] / spots["passed_free"] if spots["passed_free"] else None,
-            "spot_centre_error_m": float(np.mean(spots["centre_errors_m"])) if spots["centre_errors_m"] else None}
+            "spot_centre_error_m": float(np.mean(spots["centre_errors_m"])) if spots["centre_errors_m"] else None,
+            **lanes.summary()}
 
 
 class _SpotLog:
@@ -197,6 +216,56 @@ class _SpotLog:
         passed = {sid for sid, d in self.closest.items() if d <= SPOT_PASSED_M}
         out["passed_free"] += len(passed)
         out["found_free"] += len(passed & found)
+
+
+class _LaneScore:
+    """The lane estimate against the map, on frames where the ego is on a painted road lane."""
+
+    def __init__(self) -> None:
+        self.frames = self.found = self.counts_right = 0
+        self.offset_errors_m: list[float] = []
+        self.width_errors_m: list[float] = []
+        self.side = {side: {"tp": 0, "fp": 0, "fn": 0} for side in ("left", "right")}
+
+    def add(self, est: LaneEstimate, d_ego_m: float, world) -> None:
+        m = world.map
+        lane, _, lat = m.locate(world.ego_xy, world.ego_heading)
+        if lane < 0 or m.lanes[lane].kind not in (LaneKind.ROAD, LaneKind.RAMP) or abs(lat) > m.width[lane] / 2:
+            return
+        self.frames += 1
+        truth = (_chain(m.left, lane), _chain(m.right, lane))
+        k = est.lane_index(d_ego_m)
+        guess = est.lanes_beside(d_ego_m)
+        if k is not None:
+            self.found += 1
+            self.offset_errors_m.append(abs((d_ego_m - float(est.centres_d_m[k])) - lat))
+            self.width_errors_m.append(abs(est.lane_width_m - float(m.width[lane])))
+        self.counts_right += int(guess == truth)
+        for side, g, t in (("left", guess[0], truth[0]), ("right", guess[1], truth[1])):
+            c = self.side[side]
+            c["tp"] += int(g > 0 and t > 0)
+            c["fp"] += int(g > 0 and t == 0)
+            c["fn"] += int(g == 0 and t > 0)
+
+    def summary(self) -> dict:
+        ratio = lambda a, b: a / b if b else None  # noqa: E731
+        out = {"lane_frames": self.frames, "lane_found": ratio(self.found, self.frames),
+               "lane_offset_error_m": float(np.mean(self.offset_errors_m)) if self.offset_errors_m else None,
+               "lane_offset_error_p95_m": float(np.percentile(self.offset_errors_m, 95)) if self.offset_errors_m else None,
+               "lane_width_error_m": float(np.mean(self.width_errors_m)) if self.width_errors_m else None,
+               "lane_count_accuracy": ratio(self.counts_right, self.frames)}
+        for side, c in self.side.items():
+            out[f"lane_{side}_precision"] = ratio(c["tp"], c["tp"] + c["fp"])
+            out[f"lane_{side}_recall"] = ratio(c["tp"], c["tp"] + c["fn"])
+        return out
+
+
+def _chain(neighbour: np.ndarray, lane: int) -> int:
+    """How many lanes of the same direction lie beyond ``lane`` along a neighbour array."""
+    n, cur = 0, int(neighbour[lane])
+    while cur >= 0:
+        n, cur = n + 1, int(neighbour[cur])
+    return n
 
 
 def _light_ahead(scene: SensorScene) -> int | None:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
+from dualdrive.agents.modular.lanes import LaneEstimate
 from dualdrive.agents.modular.perception import OdometryPose
 from dualdrive.agents.modular.prediction import Prediction
 from dualdrive.world.geometry import box_corners, boxes_overlap, resample_polyline, wrap_angle
@@ -32,14 +33,19 @@ PATH_STEP_M = 1.0
 TRAIL_M = 25.0  # passed route targets kept behind the ego
 CORRECTION_TIME_S, CORRECTION_MIN_M = 2.0, 8.0
 BLOCKED_MPS = 2.0
+STANDING_MPS = 1.0  # a new track's speed is uncertain: a stalled car can show this much for a while
+FOLLOWER_COS = 0.5  # heading within 60 deg of the path's: moving our way
 SLOPE_MAX = 1.0  # the path leaves the rear axle along the heading (up to 45 deg off the reference)
 
 
 @dataclass
 class PlannerConfig:
-    lane_width_m: float = 3.5  # offset of a neighbouring lane's centre from ours
-    lateral_offsets: tuple[float, ...] = (0.0,)  # in lane widths; (0, -1, 1) lets it change lanes round blockers
+    lane_width_m: float = 3.5  # offset of a neighbouring lane's centre from ours, where no lane estimate says
+    # lanes offered beside the route's (in lane widths) where no lane estimate is given: (0, -1, 1) with
+    # ``neighbour_lanes`` lets it change lanes round blockers
+    lateral_offsets: tuple[float, ...] = (0.0,)
     lane_change_time_s: float = 4.0
+    evasive_change_time_s: float = 3.0  # round a blocker: a lane change at 25 m/s takes 75 m, the LiDAR sees 60
     corridor_margin_m: float = 0.45  # beside the ego's half width, an object closer than this is in the way
     react_window_s: float = 2.0  # an object entering the corridor within this is a leader now
     idm_time_gap_s: float = 1.4
@@ -53,7 +59,13 @@ class PlannerConfig:
     w_offset: float = 15.0  # metres of progress worth giving up to stay in the route's lane
     w_change: float = 10.0  # ... and to not change lanes at all
     w_blocked: float = 200.0  # a lane that ends in a standstill behind a static obstacle
+    w_static: float = 100.0  # a lane with a static obstacle standing in it ahead (a stalled car, cones)
     collision_margin_m: float = 0.3
+    # a car coming up from behind in the lane we change into keeps this gap, plus the distance it needs
+    # to slow to our speed at rear_decel_mps2
+    rear_gap_m: float = 4.0
+    rear_gap_s: float = 0.5
+    rear_decel_mps2: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class Trajectory:
     offset_lanes: float
     cost: float
     safe: bool
+    static_ahead: bool = False  # a static obstacle stands in this trajectory's corridor ahead
 
 
 class ReferencePath:
@@ -163,15 +176,34 @@ def curve_speed(heading: np.ndarray, arc: np.ndarray, lat_accel: float) -> np.nd
     return np.sqrt(lat_accel / np.maximum(kappa, 1e-4))
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every candidate of one planning tick shares."""
+
+    path: np.ndarray
+    s0: float  # the rear axle's arc length and offset on the reference
+    d0: float
+    v0: float
+    pred: Prediction
+    v_limit: float
+    stops_s: list[float]
+    slope0: float
+    lane_width_m: float
+
+
 class LatticePlanner:
     def __init__(self, config: PlannerConfig | None = None) -> None:
         self.cfg = config or PlannerConfig()
         self.current_offset = 0.0  # lanes; the lateral target we hold
 
     def plan(self, pose: OdometryPose, speed_mps: float, path: np.ndarray, pred: Prediction,
-             v_limit_mps: float, stops_s: list[float], neighbour_lanes: tuple[bool, bool] = (False, False)) -> Trajectory:
+             v_limit_mps: float, stops_s: list[float], neighbour_lanes: tuple[bool, bool] = (False, False),
+             lanes: LaneEstimate | None = None, may_change: bool = True) -> Trajectory:
         """The best trajectory. ``stops_s``: arc lengths on the reference where the ego must stand
-        (a red light's stop line, the route's end); ``neighbour_lanes``: (left, right) exist."""
+        (a red light's stop line, the route's end). The lanes beside the route's come from ``lanes``
+        (the perceived lanes) or, without it, from ``neighbour_lanes``: (left, right) exist. A lane
+        beside ours is tried only when a static obstacle stands in ours ahead (``may_change``: the
+        caller allows lane changes now), and the route's lane whenever we are beside it."""
         cfg = self.cfg
         # the path is planned for the rear axle, as a car is steered (and as the follower pursues):
         # a centre path turning from straight into a tight curve has no rear-axle path a car can drive
@@ -183,25 +215,46 @@ class LatticePlanner:
         s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
         h_ref = float(np.interp(s0, s_pts[:-1], np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))))
         slope0 = float(np.clip(np.tan(wrap_angle(pose.heading_rad - h_ref)), -SLOPE_MAX, SLOPE_MAX))
-        offsets = {self.current_offset}
-        for k in cfg.lateral_offsets:
-            if (k > 0 and not neighbour_lanes[0]) or (k < 0 and not neighbour_lanes[1]):
-                continue
-            offsets.add(float(k))
-        best: Trajectory | None = None
-        for off in sorted(offsets, key=lambda o: abs(o - self.current_offset)):
-            traj = self._candidate(path, s0, d0, off, v0, pred, v_limit_mps, stops_s, slope0)
-            if best is None or (traj.safe, -traj.cost) > (best.safe, -best.cost):
+        width, allowed = self._lanes(lanes, neighbour_lanes)
+        ctx = _Context(path, s0, d0, v0, pred, v_limit_mps, stops_s, slope0, width)
+        cur = self.current_offset
+        best = self._candidate(ctx, cur, cfg.lane_change_time_s)
+        tries = [] if cur == 0.0 else [(0.0, cfg.lane_change_time_s)]  # back to the route's lane
+        if may_change and best.static_ahead:
+            tries += [(cur + k, cfg.evasive_change_time_s) for k in (1.0, -1.0) if cur + k in allowed]
+        for off, change_s in tries:
+            traj = self._candidate(ctx, off, change_s)
+            if (traj.safe, -traj.cost) > (best.safe, -best.cost):
                 best = traj
         self.current_offset = best.offset_lanes
         return best
 
-    def _candidate(self, path, s0, d0, off, v0, pred, v_limit, stops_s, slope0=0.0) -> Trajectory:
+    def _lanes(self, lanes: LaneEstimate | None, neighbour_lanes: tuple[bool, bool]) -> tuple[float, set[float]]:
+        """The lane width and the lane offsets (in lane widths, 0 the route's lane) a trajectory may
+        end in: perceived lanes of our direction on drivable ground with room for the car."""
         cfg = self.cfg
-        d1 = off * cfg.lane_width_m
-        # a lane change takes lane_change_time_s; a small correction is spread over at least the
+        if lanes is None:
+            return cfg.lane_width_m, {0.0} | {float(k) for k in cfg.lateral_offsets
+                                              if (k > 0 and neighbour_lanes[0]) or (k < 0 and neighbour_lanes[1])}
+        if not lanes.valid:
+            return cfg.lane_width_m, {0.0}
+        width = lanes.lane_width_m
+        lo, hi = lanes.drivable_d_m
+        allowed = {0.0}
+        for c in lanes.centres_d_m:
+            k = float(np.rint(c / width))
+            if abs(c - k * width) < width / 4 and lo <= c - EGO_WIDTH_M / 2 and c + EGO_WIDTH_M / 2 <= hi:
+                allowed.add(k)
+        return width, allowed
+
+    def _candidate(self, ctx: "_Context", off: float, change_time_s: float) -> Trajectory:
+        cfg = self.cfg
+        path, s0, d0, v0, pred, v_limit, stops_s, slope0 = (ctx.path, ctx.s0, ctx.d0, ctx.v0, ctx.pred, ctx.v_limit,
+                                                            ctx.stops_s, ctx.slope0)
+        d1 = off * ctx.lane_width_m
+        # a lane change takes change_time_s; a small correction is spread over at least the
         # distance of the pursuit horizon (a short blend is a kink the car cannot follow)
-        change_m = max(abs(d1 - d0) / cfg.lane_width_m * cfg.lane_change_time_s * max(v0, 3.0),
+        change_m = max(abs(d1 - d0) / ctx.lane_width_m * change_time_s * max(v0, 3.0),
                        CORRECTION_TIME_S * v0, CORRECTION_MIN_M)
         length = max(v_limit * 4.5 + 20.0, 30.0)
         xy, hd, arc = offset_path(path, s0, d0, d1, length, change_m, slope0)
@@ -245,11 +298,34 @@ class LatticePlanner:
         ph = np.interp(s_t, arc, np.unwrap(hd))
         px, py = px + REAR_AXLE_M * np.cos(ph), py + REAR_AXLE_M * np.sin(ph)  # centre poses
         safe = not hard_brake and self._clear(px, py, ph, pred)
+        if safe and abs(d1 - d0) > ctx.lane_width_m / 2:  # changing lanes: mind who comes from behind there
+            safe = self._rear_clear(ctx, d1)
         # a lane that ends in a standstill behind something that does not move is blocked
         blocked = lead_static and v_t[-1] < BLOCKED_MPS
+        standing = pred.static | (pred.speed_mps < STANDING_MPS)
+        static_ahead = bool(occ.size and np.isfinite(occ[standing, 0]).any())
         cost = (-cfg.w_progress * s_t[-1] + cfg.w_offset * abs(off) + cfg.w_change * (abs(off - self.current_offset) > 1e-6)
-                + cfg.w_blocked * blocked)
-        return Trajectory(np.column_stack([px, py]), ph, v_t, t, off, float(cost), safe)
+                + cfg.w_blocked * blocked + cfg.w_static * static_ahead)
+        return Trajectory(np.column_stack([px, py]), ph, v_t, t, off, float(cost), safe, static_ahead)
+
+    def _rear_clear(self, ctx: "_Context", d1: float) -> bool:
+        """No moving object behind us in the target lane closer than it needs to slow to our speed
+        (it cannot stop for a car that cuts in at arm's length)."""
+        pred, cfg = ctx.pred, self.cfg
+        if len(pred.xy) == 0:
+            return True
+        s, d = project(ctx.path, pred.xy[:, 0])
+        rear_s = ctx.s0  # the ego's rear axle: near enough its back
+        for i in np.nonzero(~pred.static)[0]:
+            in_target = abs(d[i] - d1) < ctx.lane_width_m / 2 + 0.5
+            in_ours = abs(d[i] - ctx.d0) < ctx.lane_width_m / 2
+            if not in_target or in_ours or s[i] > rear_s + EGO_LENGTH_M:
+                continue
+            gap = rear_s - (s[i] + pred.length_m[i] / 2)
+            closing = max(pred.speed_mps[i] - ctx.v0, 0.0)
+            if gap < cfg.rear_gap_m + cfg.rear_gap_s * pred.speed_mps[i] + closing**2 / (2 * cfg.rear_decel_mps2):
+                return False
+        return True
 
     def _occupancy(self, xy, hd, arc, pred: Prediction) -> np.ndarray:
         """(N, T) arc length on this path at which each object stands in its corridor, inf if not."""
@@ -266,6 +342,12 @@ class LatticePlanner:
         across = pred.width_m[:, None] / 2 * (1 - rel) + pred.length_m[:, None] / 2 * rel
         along = pred.length_m[:, None] / 2 * (1 - rel) + pred.width_m[:, None] / 2 * rel
         inside = (np.abs(d) < half + across) & (s < arc[-1]) & (s > 0.0)
+        # a car now behind our front moving our way is a follower, not a leader: braking for where it
+        # will be once it has passed us makes it run into us (it is braking for us meanwhile)
+        h_now = np.interp(s[:, 0], arc, np.unwrap(hd))
+        follower = (~pred.static & (s[:, 0] < FRONT_FROM_REAR_M - 1.0)
+                    & (np.cos(pred.heading_rad - h_now) > FOLLOWER_COS))
+        inside &= ~follower[:, None]
         out[inside] = (s - along)[inside]
         return out
 
