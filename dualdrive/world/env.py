@@ -19,8 +19,7 @@ from dualdrive.world.route import Command
 from dualdrive.world.scenarios import ConfigError, ScenarioConfig
 from dualdrive.world.world import ACCEL_LIMITS_MPS2, MAX_STEER_RAD, ROUTE_TARGETS, World
 
-ENV_IDS = {"highway": "dualdrive/Highway-v0", "urban": "dualdrive/Urban-v0", "parking": "dualdrive/Parking-v0",
-           "p2p": "dualdrive/P2P-v0", "motorway": "dualdrive/Motorway-v0"}
+from dualdrive.world.registration import ENV_IDS, register_envs  # noqa: F401  (their home; re-exported here)
 
 
 def observation_space() -> spaces.Dict:
@@ -85,9 +84,3 @@ class DualDriveEnv(gym.Env):
     def render(self):
         from dualdrive.viz.render import render_topdown
         return render_topdown(self.world)
-
-
-def register_envs() -> None:
-    for family, env_id in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point="dualdrive.world.env:DualDriveEnv", kwargs={"family": family})
