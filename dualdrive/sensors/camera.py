@@ -190,6 +190,9 @@ class Camera:
         if len(ks) == 0:
             return
         fl = self._flat(layer, lines, styles)
+        ks = ks[fl.length[ks] >= 2]  # a line needs a segment (and reduceat needs no empty runs)
+        if len(ks) == 0:
+            return
         # the points of the lines in view, line after line
         lens = fl.length[ks]
         lid = np.repeat(np.arange(len(ks)), lens)
