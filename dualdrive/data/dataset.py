@@ -19,6 +19,8 @@ key                 dtype, shape        meaning
 ``light``           int64 ()            ``LightState`` ahead (0 none, 1 green, 2 yellow, 3 red); -1 unlabelled
 ``valid_camera``    float32 ()          1 when the camera frame is real, 0 when dropped (then all zeros)
 ``valid_lidar``     float32 ()          the same for the LiDAR
+``guidance``        int64 ()            the meta-action the expert's plan carries out (System 1's guidance
+                                        input, ``dualdrive.agents.e2e.guidance.GUIDANCE``)
 ==================  ==================  ===============================================================
 
 Reading: the store is opened lazily once per process (a DataLoader worker reopens it after the
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dualdrive.agents.e2e.guidance import label_from_plan
 from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, DatasetError, complete_episodes, read_meta,
                                    store_path)
 
@@ -138,6 +141,9 @@ class DemoDataset(Dataset):
         else:  # a log without privileged labels (a human drive): every cell unlabelled
             bev = np.full((BEV_SEMANTIC_CELLS, BEV_SEMANTIC_CELLS), -1, np.int64)
         light = int(small["light_state"][t]) if "light_state" in small else -1
+        # the meta-action the expert's own plan carries out: System 1's guidance input in training
+        guidance = label_from_plan(small["plan"][t], float(small["speed_mps"][t]), int(small["command"][t]),
+                                   reverse=bool(small["plan_gear"][t] < 0))
         return {
             "camera": torch.from_numpy(cam),
             "lidar_bev": torch.from_numpy(lidar),
@@ -148,6 +154,7 @@ class DemoDataset(Dataset):
             "gear": torch.tensor(int(small["plan_gear"][t] < 0), dtype=torch.int64),
             "bev_semantic": torch.from_numpy(bev),
             "light": torch.tensor(light, dtype=torch.int64),
+            "guidance": torch.tensor(guidance, dtype=torch.int64),
             "valid_camera": torch.tensor(cam_ok, dtype=torch.float32),
             "valid_lidar": torch.tensor(lidar_ok, dtype=torch.float32),
         }

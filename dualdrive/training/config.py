@@ -27,6 +27,7 @@ class TrainConfig:
     num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
     sensor_dropout_prob: float = 0.1  # per sample and sensor: replace the frame by zeros, valid flag 0
     camera_brightness_jitter: float = 0.1  # camera intensity scaled by a factor in [1 - j, 1 + j]
+    guidance_dropout: float = 0.5  # a model with a guidance input sees "none" in place of it this often
     val_every_epochs: int = 1  # validation also always runs after the last epoch
     checkpoint_every_epochs: int = 1  # last.safetensors + resume state; also always after the last epoch
     log_every_steps: int = 10  # per-step losses in metrics.csv
@@ -39,7 +40,7 @@ class TrainConfig:
         self._check("lr", self.lr > 0, "> 0")
         for name in ("weight_decay", "grad_clip_norm"):
             self._check(name, getattr(self, name) >= 0, ">= 0")
-        for name in ("min_lr_ratio", "sensor_dropout_prob", "camera_brightness_jitter"):
+        for name in ("min_lr_ratio", "sensor_dropout_prob", "camera_brightness_jitter", "guidance_dropout"):
             self._check(name, 0.0 <= getattr(self, name) <= 1.0, "in [0, 1]")
         self._check("device", self.device in DEVICES, f"one of {', '.join(DEVICES)}")
 

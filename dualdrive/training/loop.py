@@ -127,6 +127,16 @@ class _Trainer:
         self.log = CsvLog(out_dir / "metrics.csv") if info.is_main else None
         self.last_val: dict[str, float] = {}
 
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model's inputs of a training batch: with a guidance input, the expert's guidance, replaced
+        by "none" in a ``guidance_dropout`` share of the samples so that the model also drives alone."""
+        inputs = {k: batch[k] for k in MODEL_INPUT_KEYS}
+        if self.mcfg.guidance_classes:
+            g = batch["guidance"]
+            keep = torch.rand(g.shape, device=g.device) >= self.tcfg.guidance_dropout
+            inputs["guidance"] = torch.where(keep, g, torch.zeros_like(g))
+        return inputs
+
     def _loader(self, dataset: Dataset, sampler: Any, generator: torch.Generator | None) -> DataLoader:
         workers = self.tcfg.num_workers
         return DataLoader(dataset, batch_size=self.tcfg.batch_size, sampler=sampler, num_workers=workers,
@@ -205,7 +215,7 @@ class _Trainer:
                 lr = lr_at(step, self.total_steps, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                losses = compute_losses(model(**{k: batch[k] for k in MODEL_INPUT_KEYS}), batch, self.mcfg)
+                losses = compute_losses(model(**self._inputs(batch)), batch, self.mcfg)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 if cfg.grad_clip_norm > 0:

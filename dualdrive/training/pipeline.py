@@ -54,6 +54,7 @@ class PipelineConfig:
     val_seeds: str = "4990:4994"
     # -- 3. training -------------------------------------------------------------------------------
     epochs: int = 8  # ~2 min an epoch of ~4 k frames on 2 cores; 2 epochs left the model unable to keep a lane
+    guidance: bool = True  # System 1 gains System 2's guidance input, trained with the expert's (agents/e2e/guidance.py)
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 30
@@ -109,6 +110,11 @@ class PipelineConfig:
         except (OSError, yaml.YAMLError) as e:
             raise PipelineError(f"cannot read pipeline config {path}: {e}") from None
         return cls.from_dict(d or {})
+
+    def model_config(self):
+        from dualdrive.agents.e2e.config import E2EConfig
+        from dualdrive.agents.e2e.guidance import GUIDANCE
+        return E2EConfig(guidance_classes=len(GUIDANCE) if self.guidance else 0)
 
     def train_config(self, epochs: int | None = None):
         from dualdrive.training.config import TrainConfig
@@ -183,7 +189,8 @@ class PipelineRun:
         if done:
             return False
         train_set, _ = load_datasets(self.demos, val_fraction=0.0, seed=self.cfg.seed)
-        run_training(train_set, DemoDataset(self.val), self.train_dir, train_cfg=self.cfg.train_config(),
+        run_training(train_set, DemoDataset(self.val), self.train_dir, model_cfg=self.cfg.model_config(),
+                     train_cfg=self.cfg.train_config(),
                      metadata={**run_metadata(self.demos, 0.0), "val_data_dir": str(self.val.resolve())})
         return True
 

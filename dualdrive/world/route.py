@@ -11,24 +11,12 @@ from enum import IntEnum
 
 import numpy as np
 
+from dualdrive.world.commands import Command  # noqa: F401  (its home; re-exported here)
 from dualdrive.world.map import LaneKind, LaneMap, Movement
 
 ROUTE_STEP_M = 2.0  # resolution of the route polyline
 COMMAND_LOOKAHEAD_M = 50.0  # a manoeuvre's command is announced this far before it
 LANE_CHANGE_SPAN_M = 30.0  # a planned lane change in the nominal route takes this long
-
-
-class Command(IntEnum):
-    FOLLOW_LANE = 0
-    TURN_LEFT = 1
-    TURN_RIGHT = 2
-    GO_STRAIGHT = 3
-    CHANGE_LANE_LEFT = 4
-    CHANGE_LANE_RIGHT = 5
-    TAKE_EXIT = 6
-    ENTER_LOT = 7
-    PARK = 8
-    LEAVE_SPOT = 9
 
 
 @dataclass

@@ -18,6 +18,7 @@ CONTRACT = {
     "speed": (torch.float32, (1,)), "command": (torch.int64, ()), "route": (torch.float32, (10, 2)),
     "plan": (torch.float32, (8, 3)), "gear": (torch.int64, ()), "bev_semantic": (torch.int64, (64, 64)),
     "light": (torch.int64, ()), "valid_camera": (torch.float32, ()), "valid_lidar": (torch.float32, ()),
+    "guidance": (torch.int64, ()),
 }
 
 

@@ -1,12 +1,13 @@
 """The dual system (after DriveVLM-Dual): System 1 drives every tick; System 2, a VLM, runs in its
 own thread at a few hertz with its real latency and guides System 1 with its latest decision.
 
-This first version guides by the decision's meta-actions acting on System 1's plan, not yet by a
-guidance input System 1 was trained with: "stop", "wait" and "yield" brake along System 1's path
-to a standstill, "slow down" lowers the speed, "pull over" stops gently; everything else leaves
-System 1's plan alone. System 2 can only take speed away, and even that is checked before it is
-acted on: a stop is taken only where a comfortable deceleration reaches it (a stop demanded at
-speed from a misreading is not an emergency brake). Guidance older than ``max_guidance_age_s``
+A System 1 trained with a guidance input (``E2EConfig.guidance_classes``, see
+:mod:`dualdrive.agents.e2e.guidance`) gets System 2's first meta-action as that input and plans with
+it. A System 1 without one is guided through its plan: "stop", "wait" and "yield" brake along its
+path to a standstill, "slow down" lowers the speed, "pull over" stops gently; everything else leaves
+the plan alone. Either way a stop is checked before it is acted on: it is taken only where a
+comfortable deceleration reaches it (a stop demanded at speed from a misreading is not an emergency
+brake; a guided System 1 is then asked again without the guidance). Guidance older than ``max_guidance_age_s``
 (simulation time since the frame it answers) is dropped. An answer that does not parse, a
 backend that raises or stalls: logged, ignored, and System 1 drives on. Everything System 2 said
 is kept in ``s2_log`` and shown in ``debug`` (the video's caption).
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import Agent, Control, Plan
+from dualdrive.agents.e2e.guidance import GUIDANCE, from_meta_action
 from dualdrive.instructions.agent import retime_plan
 
 log = logging.getLogger(__name__)
@@ -110,9 +112,32 @@ class DualAgent(Agent):
         self.guidance: tuple[float, tuple[str, ...], str] | None = None  # (frame time, meta-actions, decision)
         self.s2_log: list[dict] = []
         self._caption = ""
+        self._guide_note = ""
+
+    @property
+    def s1_takes_guidance(self) -> bool:
+        """System 1 was trained with a guidance input (``E2EConfig.guidance_classes``)."""
+        info = getattr(self.s1, "info", None)
+        return bool(getattr(getattr(info, "config", None), "guidance_classes", 0))
+
+    def _guided(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The observation with System 2's latest fresh meta-action for a System 1 that takes it."""
+        if not self.s1_takes_guidance:
+            return observation
+        idx = 0
+        if self.guidance is not None and self.t_s - self.guidance[0] <= self.cfg.max_guidance_age_s and self.guidance[1]:
+            idx = from_meta_action(self.guidance[1][0])
+        return {**observation, "guidance": np.array([idx], np.int64)}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
-        plan = self.s1.act(observation)
+        guided = self._guided(observation)
+        plan = self.s1.act(guided)
+        self._guide_note = ""
+        if guided is not observation and int(guided["guidance"][0]) == GUIDANCE.index("stop") and isinstance(plan, Plan):
+            speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
+            if self._too_late_to_stop(plan, speed):
+                plan = self.s1.act(observation)  # the check: no hard braking on System 2's word
+                self._guide_note = " (stop not taken: too late to stop comfortably)"
         self._collect()
         self._ask(observation)
         self.t_s += POLICY_DT_S
@@ -124,6 +149,9 @@ class DualAgent(Agent):
         if age > self.cfg.max_guidance_age_s:
             self.guidance = None
             self._caption = f"S2: stale ({age:.1f} s) dropped"
+            return plan
+        if self.s1_takes_guidance:  # System 1 planned with it: its plan stands
+            self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} -> System 1{self._guide_note}"
             return plan
         speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
         guided, note = self._apply(plan, speed, actions[0] if actions else "keep lane")
@@ -165,11 +193,14 @@ class DualAgent(Agent):
             log.info("System 2 answer ignored: %s", entry["error"])  # kept in s2_log; one a second would flood a run
         self.s2_log.append(entry)
 
+    def _too_late_to_stop(self, plan: Plan, speed: float) -> bool:
+        """The check of a stop: could the car stop where the plan goes, braking comfortably?"""
+        return speed * speed / (2 * self.cfg.max_check_decel_mps2) > _path_length(plan) + 1.0 and speed > 1.0
+
     def _apply(self, plan: Plan, speed: float, action: str) -> tuple[Plan, str]:
         cfg = self.cfg
         if action in STOP_ACTIONS:
-            # the check: where the plan would have the car stop, could it, braking comfortably?
-            if speed * speed / (2 * cfg.max_check_decel_mps2) > _path_length(plan) + 1.0 and speed > 1.0:
+            if self._too_late_to_stop(plan, speed):
                 return plan, " (stop not taken: too late to stop comfortably)"
             return retime_plan(plan, speed, decel_mps2=cfg.stop_decel_mps2), ""
         if action == "slow down":

@@ -106,9 +106,13 @@ def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> 
     command = int(np.asarray(obs["command"]).reshape(-1)[0])
     if not 0 <= command < cfg.num_commands:
         raise UnusableObservation(f"command {command} is outside 0..{cfg.num_commands - 1}")
-    return {"camera": camera, "lidar_bev": lidar_bev, "speed": speed, "command": np.array(command, np.int64),
-            "route": route, "valid_camera": np.array(float(cam_ok), np.float32),
-            "valid_lidar": np.array(float(lidar_ok), np.float32)}
+    x = {"camera": camera, "lidar_bev": lidar_bev, "speed": speed, "command": np.array(command, np.int64),
+         "route": route, "valid_camera": np.array(float(cam_ok), np.float32),
+         "valid_lidar": np.array(float(lidar_ok), np.float32)}
+    if cfg.guidance_classes:  # System 2's meta-action (the dual agent adds it; none when absent or out of range)
+        g = int(np.asarray(obs.get("guidance", 0)).reshape(-1)[0]) if "guidance" in obs else 0
+        x["guidance"] = np.array(g if 0 <= g < cfg.guidance_classes else 0, np.int64)
+    return x
 
 
 def stop_plan(speed_mps: float) -> Plan:

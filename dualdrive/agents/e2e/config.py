@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, get_type_hints
 
+from dualdrive.agents.e2e.guidance import GUIDANCE
+
 
 class E2EConfigError(ValueError):
     """A bad or unknown E2E model configuration value; the message names the key and what is allowed."""
@@ -22,6 +24,8 @@ class E2EConfig:
     bev_in_channels: int = 2  # point counts below / above the split height
     num_commands: int = 10  # dualdrive.world.route.Command
     route_points: int = 10  # route target points in the ego frame, 8 m apart
+    # System 2's guidance (dualdrive.agents.e2e.guidance.GUIDANCE) as an input; 0: none (older checkpoints)
+    guidance_classes: int = 0
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
@@ -63,6 +67,10 @@ class E2EConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise E2EConfigError(f"e2e.{name}={v!r} must be a positive integer")
+        g = self.guidance_classes
+        if isinstance(g, bool) or g not in (0, len(GUIDANCE)):
+            raise E2EConfigError(f"e2e.guidance_classes={g!r} must be 0 (no guidance input) or {len(GUIDANCE)} "
+                                 "(dualdrive.agents.e2e.guidance.GUIDANCE)")
         for name in ("camera_channels", "lidar_channels"):
             v = getattr(self, name)
             if not isinstance(v, tuple) or len(v) < 1 or not all(isinstance(c, int) and c > 0 for c in v):

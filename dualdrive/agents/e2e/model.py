@@ -127,6 +127,8 @@ class E2EModel(nn.Module):
         self.missing_camera = nn.Parameter(torch.zeros(1, 1, d))
         self.missing_lidar = nn.Parameter(torch.zeros(1, 1, d))
         self.command_embedding = nn.Embedding(cfg.num_commands, d)
+        # System 2's meta-action, added to the measurement token like the command (index 0: none)
+        self.guidance_embedding = nn.Embedding(cfg.guidance_classes, d) if cfg.guidance_classes else None
         n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
@@ -141,9 +143,11 @@ class E2EModel(nn.Module):
         nn.init.zeros_(self.plan_head[-1].bias)
 
     def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
-                valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True) -> dict[str, Tensor]:
+                valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True,
+                guidance: Tensor | None = None) -> dict[str, Tensor]:
         """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
-        speed (B, 1), command (B,), route (B, R, 2), valid_* (B,)). Returns ``plan`` (B, P, 3),
+        speed (B, 1), command (B,), route (B, R, 2), valid_* (B,); ``guidance`` (B,) for a model with a
+        guidance input, None meaning none for all). Returns ``plan`` (B, P, 3),
         ``gear_logits`` (B, 2) and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
         cfg = self.cfg
         v_cam = valid_camera.reshape(-1, 1, 1).to(torch.float32)
@@ -158,7 +162,11 @@ class E2EModel(nn.Module):
         meas_in = torch.cat([speed.reshape(-1, 1).to(torch.float32) / cfg.speed_scale_mps,
                              route.reshape(route.shape[0], -1).to(torch.float32) / cfg.route_scale_m,
                              v_cam.reshape(-1, 1), v_lidar.reshape(-1, 1)], dim=1)
-        meas_token = (self.measurement(meas_in) + self.command_embedding(command.reshape(-1).long())).unsqueeze(1)
+        meas_token = self.measurement(meas_in) + self.command_embedding(command.reshape(-1).long())
+        if self.guidance_embedding is not None:
+            g = command.new_zeros(command.reshape(-1).shape) if guidance is None else guidance.reshape(-1)
+            meas_token = meas_token + self.guidance_embedding(g.long())
+        meas_token = meas_token.unsqueeze(1)
         tokens = self.fusion(torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding)
         fused_meas = tokens[:, 0]
         out = {"plan": self._plan(fused_meas), "gear_logits": self.gear_head(fused_meas)}
