@@ -40,6 +40,9 @@ class DualConfig:
     max_check_decel_mps2: float = 4.0  # a stop that would need harder braking than this is not taken
     slow_down_factor: float = 0.7
     pull_over_decel_mps2: float = 1.5
+    # the meta-actions handed to a System 1 with a guidance input (the others reach it as "none"): on
+    # longtail, handing over System 2's lane changes and "park" too drove System 1 off the road (README)
+    guidance_actions: tuple[str, ...] = ("stop", "yield", "wait", "slow down", "pull over")
     # System 2 (see dualdrive.vlm.backend.make_backend); None: $DUALDRIVE_VLM_BACKEND, else "builtin"
     s2_backend: str | None = None
 
@@ -125,7 +128,8 @@ class DualAgent(Agent):
         if not self.s1_takes_guidance:
             return observation
         idx = 0
-        if self.guidance is not None and self.t_s - self.guidance[0] <= self.cfg.max_guidance_age_s and self.guidance[1]:
+        if self.guidance is not None and self.t_s - self.guidance[0] <= self.cfg.max_guidance_age_s and self.guidance[1] \
+                and self.guidance[1][0] in self.cfg.guidance_actions:
             idx = from_meta_action(self.guidance[1][0])
         return {**observation, "guidance": np.array([idx], np.int64)}
 

@@ -136,3 +136,7 @@ def test_the_dual_agent_hands_system_2s_action_to_system_1(stop_path_m, asked_ag
     s1.seen.clear()
     dual.act(obs)
     assert s1.seen == [NONE]
+    dual.guidance = (dual.t_s, ("change lane left",), "overtake")  # not among DualConfig.guidance_actions
+    s1.seen.clear()
+    dual.act(obs)
+    assert s1.seen == [NONE]
