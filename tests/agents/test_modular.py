@@ -252,3 +252,24 @@ def test_neighbours_merged_with_the_row_behind_are_measured_from_their_side_face
     assert segs is not None and segs[-1].gear == REVERSE
     blob_box = (blob.xy[None], np.zeros(1), np.full(1, blob.length_m), np.full(1, blob.width_m))
     assert not path_is_free(segs, blob_box, 4.5, 1.9)
+
+
+def test_a_turning_car_is_tracked_with_its_turn_rate_and_predicted_on_its_arc():
+    from dualdrive.agents.modular.prediction import constant_turn_rate
+    # a car on a circle of radius 30 m at 10 m/s (turn rate 1/3 rad/s), seen every 0.1 s
+    tracker, w, r = Tracker(), 1 / 3, 30.0
+    for k in range(60):
+        a = w * 0.1 * k
+        d = Detection(np.array([r * np.sin(a), r * (1 - np.cos(a))]), 4.5, 1.9, a, 1.5, 40)
+        tracks = tracker.update([d], OdometryPose())
+    (tr,) = tracks
+    assert tr.yaw_rate_rps == pytest.approx(w, abs=0.05)
+    ctrv, cv = constant_turn_rate(tracks), constant_velocity(tracks)
+    off_circle = lambda p: abs(np.linalg.norm(p - [0.0, r]) - r)  # noqa: E731
+    # CV leaves the circle on its tangent; CTRV follows it, off by what the constant-velocity filter's
+    # position and heading lag in a turn (about 3 m here)
+    assert off_circle(ctrv.xy[0, -1]) < 0.5 * off_circle(cv.xy[0, -1])
+    k = int(np.argmin(np.abs(ctrv.t_s - 2.0)))
+    assert off_circle(ctrv.xy[0, k]) < 0.6 * off_circle(cv.xy[0, k])
+    straight = _track([0.0, 0.0], [10.0, 0.0])  # no turn rate: constant velocity
+    assert np.allclose(constant_turn_rate([straight]).xy, constant_velocity([straight]).xy)

@@ -62,6 +62,7 @@ class Track:
     height_m: float
     age: int = 1
     misses: int = 0
+    yaw_rate_rps: float = 0.0  # turn rate of the velocity's direction, smoothed (for constant-turn-rate prediction)
 
     @property
     def xy(self) -> np.ndarray:
@@ -74,6 +75,21 @@ class Track:
     @property
     def covariance(self) -> np.ndarray:
         return self.kf.P.copy()
+
+
+TURN_MIN_SPEED_MPS = 2.0  # slower, the velocity's direction is noise
+TURN_SMOOTHING = 0.2  # weight of each new turn-rate measurement
+MAX_TURN_RATE_RPS = 1.0
+
+
+def _turn_rate(previous: float, v_before: np.ndarray, v_after: np.ndarray, dt_s: float) -> float:
+    """The track's turn rate after one update: the change of its velocity's direction, smoothed;
+    it decays to zero for a slow object."""
+    if min(np.linalg.norm(v_before), np.linalg.norm(v_after)) < TURN_MIN_SPEED_MPS:
+        return (1 - TURN_SMOOTHING) * previous
+    dh = np.arctan2(v_after[1], v_after[0]) - np.arctan2(v_before[1], v_before[0])
+    measured = float(np.clip(((dh + np.pi) % (2 * np.pi) - np.pi) / dt_s, -MAX_TURN_RATE_RPS, MAX_TURN_RATE_RPS))
+    return (1 - TURN_SMOOTHING) * previous + TURN_SMOOTHING * measured
 
 
 def detect_objects(points: np.ndarray) -> list[Detection]:
@@ -226,7 +242,9 @@ class Tracker:
                 if cost[r, c] > GATE_M:
                     continue
                 t, d = self.tracks[r], detections[c]
+                v_before = t.velocity
                 t.kf.update(z[c].reshape(2, 1))
+                t.yaw_rate_rps = _turn_rate(t.yaw_rate_rps, v_before, t.velocity, self.dt)
                 t.length_m, t.width_m, t.height_m = d.length_m, d.width_m, d.height_m
                 t.yaw_rad = d.yaw_rad + pose.heading_rad
                 t.age += 1

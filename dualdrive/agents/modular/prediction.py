@@ -1,10 +1,12 @@
 """Prediction for the modular baseline: where each tracked object will be over the planning horizon.
 
-Two predictors over the same interface. Constant velocity (the baseline every benchmark reports)
-extrapolates the Kalman state. The lane-aware variant bends that motion along the route's
-reference path when a track is on it and heading along it (a car ahead of us in our lane follows
-the lane through a curve rather than leaving it on a tangent); objects off the path, or crossing
-it, keep constant velocity.
+Three predictors over the same interface. Constant velocity (the baseline every benchmark reports)
+extrapolates the Kalman state. Constant turn rate (CTRV) keeps the speed and the track's smoothed
+turn rate, so a car already in a turn goes on turning. The lane-aware variant bends the motion along
+the route's reference path when a track is on it and heading along it (a car ahead of us in our
+lane follows the lane through a curve rather than leaving it on a tangent); objects off the path,
+or crossing it, keep constant velocity. The agent plans with the lane-aware one; CTRV is there for
+comparison and is not yet evaluated closed loop.
 """
 from __future__ import annotations
 
@@ -52,6 +54,23 @@ def constant_velocity(tracks: list[Track], horizon_s: float = HORIZON_S, step_s:
     heading = np.where(static, yaw, np.arctan2(vel[:, 1], vel[:, 0]))
     return Prediction(t, xy, heading, np.array([tr.length_m for tr in tracks]).reshape(n),
                       np.array([tr.width_m for tr in tracks]).reshape(n), speed, static)
+
+
+def constant_turn_rate(tracks: list[Track], horizon_s: float = HORIZON_S, step_s: float = STEP_S,
+                       min_turn_rps: float = 0.02) -> Prediction:
+    """CTRV: each moving track keeps its speed and turn rate (an arc); with almost no turn rate it
+    is constant velocity."""
+    pred = constant_velocity(tracks, horizon_s, step_s)
+    t = pred.t_s
+    xy = pred.xy.copy()
+    for i, tr in enumerate(tracks):
+        w = tr.yaw_rate_rps
+        if pred.static[i] or abs(w) < min_turn_rps:
+            continue
+        h0, v = pred.heading_rad[i], pred.speed_mps[i]
+        h = h0 + w * t
+        xy[i] = pred.xy[i, 0] + (v / w) * np.column_stack([np.sin(h) - np.sin(h0), np.cos(h0) - np.cos(h)])
+    return Prediction(t, xy, pred.heading_rad, pred.length_m, pred.width_m, pred.speed_mps, pred.static)
 
 
 def lane_aware(tracks: list[Track], path_xy: np.ndarray, horizon_s: float = HORIZON_S,
