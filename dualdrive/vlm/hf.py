@@ -62,7 +62,6 @@ class HFBackend:
         if not (d / "config.json").is_file():
             raise HFBackendError(f"{d} is not a Hugging Face model directory: it has no config.json")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder only: never the hub
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         try:
             self.processor = AutoProcessor.from_pretrained(d, local_files_only=True)
@@ -77,7 +76,6 @@ class HFBackend:
         self.device, self.max_new_tokens, self.threads = device, max_new_tokens, threads
         self.system_prompt = system_prompt
         self.model_dir = d
-        self._torch = torch
 
     def _messages(self, prompt: str, with_system: bool) -> list[dict]:
         user = [{"type": "image"}, {"type": "text", "text": prompt}]
@@ -97,13 +95,13 @@ class HFBackend:
                                                       tokenize=False)
 
     def ask(self, image: np.ndarray, prompt: str) -> VLMReply:
+        import torch
         from PIL import Image
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be an (H, W, 3) uint8 camera frame, got {image.shape} {image.dtype}")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt must be a non-empty string (see dualdrive.vlm.prompt.make_prompt)")
-        torch = self._torch
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
         t0 = time.perf_counter()

@@ -192,3 +192,13 @@ def test_only_privileged_agents_see_the_world_handle():
     info = {"privileged_world": object(), "seed": 3}
     assert "privileged_world" in reset_info_for(ExpertAgent(), info)
     assert reset_info_for(IdleAgent(), info) == {"seed": 3}
+
+
+def test_the_agents_weights_and_system_2_are_part_of_a_runs_identity(suite_file, tmp_path):
+    from dualdrive.bench.evaluate import plan_jobs
+    base = EvalConfig("dual", range(0, 1), tmp_path / "r.json", suite=str(suite_file))
+    _, plain = plan_jobs(base)
+    _, other = plan_jobs(EvalConfig("dual", range(0, 1), tmp_path / "r.json", suite=str(suite_file),
+                                    meta_extra={"checkpoint": "a.safetensors", "vlm": "hf:/models/x"}))
+    assert "vlm" not in plain and "checkpoint" not in plain
+    assert other["vlm"] == "hf:/models/x" and other["checkpoint"] == "a.safetensors"

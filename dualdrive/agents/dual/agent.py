@@ -94,6 +94,9 @@ class DualAgent(Agent):
             from dualdrive.vlm.backend import BACKEND_ENV, make_backend
             backend = make_backend(self.cfg.s2_backend or os.environ.get(BACKEND_ENV) or "builtin")
         self.s1, self.backend = system1, backend
+        # System 1 was trained with a guidance input (E2EConfig.guidance_classes): it plans with System 2's word
+        self.s1_takes_guidance = bool(getattr(getattr(getattr(system1, "info", None), "config", None),
+                                              "guidance_classes", 0))
         # what the passenger asked for, as understood and accepted (set by the instruction wrapper): it goes
         # into System 2's prompt
         self.passenger_request: str | None = None
@@ -116,12 +119,6 @@ class DualAgent(Agent):
         self.s2_log: list[dict] = []
         self._caption = ""
         self._guide_note = ""
-
-    @property
-    def s1_takes_guidance(self) -> bool:
-        """System 1 was trained with a guidance input (``E2EConfig.guidance_classes``)."""
-        info = getattr(self.s1, "info", None)
-        return bool(getattr(getattr(info, "config", None), "guidance_classes", 0))
 
     def _guided(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The observation with System 2's latest fresh meta-action for a System 1 that takes it."""
