@@ -433,6 +433,8 @@ def collect(agent: str = typer.Option("expert", help="the driver: agent name or 
             out: Path = typer.Option(Path("runs/demos"), help="dataset directory (episodes.zarr, dataset.json, card)"),
             dart_noise: float = typer.Option(0.0, help="DART noise sigma in m/s^2 on the executed control (0: none)"),
             frame_stride: int = typer.Option(2, help="record every K-th 10 Hz tick (2: 5 Hz)"),
+            sampling: str = typer.Option("uniform", help="uniform, or informative: waiting frames 5x rarer, frames "
+                                         "that start a standing car or reverse at 5 Hz"),
             max_duration_s: Optional[float] = typer.Option(None, help="time limit per episode in s (default 120; "
                                                           "a scenario's own shorter limit stays)"),
             episode_timeout: float = typer.Option(1800.0, help="wall seconds before an episode counts as hung"),
@@ -448,7 +450,7 @@ def collect(agent: str = typer.Option("expert", help="the driver: agent name or 
             raise ConfigError(f"--workers {workers} must be at least 1")
         cfg = CollectConfig(out, suite, agent, episodes, parse_seeds(seeds) if seeds else None, workers, dart_noise,
                             frame_stride, max_duration_s if max_duration_s is not None else DEFAULT_MAX_DURATION_S,
-                            episode_timeout, address)
+                            sampling, episode_timeout, address)
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)

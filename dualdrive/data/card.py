@@ -56,6 +56,7 @@ def dataset_card(root: str | Path) -> dict:
         "format": meta["format"], "version": meta["version"], "driver": col["agent"],
         "labeller": col.get("labeller", "expert"),
         "suite": col["suite"]["name"], "dart_sigma_mps2": col["dart_noise"], "frame_stride": col["frame_stride"],
+        "sampling": col.get("sampling", "uniform"),
         "max_duration_s": col["max_duration_s"], "episodes": len(keys), "incomplete_episodes_skipped": skipped,
         "frames": int(frames), "hours_of_driving": round(drive_s / 3600.0, 4),
         "success_rate": round(float(np.mean(successes)), 4) if successes else None,
@@ -76,7 +77,8 @@ def card_markdown(c: dict) -> str:
     lines = [f"# Demonstration dataset ({c['format']} v{c['version']})", "",
              f"- driver: `{c['driver']}`, labels by `{c['labeller']}`; suite `{c['suite']}`",
              f"- DART sigma: {c['dart_sigma_mps2']} m/s^2; recorded every {c['frame_stride']} ticks "
-             f"({10.0 / c['frame_stride']:.1f} Hz at the 10 Hz world); time limit {c['max_duration_s']} s",
+             f"({10.0 / c['frame_stride']:.1f} Hz at the 10 Hz world), {c.get('sampling', 'uniform')} sampling; "
+             f"time limit {c['max_duration_s']} s",
              f"- episodes: **{c['episodes']}** ({c['incomplete_episodes_skipped']} incomplete skipped), "
              f"recorded frames: **{c['frames']}**, driving: **{c['hours_of_driving']:.3f} h**",
              f"- success rate of the collected drives: **{pct(c['success_rate'])}**", "",

@@ -46,6 +46,7 @@ class CollectConfig:
     dart_noise: float = 0.0  # DART sigma, m/s^2 (dart.py)
     frame_stride: int = 2  # record every K-th tick: 5 Hz
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S  # None: each scenario's own time limit
+    sampling: str = "uniform"  # or "informative": the stride depends on what a frame teaches (episode.frame_kind)
     episode_timeout_s: float = 1800.0  # wall seconds before an episode counts as hung
     ray_address: str | None = None  # None: a local cluster with ``workers`` CPUs
     meta_extra: dict = field(default_factory=dict)
@@ -57,6 +58,9 @@ class CollectConfig:
             raise ConfigError(f"--dart-noise {self.dart_noise} must be >= 0 (the noise's standard deviation in m/s^2)")
         if self.frame_stride < 1:
             raise ConfigError(f"--frame-stride {self.frame_stride} must be at least 1 (1 records every 10 Hz tick)")
+        from dualdrive.data.format import SAMPLINGS
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"--sampling {self.sampling!r} must be one of {', '.join(SAMPLINGS)}")
         if self.max_duration_s is not None and not 1.0 <= self.max_duration_s <= 3600.0:
             raise ConfigError(f"--max-duration-s {self.max_duration_s} must be in [1, 3600] seconds")
         if self.episodes is not None and self.episodes < 1:
@@ -79,7 +83,7 @@ class CollectConfig:
         return range(0, self.episodes if self.episodes is not None else 10)
 
     def record_spec(self) -> RecordSpec:
-        return RecordSpec(self.agent, float(self.dart_noise), int(self.frame_stride))
+        return RecordSpec(self.agent, float(self.dart_noise), int(self.frame_stride), self.sampling)
 
 
 class CollectInterrupted(RuntimeError):
@@ -103,6 +107,8 @@ def plan_jobs(cfg: CollectConfig) -> tuple[list[CollectJob], dict]:
         jobs.append(CollectJob(sc.name, seed, ScenarioConfig.from_dict(d).to_dict()))
     ident = {"agent": cfg.agent, "suite": suite.describe(), "dart_noise": float(cfg.dart_noise),
              "frame_stride": int(cfg.frame_stride), "max_duration_s": cfg.max_duration_s}
+    if cfg.sampling != "uniform":  # absent means uniform: collections made before the key resume as before
+        ident["sampling"] = cfg.sampling
     return jobs, ident
 
 

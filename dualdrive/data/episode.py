@@ -1,5 +1,6 @@
 """One demonstration episode: a driver drives, the privileged expert labels every tick, every
-``frame_stride``-th tick is recorded, and the episode is written as one group of the zarr store.
+``frame_stride``-th tick is recorded (or, with informative sampling, a stride that depends on what
+the frame teaches: ``frame_kind``), and the episode is written as one group of the zarr store.
 
 The driver (``--agent``) and the labeller are separate roles: the expert plans from the true world
 state, so it can label the states any driver visits (DAgger reuses this with a learner driving).
@@ -27,7 +28,7 @@ from dualdrive.agents.registry import load_agent
 from dualdrive.data.bev import SemanticBev
 from dualdrive.data.dart import DartConfig, DartNoise
 from dualdrive.data.format import (FORMAT_VERSION, FRAME_ARRAYS, PARTIAL_MARK, LIDAR_BEV_RESOLUTION_M, LIDAR_MAX_PER_CELL,
-                                   SHARD_FRAMES, SMALL_CHUNK_FRAMES, BEV_X_RANGE_M, BEV_Y_RANGE_M, episode_key)
+                                   SAMPLINGS, SHARD_FRAMES, SMALL_CHUNK_FRAMES, BEV_X_RANGE_M, BEV_Y_RANGE_M, episode_key)
 from dualdrive.data.labels import actor_boxes, light_state_ahead
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.sensors.scene import scene_from_world
@@ -49,6 +50,14 @@ class CollectJob:
         return episode_key(self.scenario, self.seed)
 
 
+# informative sampling (see ``frame_kind``): a waiting frame is recorded this many times more rarely,
+# a decisive one every DECISIVE_STRIDE ticks (5 Hz), whatever the base stride
+WAIT_STRIDE_FACTOR = 5
+DECISIVE_STRIDE = 2
+STANDSTILL_MPS = 0.5
+PLAN_MOVES_M = 0.5  # a plan whose last pose is nearer than this keeps the car where it is
+
+
 @dataclass(frozen=True)
 class RecordSpec:
     """How an episode is driven and recorded (the same for every episode of a collection)."""
@@ -56,11 +65,40 @@ class RecordSpec:
     agent: str = "expert"
     dart_noise: float = 0.0  # DART sigma in m/s^2 (see dart.py)
     frame_stride: int = 2  # record every K-th world tick: 5 Hz at the 10 Hz world
+    # "uniform": every frame_stride-th tick. "informative": the stride depends on what the frame teaches
+    # (``frame_kind``): waiting frames rarer, the frames where the car starts or reverses denser
+    sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride={self.frame_stride} must be at least 1")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling={self.sampling!r} must be one of {', '.join(SAMPLINGS)}")
         DartConfig(self.dart_noise)  # validates the sigma
+
+    def stride(self, kind: str) -> int:
+        """Ticks between recorded frames for a frame of this ``frame_kind``."""
+        if self.sampling == "uniform" or kind == "drive":
+            return self.frame_stride
+        if kind == "wait":
+            return self.frame_stride * WAIT_STRIDE_FACTOR
+        return min(self.frame_stride, DECISIVE_STRIDE)
+
+
+def frame_kind(label: Plan, speed_mps: float) -> str:
+    """What a frame teaches, from the expert's label and the car's speed.
+
+    ``wait``: standing and the label stands too (a red light, a queue): a third of uniformly sampled
+    urban frames and most of a car park's, near-identical, and what taught the policy that a car at
+    rest stays at rest. ``decisive``: the label starts a standing car or drives in reverse (moving
+    off at a green light, leaving a spot, the gear changes of parking): a few per cent of the
+    frames, and the ones a car that never moves off got wrong. ``drive``: everything else.
+    """
+    standing = abs(speed_mps) < STANDSTILL_MPS
+    moves = float(np.hypot(*label.poses[-1, :2])) >= PLAN_MOVES_M
+    if label.gear < 0 or (standing and moves):
+        return "decisive"
+    return "wait" if standing else "drive"
 
 
 class AgentStopped(RuntimeError):
@@ -146,30 +184,39 @@ def drive_and_record(job: CollectJob, spec: RecordSpec) -> tuple[dict[str, np.nd
     noise = DartNoise(DartConfig(spec.dart_noise), job.seed, world.dt)
     buf = FrameBuffer(world)
     error, tick = None, 0
+    since_recorded = spec.frame_stride  # the first tick is recorded
+    sensed = True  # whether ``obs`` holds the sensors (reset's does)
     while True:
         label = labeller.act(obs)
         expert_control = follower.update(label, world.ego_speed)
+        record = since_recorded >= spec.stride(frame_kind(label, world.ego_speed))
+        if record and not sensed:  # the expert labels from the world: the sensors only for the record
+            obs, sensed = env.observation(raw), True
         try:
             control = expert_control if labeller is driver else _drive(driver, obs, follower, world.ego_speed)
         except AgentStopped as e:
             error = str(e)
             break
         executed = noise.apply(control, world.ego_speed)
-        if tick % spec.frame_stride == 0:
+        if record:
             buf.add(obs, world, label, expert_control, executed)
+            since_recorded = 0
         raw, _, terminated, truncated, _ = base.step(executed.to_action())
         tick += 1
+        since_recorded += 1
         if terminated or truncated:
             break
         # rendering the camera and casting the LiDAR are most of a tick's cost: a driver that does not
-        # read them (the expert) gets them only on the ticks that are recorded
-        obs = env.observation(raw) if driver.uses_sensors or tick % spec.frame_stride == 0 else raw
+        # read them (the expert) gets them only on the ticks that are recorded (above)
+        sensed = driver.uses_sensors
+        obs = env.observation(raw) if sensed else raw
     env.close()
     summary = world.summary()
     if error is not None:
         summary["success"] = False
     attrs = {"scenario": job.scenario, "family": cfg.family, "seed": job.seed, "driver": spec.agent,
              "labeller": "expert", "dart_noise": spec.dart_noise, "frame_stride": spec.frame_stride,
+             "sampling": spec.sampling,
              "dt_s": world.dt, "steps": world.steps, "frames": len(buf), "error": error,
              "summary": _jsonable(summary), "format_version": FORMAT_VERSION}
     return buf.arrays(), attrs

@@ -58,6 +58,10 @@ from typing import Any
 
 import numpy as np
 
+# how a collection picks its recorded ticks (dualdrive.data.episode.RecordSpec): every frame_stride-th, or
+# by what the frame teaches (episode.frame_kind); a collection without the key is uniform
+SAMPLINGS = ("uniform", "informative")
+
 FORMAT_NAME = "dualdrive-demos"
 FORMAT_VERSION = 1
 STORE_NAME = "episodes.zarr"

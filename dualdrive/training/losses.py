@@ -2,6 +2,7 @@
 auxiliary BEV semantic map and light state (label -1 = unlabelled, e.g. human driving clips)."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -23,7 +24,10 @@ def masked_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 
 def compute_losses(out: dict[str, Tensor], batch: dict[str, Tensor], cfg: E2EConfig) -> dict[str, Tensor]:
     """Weighted total (``loss``) and its parts, each a scalar tensor."""
-    plan = F.l1_loss(out["plan"], batch["plan"])  # TransFuser / NAVSIM convention
+    # TransFuser / NAVSIM convention; with a plan per gear, the expert's gear's plan is the one scored
+    pred = out["plans"][torch.arange(len(batch["gear"]), device=batch["gear"].device), batch["gear"]] \
+        if "plans" in out else out["plan"]
+    plan = F.l1_loss(pred, batch["plan"])
     gear = F.cross_entropy(out["gear_logits"], batch["gear"])
     bev = masked_cross_entropy(out["bev_logits"], batch["bev_semantic"])
     light = masked_cross_entropy(out["light_logits"], batch["light"])

@@ -53,7 +53,7 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         L += [f"- training demonstrations: {card['episodes']} episodes, {card['frames']} frames, "
               f"{card['hours_of_driving']:.2f} h of driving; driver {card['driver']} with DART sigma "
               f"{card['dart_sigma_mps2']} m/s^2, labels by the expert; frame stride {card['frame_stride']} "
-              f"(one frame per {card['frame_stride'] / 10:.1f} s), episodes capped at {card['max_duration_s']:.0f} s; "
+              f"(one frame per {card['frame_stride'] / 10:.1f} s), {card.get('sampling', 'uniform')} sampling, episodes capped at {card['max_duration_s']:.0f} s; "
               f"seeds {cfg.train_seeds} (development)",
               "- scenario mix: " + ", ".join(f"{k} {v['episodes']} episodes / {v['frames']} frames "
                                             f"(expert success within the cap {100 * v['success_rate']:.0f} %)"
@@ -63,8 +63,8 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
               f"seeds {cfg.val_seeds} (development range, disjoint from the training seeds)"]
     L += ["", "## Commands", "", "```",
           f"dualdrive collect --agent expert --suite driving --seeds {cfg.train_seeds} --workers {cfg.workers} "
-          f"--dart-noise {cfg.dart_noise} --frame-stride {cfg.frame_stride} --max-duration-s {cfg.max_duration_s:g} "
-          f"--out {out}/demos",
+          f"--dart-noise {cfg.dart_noise} --frame-stride {cfg.frame_stride} --sampling {cfg.sampling} "
+          f"--max-duration-s {cfg.max_duration_s:g} --out {out}/demos",
           f"dualdrive collect --agent expert --suite driving --seeds {cfg.val_seeds} --workers {cfg.workers} "
           f"--frame-stride {cfg.frame_stride} --max-duration-s {cfg.max_duration_s:g} --out {out}/val",
           f"# training, validated on the held-out set (dualdrive.training.pipeline, stage train):",

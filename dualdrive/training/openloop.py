@@ -25,7 +25,7 @@ from dualdrive.world.world import EGO_LENGTH_M, EGO_WIDTH_M
 
 HORIZONS_S = (1, 2, 3)
 PLAN_DT_S = 0.5
-FRAME_TIME_TOL_S = 1e-3  # a horizon "falls on a frame" when it is a whole number of frame periods
+FRAME_TIME_TOL_S = 1e-3  # a horizon "falls on a frame" recorded within this of it (t_s is float32)
 
 
 def evaluate_openloop(checkpoint: str | Path, data_dirs: list[str | Path], batch_size: int = 32,
@@ -63,10 +63,9 @@ def _episode_arrays(root: Path, key: str) -> dict:
 
     from dualdrive.data.format import store_path
     g = zarr.open_group(str(store_path(root)), mode="r")[key]
-    frame_dt_s = float(g.attrs["dt_s"]) * int(g.attrs["frame_stride"])
     return {"plan": np.asarray(g["plan"][:], np.float64), "boxes": np.asarray(g["boxes"][:], np.float64),
             "num_boxes": np.asarray(g["num_boxes"][:]), "pose": np.asarray(g["ego_pose_world"][:], np.float64),
-            "frame_dt_s": frame_dt_s}
+            "t_s": np.asarray(g["t_s"][:], np.float64)}
 
 
 class _Sums:
@@ -98,12 +97,14 @@ def _score_episode(sums: _Sums, plans: np.ndarray, ep: dict) -> None:
         i = round(h / PLAN_DT_S) - 1
         sums.l2[h] += float(np.linalg.norm(plans[:, i, :2] - ep["plan"][:, i, :2], axis=1).sum())
         sums.l2_n[h] += n_frames
-        offset = h / ep["frame_dt_s"]
-        if abs(offset - round(offset)) * ep["frame_dt_s"] > FRAME_TIME_TOL_S:
-            continue  # this horizon falls between recorded frames
-        k = int(round(offset))
-        for t in range(n_frames - k):
-            boxes = _future_boxes_in_frame(ep, t, t + k)
+        # the recorded frame h seconds on, where there is one (informative sampling spaces frames unevenly)
+        t_s = ep["t_s"]
+        later = np.searchsorted(t_s, t_s + h - FRAME_TIME_TOL_S)
+        for t in range(n_frames):
+            f = int(later[t])
+            if f >= n_frames or abs(t_s[f] - t_s[t] - h) > FRAME_TIME_TOL_S:
+                continue  # this horizon falls between recorded frames, or after the episode
+            boxes = _future_boxes_in_frame(ep, t, f)
             sums.coll[h][0] += int(plan_collides(plans[t, i], boxes))
             sums.coll[h][1] += int(plan_collides(ep["plan"][t, i], boxes))
             sums.coll[h][2] += 1

@@ -49,6 +49,10 @@ class PipelineConfig:
     dart_noise: float = 0.5  # m/s^2 on the executed control: recovery states in the data
     frame_stride: int = 10  # 1 Hz: neighbouring frames are near-duplicates; CPU buys episodes, not frames
     max_duration_s: float = 120.0
+    # the training demonstrations' frames: waiting ones 5x rarer, those that start a standing car or reverse
+    # at 5 Hz (dualdrive.data.episode.frame_kind); uniformly sampled, a car at rest was a third of the
+    # frames and almost always stayed at rest, and the policy never moved off. Validation stays uniform
+    sampling: str = "informative"
     workers: int = 2
     # -- 2. held-out validation episodes (clean expert, development seeds disjoint from training) -----
     val_seeds: str = "4990:4994"
@@ -93,6 +97,9 @@ class PipelineConfig:
         for name in ("epochs", "batch_size", "workers", "frame_stride", "dagger_episodes", "dagger_epochs"):
             if getattr(self, name) < 1:
                 raise PipelineError(f"pipeline.{name}={getattr(self, name)!r} must be at least 1")
+        from dualdrive.data.format import SAMPLINGS
+        if self.sampling not in SAMPLINGS:
+            raise PipelineError(f"pipeline.sampling={self.sampling!r} must be one of {', '.join(SAMPLINGS)}")
         if self.dagger_rounds < 0:
             raise PipelineError(f"pipeline.dagger_rounds={self.dagger_rounds!r} must be >= 0")
 
@@ -169,14 +176,14 @@ class PipelineRun:
         return self._collect(self.demos, self.cfg.train_seeds, self.cfg.dart_noise)
 
     def stage_collect_val(self) -> bool:
-        return self._collect(self.val, self.cfg.val_seeds, 0.0)
+        return self._collect(self.val, self.cfg.val_seeds, 0.0, sampling="uniform")
 
-    def _collect(self, out: Path, seeds: str, dart: float, agent: str = "expert") -> bool:
+    def _collect(self, out: Path, seeds: str, dart: float, agent: str = "expert", sampling: str | None = None) -> bool:
         from dualdrive.bench.evaluate import parse_seeds
         from dualdrive.data.collect import CollectConfig, collect
         c = self.cfg
         res = collect(CollectConfig(out, TRAIN_SUITE, agent, None, parse_seeds(seeds), c.workers, dart,
-                                    c.frame_stride, c.max_duration_s),
+                                    c.frame_stride, c.max_duration_s, sampling or c.sampling),
                       on_done=lambda row, k, n: self.log(f"  {k}/{n} {row['key']}: {row['frames']} frames, "
                                                          f"{row['status']}"))
         if res["run"]["failed"]:

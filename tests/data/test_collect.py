@@ -16,7 +16,7 @@ from dualdrive.agents.base import Plan
 from dualdrive.agents.follower import TrajectoryFollower
 from dualdrive.data.card import dataset_card
 from dualdrive.data.collect import CollectConfig, collect, episode_status
-from dualdrive.data.episode import CollectJob, RecordSpec, drive_and_record
+from dualdrive.data.episode import CollectJob, RecordSpec, drive_and_record, frame_kind
 from dualdrive.data.format import (FORMAT_NAME, FORMAT_VERSION, FRAME_ARRAYS, BevClass, DatasetError, store_path)
 from dualdrive.world.route import Command
 from dualdrive.world.scenarios import ConfigError, ScenarioConfig
@@ -91,6 +91,36 @@ def test_dart_noise_moves_the_executed_control_while_labels_stay_the_experts():
     for t in range(0, len(noisy["t_s"]), 7):
         want = f.update(Plan(noisy["plan"][t], int(noisy["plan_gear"][t])), float(noisy["speed_mps"][t])).to_action()
         np.testing.assert_allclose(noisy["expert_control"][t], want, atol=1e-3)
+
+
+def test_informative_sampling_records_the_start_often_and_the_standing_rarely():
+    """Parking seed 5 reverses out of its spot (decisive frames); urban seed 7 waits at a red light."""
+    for family, seed, dur in (("parking", 5, 8), ("urban", 7, 30)):
+        d = {"max_duration_s": dur, "start_in_spot": True} if family == "parking" else {"max_duration_s": dur}
+        job = CollectJob(family, seed, ScenarioConfig(family=family, **d).to_dict())
+        uni, _ = drive_and_record(job, RecordSpec(frame_stride=10))
+        inf, attrs = drive_and_record(job, RecordSpec(frame_stride=10, sampling="informative"))
+        assert attrs["sampling"] == "informative" and attrs["frame_stride"] == 10
+        kinds = [frame_kind(Plan(p, int(g)), float(v)) for p, g, v in zip(inf["plan"], inf["plan_gear"], inf["speed_mps"])]
+        gaps = np.diff(inf["t_s"])
+        assert gaps.min() >= 0.2 - 1e-4  # never denser than 5 Hz
+        for k, gap in zip(kinds[1:], gaps):  # a frame is recorded once its own kind's stride has passed
+            assert gap >= {"decisive": 0.2, "drive": 1.0, "wait": 5.0}[k] - 1e-4
+        decisive_uni = sum(frame_kind(Plan(p, int(g)), float(v)) == "decisive"
+                           for p, g, v in zip(uni["plan"], uni["plan_gear"], uni["speed_mps"]))
+        if family == "parking":
+            assert kinds.count("decisive") >= 3 * max(decisive_uni, 1)
+        else:
+            wait_uni = sum(frame_kind(Plan(p, int(g)), float(v)) == "wait"
+                           for p, g, v in zip(uni["plan"], uni["plan_gear"], uni["speed_mps"]))
+            assert wait_uni >= 3 and kinds.count("wait") <= wait_uni / 3
+
+
+def test_uniform_sampling_is_every_kth_tick():
+    job = CollectJob("hw", 0, ScenarioConfig(family="highway", max_duration_s=5).to_dict())
+    arrays, attrs = drive_and_record(job, RecordSpec(frame_stride=4))
+    np.testing.assert_allclose(np.diff(arrays["t_s"]), 0.4, atol=1e-4)
+    assert attrs["sampling"] == "uniform"
 
 
 def test_another_driver_is_labelled_by_the_expert():

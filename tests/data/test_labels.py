@@ -144,8 +144,13 @@ def test_dart_noise_is_seeded_correlated_and_scaled():
     assert 0.8 < acc.std() < 1.2  # sigma in m/s^2
     lag1 = np.corrcoef(acc[:-1], acc[1:])[0, 1]
     assert 0.7 < lag1 < 0.95  # correlated over a few ticks (exp(-0.1 / 0.5) = 0.82)
-    fast = DartNoise(DartConfig(1.0), 3, 0.1)
+    wide = DartConfig(1.0, max_steer_noise_rad=0.25)  # the angle rule without the car-park cap
+    slow, fast = DartNoise(wide, 3, 0.1), DartNoise(wide, 3, 0.1)
+    steer_slow = np.array([slow.apply(base, 10.0).steer_rad for _ in range(4000)])
     steer_fast = np.array([fast.apply(base, 30.0).steer_rad for _ in range(4000)])
-    assert steer_fast.std() < runs[0][:, 1].std() / 5  # the same lateral push is a smaller angle at speed
+    assert steer_fast.std() < steer_slow.std() / 5  # the same lateral push is a smaller angle at speed
+    parked = DartNoise(DartConfig(1.0), 3, 0.1)  # default cap: a few degrees in a car park, not a quarter lock
+    steer_parked = np.array([parked.apply(base, 1.0).steer_rad for _ in range(400)])
+    assert np.abs(steer_parked).max() <= DartConfig().max_steer_noise_rad + 1e-9 and steer_parked.std() > 0.01
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         DartConfig(-0.1)

@@ -9,15 +9,18 @@ import pytest
 from dualdrive.training.openloop import _score_episode, _Sums, plan_collides
 
 
-def _episode(n: int = 6, frame_dt_s: float = 1.0, speed_mps: float = 10.0) -> dict:
-    """Ego drives straight along +x at ``speed_mps``; the expert plans exactly that; no actors."""
+def _episode(n: int = 6, frame_dt_s: float = 1.0, speed_mps: float = 10.0, t_s: np.ndarray | None = None) -> dict:
+    """Ego drives straight along +x at ``speed_mps``; the expert plans exactly that; no actors.
+    Frames every ``frame_dt_s``, or at the times ``t_s`` (uneven, as informative sampling records)."""
+    t_s = np.arange(n) * frame_dt_s if t_s is None else np.asarray(t_s, np.float64)
+    n = len(t_s)
     t = np.arange(8) * 0.5 + 0.5
     plan = np.zeros((n, 8, 3))
     plan[:, :, 0] = speed_mps * t
     pose = np.zeros((n, 3))
-    pose[:, 0] = speed_mps * frame_dt_s * np.arange(n)
+    pose[:, 0] = speed_mps * t_s
     return {"plan": plan, "boxes": np.zeros((n, 4, 7)), "num_boxes": np.zeros(n, int), "pose": pose,
-            "frame_dt_s": frame_dt_s}
+            "t_s": t_s.astype(np.float32)}
 
 
 def test_plan_collides_with_an_overlapping_box_only():
@@ -61,6 +64,15 @@ def test_horizons_between_frames_are_not_scored_for_collisions():
     _score_episode(s, ep["plan"].copy(), ep)
     r = s.result()
     assert r["collision_1s"] is None and r["collision_3s"] is None and r["collision_2s_scored"] == 1
+
+
+def test_unevenly_spaced_frames_are_scored_where_a_frame_lies_at_the_horizon():
+    # frames at 0, 0.2, 0.4, 1.4, 2.4, 7.4 s: 1 s on from 0.4 (1.4) and from 1.4 (2.4); 2 s on from 0.4 (2.4)
+    ep = _episode(t_s=[0.0, 0.2, 0.4, 1.4, 2.4, 7.4])
+    s = _Sums()
+    _score_episode(s, ep["plan"].copy(), ep)
+    r = s.result()
+    assert r["collision_1s_scored"] == 2 and r["collision_2s_scored"] == 1 and r["collision_3s"] is None
 
 
 def test_eval_openloop_command_on_a_collected_dataset(tiny_demos, tiny_checkpoint, tmp_path):

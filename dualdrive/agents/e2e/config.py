@@ -29,6 +29,10 @@ class E2EConfig:
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
+    # one plan per gear, the gear head choosing which is driven. With a single plan, the states where the
+    # expert switches gear (leaving a spot, parking) get the average of a forward and a reverse plan,
+    # which neither gear can follow: the car stood still there. False: one plan (checkpoints before the key)
+    plan_per_gear: bool = True
     bev_classes: int = 6  # off-road, road, route corridor, vehicle, pedestrian, static obstacle
     bev_out_px: int = 64  # auxiliary BEV semantic map side
     light_classes: int = 4  # none, green, yellow, red
@@ -105,8 +109,17 @@ class E2EConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> E2EConfig:
-        """Build from a (JSON) dict; unknown keys and wrongly typed values are errors that name them."""
+        """Build from a (JSON) dict; unknown keys and wrongly typed values are errors that name them.
+
+        A key that later versions added and an older sidecar lacks takes the value that reproduces the
+        older model (``LEGACY_DEFAULTS``), not today's default."""
+        if isinstance(d, dict):
+            d = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}, **d}
         return dataclass_from_dict(cls, d, E2EConfigError, "e2e")
+
+
+# keys added after checkpoints were shipped: what a sidecar without the key means
+LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

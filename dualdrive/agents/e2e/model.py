@@ -133,7 +133,9 @@ class E2EModel(nn.Module):
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
         self.fusion = nn.TransformerEncoder(layer, cfg.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
-        self.plan_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, cfg.plan_poses * 3))
+        self.n_plans = cfg.gear_classes if cfg.plan_per_gear else 1
+        self.plan_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True),
+                                       nn.Linear(d, self.n_plans * cfg.plan_poses * 3))
         self.gear_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.gear_classes))
         self.light_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.light_classes))
         self.bev_decoder = _BevDecoder(cfg)
@@ -148,7 +150,8 @@ class E2EModel(nn.Module):
         """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
         speed (B, 1), command (B,), route (B, R, 2), valid_* (B,); ``guidance`` (B,) for a model with a
         guidance input, None meaning none for all). Returns ``plan`` (B, P, 3),
-        ``gear_logits`` (B, 2) and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
+        ``gear_logits`` (B, 2), with ``plan_per_gear`` ``plans`` (B, 2, P, 3) (``plan`` is the chosen gear's)
+        and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
         cfg = self.cfg
         v_cam = valid_camera.reshape(-1, 1, 1).to(torch.float32)
         v_lidar = valid_lidar.reshape(-1, 1, 1).to(torch.float32)
@@ -169,7 +172,12 @@ class E2EModel(nn.Module):
         meas_token = meas_token.unsqueeze(1)
         tokens = self.fusion(torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding)
         fused_meas = tokens[:, 0]
-        out = {"plan": self._plan(fused_meas), "gear_logits": self.gear_head(fused_meas)}
+        plans = self._plans(fused_meas)
+        gear_logits = self.gear_head(fused_meas)
+        out = {"plan": plans[:, 0], "gear_logits": gear_logits}
+        if self.n_plans > 1:  # the plan of the gear the model chooses is the one driven
+            out["plans"] = plans
+            out["plan"] = plans[torch.arange(plans.shape[0], device=plans.device), gear_logits.argmax(dim=1)]
         if with_aux:
             fused_cam = tokens[:, 1:1 + self.n_camera_tokens]
             fused_lidar = tokens[:, 1 + self.n_camera_tokens:]
@@ -179,16 +187,17 @@ class E2EModel(nn.Module):
             out["bev_logits"] = self.bev_decoder(grid, skips)
         return out
 
-    def _plan(self, fused: Tensor) -> Tensor:
-        """Per-step pose deltas, cumulated into poses.
+    def _plans(self, fused: Tensor) -> Tensor:
+        """(B, n_plans, P, 3): per-step pose deltas, cumulated into poses (one plan per gear class
+        with ``plan_per_gear``).
 
         Deltas rather than absolute poses: each 0.5 s step moves a bounded, similar amount at every
         horizon, so one output scale fits all steps, the cumulative sum makes the trajectory
         continuous by construction, and a zero output means "stay in place" (the initialisation).
         """
-        raw = self.plan_head(fused).view(-1, self.cfg.plan_poses, 3)
+        raw = self.plan_head(fused).view(-1, self.n_plans, self.cfg.plan_poses, 3)
         scale = raw.new_tensor([self.cfg.plan_step_scale_m, self.cfg.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
-        return torch.cumsum(raw * scale, dim=1)
+        return torch.cumsum(raw * scale, dim=2)
 
 
 def count_parameters(model: nn.Module) -> int:

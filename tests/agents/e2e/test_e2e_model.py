@@ -27,7 +27,48 @@ def test_default_model_output_shapes_and_size_budget():
     assert out["bev_logits"].shape == (2, 6, 64, 64) and out["light_logits"].shape == (2, 4)
     assert count_parameters(model) * FLOAT32_BYTES < CHECKPOINT_BUDGET_BYTES
     with torch.no_grad():
-        assert set(model(**_inputs(), with_aux=False)) == {"plan", "gear_logits"}
+        assert set(model(**_inputs(), with_aux=False)) == {"plan", "plans", "gear_logits"}
+    assert out["plans"].shape == (2, 2, 8, 3)
+
+
+def test_the_plan_driven_is_the_plan_of_the_gear_the_model_chooses():
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].bias)  # the two gears' plans differ
+    torch.nn.init.normal_(model.gear_head[-1].weight, std=1.0)
+    with torch.no_grad():
+        out = model(**_inputs(batch=8))
+    chosen = out["gear_logits"].argmax(dim=1)
+    assert 0 < int(chosen.sum()) < 8, "the test needs both gears chosen in the batch"
+    for b in range(8):
+        assert torch.equal(out["plan"][b], out["plans"][b, chosen[b]])
+    assert not torch.equal(out["plans"][:, 0], out["plans"][:, 1])
+
+
+def test_the_loss_scores_the_experts_gears_plan_only():
+    from dualdrive.training.losses import compute_losses
+    model = E2EModel(TINY).eval()
+    with torch.no_grad():
+        out = model(**_inputs(batch=2))
+    target = torch.ones(2, 8, 3)
+    batch = {"plan": target, "gear": torch.tensor([0, 1]), "bev_semantic": torch.full((2, 64, 64), -1),
+             "light": torch.full((2,), -1)}
+    perfect = out["plans"].clone()
+    perfect[0, 0], perfect[1, 1] = target[0], target[1]  # right where the expert's gear is, wrong elsewhere
+    assert float(compute_losses({**out, "plans": perfect}, batch, TINY)["plan_loss"]) == 0.0
+    swapped = torch.tensor([1, 0])
+    assert float(compute_losses({**out, "plans": perfect}, {**batch, "gear": swapped}, TINY)["plan_loss"]) > 0.5
+
+
+def test_a_sidecar_without_the_plan_per_gear_key_is_a_single_plan_model():
+    """Checkpoints shipped before the key keep loading as what they are."""
+    d = E2EConfig().to_dict()
+    del d["plan_per_gear"]
+    assert E2EConfig.from_dict(d).plan_per_gear is False
+    assert E2EConfig().plan_per_gear is True
+    with torch.no_grad():
+        out = E2EModel(E2EConfig.from_dict({**d, **{k: list(v) if isinstance(v, tuple) else v
+                                                   for k, v in TINY.to_dict().items() if k != "plan_per_gear"}}))(**_inputs())
+    assert "plans" not in out and out["plan"].shape == (2, 8, 3)
 
 
 def test_a_fresh_model_plans_to_stand_still():
@@ -40,11 +81,12 @@ def test_plan_is_the_cumulative_sum_of_its_steps():
     model = E2EModel(TINY).eval()
     torch.nn.init.normal_(model.plan_head[-1].bias)  # the output weights are zero: every step is the bias
     with torch.no_grad():
-        plan = model(**_inputs(batch=1))["plan"][0]
-    steps = torch.diff(plan, dim=0, prepend=torch.zeros(1, 3))
-    scale = torch.tensor([TINY.plan_step_scale_m, TINY.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
-    expected = model.plan_head[-1].bias.view(8, 3) * scale
-    torch.testing.assert_close(steps, expected, rtol=1e-5, atol=1e-5)
+        plans = model(**_inputs(batch=1))["plans"][0]
+    for gear, plan in enumerate(plans):
+        steps = torch.diff(plan, dim=0, prepend=torch.zeros(1, 3))
+        scale = torch.tensor([TINY.plan_step_scale_m, TINY.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
+        expected = model.plan_head[-1].bias.view(2, 8, 3)[gear] * scale
+        torch.testing.assert_close(steps, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("sensor, key", [("valid_camera", "camera"), ("valid_lidar", "lidar_bev")])
