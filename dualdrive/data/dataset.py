@@ -21,6 +21,9 @@ key                 dtype, shape        meaning
 ``valid_lidar``     float32 ()          the same for the LiDAR
 ``guidance``        int64 ()            the meta-action the expert's plan carries out (System 1's guidance
                                         input, ``dualdrive.agents.e2e.guidance.GUIDANCE``)
+``radar``           float32 (32, 4)     front radar rows (range_m, azimuth_rad, radial_velocity_mps, rcs_dbsm),
+                                        zero past ``radar_count``
+``radar_count``     int64 ()            real rows of ``radar`` (0 for a dropped radar frame)
 ==================  ==================  ===============================================================
 
 Reading: the store is opened lazily once per process (a DataLoader worker reopens it after the
@@ -42,7 +45,9 @@ from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, Datas
                                    store_path)
 
 FRAME_KEYS = ("camera_front_rgb", "lidar_bev", "bev_semantic")  # read one frame at a time
-SMALL_KEYS = ("speed_mps", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid")
+SMALL_KEYS = ("speed_mps", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid",
+              "radar_returns", "radar_num_returns", "radar_valid")
+RADAR_ROWS = 32  # dualdrive.sensors.radar.RadarConfig.max_returns
 
 
 def split_episodes(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -141,6 +146,12 @@ class DemoDataset(Dataset):
         else:  # a log without privileged labels (a human drive): every cell unlabelled
             bev = np.full((BEV_SEMANTIC_CELLS, BEV_SEMANTIC_CELLS), -1, np.int64)
         light = int(small["light_state"][t]) if "light_state" in small else -1
+        radar = np.zeros((RADAR_ROWS, 4), np.float32)
+        radar_count = 0
+        if "radar_returns" in small and small["radar_valid"][t]:  # a dropped radar frame: no returns
+            rows = small["radar_returns"][t][:RADAR_ROWS]
+            radar[:len(rows)] = rows
+            radar_count = min(int(small["radar_num_returns"][t]), RADAR_ROWS)
         # the meta-action the expert's own plan carries out: System 1's guidance input in training
         guidance = label_from_plan(small["plan"][t], float(small["speed_mps"][t]), int(small["command"][t]),
                                    reverse=bool(small["plan_gear"][t] < 0))
@@ -157,4 +168,6 @@ class DemoDataset(Dataset):
             "guidance": torch.tensor(guidance, dtype=torch.int64),
             "valid_camera": torch.tensor(cam_ok, dtype=torch.float32),
             "valid_lidar": torch.tensor(lidar_ok, dtype=torch.float32),
+            "radar": torch.from_numpy(radar),
+            "radar_count": torch.tensor(radar_count, dtype=torch.int64),
         }

@@ -14,7 +14,10 @@ history (so that stateful agents, trackers and odometry warm up on real inputs),
 The human's own future is scored for collision and off-road too: it is the floor the recording's
 own noise sets (NGSIM boxes sometimes overlap). Baselines: the human's speed at ``t0`` held
 (constant velocity) and its acceleration held until standstill (constant acceleration), both along
-the heading at ``t0``.
+the heading at ``t0``; and the speed held along the navigation route (``constant_velocity_route``,
+nuPlan's simple centre-line planner): the route is the human's own path, the input every agent is
+given, so this baseline gets the path right and leaves only the speed to guess. Its gap to constant
+velocity is what following the route is worth; what is left of its error is the speed profile.
 """
 from __future__ import annotations
 
@@ -28,13 +31,14 @@ import numpy as np
 
 from dualdrive.agents.base import Agent, Control, Plan, reset_info_for
 from dualdrive.human.pack import HumanDataError
-from dualdrive.human.replay import Clip, ReplayEnv
+from dualdrive.human.replay import Clip, ReplayEnv, human_route
 from dualdrive.human.scene import HumanScene
-from dualdrive.world.geometry import box_corners, boxes_overlap, ego_to_world, world_to_ego
+from dualdrive.world.geometry import (box_corners, boxes_overlap, ego_to_world, polyline_arclength, polyline_headings,
+                                      project_to_polyline, world_to_ego)
 
 HORIZONS_S = (1.0, 2.0, 3.0)
 POSE_DT_S = 0.5
-BASELINES = ("constant_velocity", "constant_acceleration")
+BASELINES = ("constant_velocity", "constant_acceleration", "constant_velocity_route")
 
 
 class PlanRequired(HumanDataError):
@@ -77,8 +81,25 @@ def baseline_poses(kind: str, speed_mps: float, accel_mps2: float, times_s: np.n
         t = np.minimum(times_s, t_stop)
         s = v * t + 0.5 * a * t ** 2
     else:
-        raise ValueError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
+        raise ValueError(f"unknown baseline {kind!r}; valid: constant_velocity, constant_acceleration "
+                         "(the route baseline is poses_along_route)")
     return np.column_stack([s, np.zeros_like(s), np.zeros_like(s)])
+
+
+def poses_along_route(route_xy: np.ndarray, ego_xy: np.ndarray, ego_heading_rad: float,
+                      dist_m: np.ndarray) -> np.ndarray:
+    """(n, 3) ego-frame poses ``dist_m`` ahead along the route polyline (world frame) from the ego's
+    projection onto it; past the route's end, straight on along its last segment."""
+    route_xy = np.asarray(route_xy, np.float64)
+    s0, _, _ = project_to_polyline(route_xy, np.asarray(ego_xy, np.float64))
+    s = polyline_arclength(route_xy)
+    target = s0 + np.asarray(dist_m, np.float64)
+    heading = np.unwrap(polyline_headings(route_xy))
+    xy = np.column_stack([np.interp(target, s, route_xy[:, 0]), np.interp(target, s, route_xy[:, 1])])
+    over = np.maximum(target - s[-1], 0.0)  # np.interp holds the end point: go on along the last heading
+    xy += over[:, None] * np.array([np.cos(heading[-1]), np.sin(heading[-1])])
+    h = np.interp(target, s, heading) - ego_heading_rad
+    return np.column_stack([world_to_ego(xy, ego_xy, ego_heading_rad), (h + np.pi) % (2 * np.pi) - np.pi])
 
 
 def human_future(clip: Clip, times_s: np.ndarray) -> np.ndarray:
@@ -146,7 +167,11 @@ def evaluate_human_openloop(clips: list[Clip], agent: Agent | None = None, wrap:
         future_s = clip.future * clip.scene.log.dt_s
         times = np.arange(1, int(round(future_s / POSE_DT_S)) + 1) * POSE_DT_S
         log, i = clip.scene.log, clip.ego
-        rows = {b: baseline_poses(b, log.speed_mps[clip.t0, i], log.accel_mps2[clip.t0, i], times) for b in BASELINES}
+        v0, a0 = log.speed_mps[clip.t0, i], log.accel_mps2[clip.t0, i]
+        rows = {b: baseline_poses(b, v0, a0, times) for b in BASELINES if b != "constant_velocity_route"}
+        route_xy, _ = human_route(clip)
+        rows["constant_velocity_route"] = poses_along_route(route_xy, log.xy[clip.t0, i], float(log.heading_rad[clip.t0, i]),
+                                                            max(0.0, float(v0)) * times)
         rows["human"] = human_future(clip, times)
         if agent is not None:
             plan = agent_plan(agent, clip, wrap)

@@ -26,5 +26,8 @@ def augment_batch(batch: dict[str, Tensor], sensor_dropout_prob: float, brightne
         out["lidar_bev"] = batch["lidar_bev"] * keep_lidar.view(n, 1, 1, 1)
         out["valid_camera"] = batch["valid_camera"] * keep_cam
         out["valid_lidar"] = batch["valid_lidar"] * keep_lidar
+        if "radar_count" in batch:  # a dropped radar frame arrives without returns
+            keep_radar = torch.rand(n, device=camera.device) >= sensor_dropout_prob
+            out["radar_count"] = batch["radar_count"] * keep_radar.to(batch["radar_count"].dtype)
     out["camera"] = camera
     return out

@@ -130,7 +130,7 @@ class _Trainer:
     def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The model's inputs of a training batch: with a guidance input, the expert's guidance, replaced
         by "none" in a ``guidance_dropout`` share of the samples so that the model also drives alone."""
-        inputs = {k: batch[k] for k in MODEL_INPUT_KEYS}
+        inputs = {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
         if self.mcfg.guidance_classes:
             g = batch["guidance"]
             keep = torch.rand(g.shape, device=g.device) >= self.tcfg.guidance_dropout
@@ -250,7 +250,7 @@ class _Trainer:
         acc = ValAccumulator(self.mcfg.plan_poses, self.mcfg.bev_classes, self.mcfg.light_classes, self.info.device)
         for batch in loader:
             batch = _to_device(batch, self.info.device)
-            out = self.model(**{k: batch[k] for k in MODEL_INPUT_KEYS})
+            out = self.model(**{k: batch[k] for k in MODEL_INPUT_KEYS if k in batch})
             acc.update(out, batch, compute_losses(out, batch, self.mcfg)["loss"])
         acc.reduce()
         val = acc.result()

@@ -53,7 +53,7 @@ def _predict(model: torch.nn.Module, ds, key: str, batch_size: int, device: str)
     with torch.inference_mode():
         for a in range(lo, hi, batch_size):
             items = [ds[i] for i in range(a, min(hi, a + batch_size))]
-            batch = {k: torch.stack([it[k] for it in items]).to(device) for k in MODEL_INPUT_KEYS}
+            batch = {k: torch.stack([it[k] for it in items]).to(device) for k in MODEL_INPUT_KEYS if k in items[0]}
             out.append(model(**batch, with_aux=False)["plan"].double().cpu().numpy())
     return np.concatenate(out)
 

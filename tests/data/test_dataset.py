@@ -18,7 +18,7 @@ CONTRACT = {
     "speed": (torch.float32, (1,)), "command": (torch.int64, ()), "route": (torch.float32, (10, 2)),
     "plan": (torch.float32, (8, 3)), "gear": (torch.int64, ()), "bev_semantic": (torch.int64, (64, 64)),
     "light": (torch.int64, ()), "valid_camera": (torch.float32, ()), "valid_lidar": (torch.float32, ()),
-    "guidance": (torch.int64, ()),
+    "guidance": (torch.int64, ()), "radar": (torch.float32, (32, 4)), "radar_count": (torch.int64, ()),
 }
 
 
@@ -44,6 +44,10 @@ def test_items_follow_the_contract_and_match_the_store(collected):
     np.testing.assert_array_equal(item["bev_semantic"].numpy(), g["bev_semantic"][t])
     assert float(item["speed"][0]) == float(g["speed_mps"][t]) and int(item["command"]) == int(g["command"][t])
     assert int(item["gear"]) == int(g["plan_gear"][t] < 0)
+    n = int(g["radar_num_returns"][t])
+    assert int(item["radar_count"]) == n and g["radar_valid"][t] == 1
+    np.testing.assert_array_equal(item["radar"].numpy()[:n], g["radar_returns"][t][:n])
+    assert not item["radar"].numpy()[n:].any()
     with pytest.raises(IndexError):
         ds[60]
 

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from dualdrive.agents.base import PLAN_POSES, Agent, Control, Plan
 from dualdrive.cli import app
-from dualdrive.human.openloop import PlanRequired, baseline_poses, evaluate_human_openloop, score_poses
+from dualdrive.human.openloop import (PlanRequired, baseline_poses, evaluate_human_openloop, poses_along_route,
+                                      score_poses)
 from dualdrive.human.replay import cut_clips
 from dualdrive.human.scene import load_scene
 
@@ -55,6 +56,28 @@ def test_baselines_roll_out_as_named():
     np.testing.assert_allclose(ca, [1.75, 3.0, 3.75, 4.0, 4.0, 4.0])  # stops after 2 s at 4 m, never backs up
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_poses("magic", 1.0, 0.0, TIMES)
+
+
+def test_poses_along_a_curved_route_keep_the_distance_on_the_curve():
+    r = 50.0  # a quarter circle to the left, starting at the origin heading +x
+    a = np.linspace(0.0, np.pi / 2, 400)
+    route = np.column_stack([r * np.sin(a), r * (1 - np.cos(a))])
+    ego_xy = np.array([0.0, 0.3])  # a little left of the route: projected onto it
+    dist = np.array([0.0, 10.0, 50.0, r * np.pi / 2 + 5.0])
+    poses = poses_along_route(route, ego_xy, 0.0, dist)
+    phi = dist[1:3] / r
+    np.testing.assert_allclose(poses[1:3, :2], np.column_stack([r * np.sin(phi), r * (1 - np.cos(phi)) - 0.3]), atol=0.02)
+    np.testing.assert_allclose(poses[1:3, 2], phi, atol=0.01)
+    np.testing.assert_allclose(poses[0, :2], [0.0, -0.3], atol=2e-3)  # the projection, up to the curvature
+    # past the end (50, 50) heading +y, 5 m straight on
+    np.testing.assert_allclose(poses[3, :2], [r, r + 5.0 - 0.3], atol=0.02)
+
+
+def test_the_route_baseline_is_constant_velocity_on_a_straight_route(clips):
+    res = evaluate_human_openloop(clips, None)
+    m = res["methods"]
+    assert m["constant_velocity_route"]["l2_3s_m"] == pytest.approx(m["constant_velocity"]["l2_3s_m"], abs=1e-3)
+    assert res["summary"]["constant_velocity_route_l2_3s_ratio_to_constant_velocity"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_known_errors_collisions_and_offroad(clips):

@@ -109,10 +109,31 @@ def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> 
     x = {"camera": camera, "lidar_bev": lidar_bev, "speed": speed, "command": np.array(command, np.int64),
          "route": route, "valid_camera": np.array(float(cam_ok), np.float32),
          "valid_lidar": np.array(float(lidar_ok), np.float32)}
+    if cfg.radar_returns:
+        x["radar"], x["radar_count"] = _radar_inputs(obs, cfg.radar_returns)
     if cfg.guidance_classes:  # System 2's meta-action (the dual agent adds it; none when absent or out of range)
         g = int(np.asarray(obs.get("guidance", 0)).reshape(-1)[0]) if "guidance" in obs else 0
         x["guidance"] = np.array(g if 0 <= g < cfg.guidance_classes else 0, np.int64)
     return x
+
+
+RADAR_KEYS = ("radar_returns", "radar_num_returns")
+
+
+def _radar_inputs(obs: dict[str, Any], rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's radar rows (zero-padded to ``rows``) and their count; a dropped frame has none."""
+    missing = [k for k in RADAR_KEYS if k not in obs]
+    if missing:
+        raise UnusableObservation(f"observation lacks {missing} (this model reads the radar)")
+    radar = np.zeros((rows, 4), np.float32)
+    if not bool(np.asarray(obs.get("radar_valid", 1)).reshape(-1)[0]):
+        return radar, np.array(0, np.int64)
+    n = min(max(0, int(np.asarray(obs["radar_num_returns"]).reshape(-1)[0])), rows)
+    real = np.asarray(obs["radar_returns"], np.float32).reshape(-1, 4)[:n]
+    if not np.all(np.isfinite(real)):
+        raise UnusableObservation("radar returns contain NaN or inf")
+    radar[:len(real)] = real
+    return radar, np.array(len(real), np.int64)
 
 
 def stop_plan(speed_mps: float) -> Plan:

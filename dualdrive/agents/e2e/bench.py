@@ -19,6 +19,10 @@ LIDAR_POINTS = 11_520  # the default LiDAR's capacity: 32 beams x 360 azimuths
 BYTES_PER_MB = 1e6
 
 
+RADAR_ROWS = 32
+RADAR_SYNTHETIC_RETURNS = 6
+
+
 def synthetic_observation(cfg: E2EConfig = E2EConfig(), seed: int = 0, n_points: int = LIDAR_POINTS) -> dict:
     """A SensorSuite-shaped observation with random content (for benchmarks and tests)."""
     rng = np.random.default_rng(seed)
@@ -33,7 +37,14 @@ def synthetic_observation(cfg: E2EConfig = E2EConfig(), seed: int = 0, n_points:
             "route_xy_ego_m": np.column_stack([8.0 * np.arange(1, cfg.route_points + 1),
                                                np.zeros(cfg.route_points)]).astype(np.float32),
             "route_command": np.zeros(cfg.route_points, np.int8), "command": np.array([0], np.int8),
-            "command_distance_m": np.array([50.0], np.float32)}
+            "command_distance_m": np.array([50.0], np.float32),
+            # a few radar returns ahead, padded to the sensor's 32 rows
+            "radar_returns": np.vstack([np.column_stack([rng.uniform(5, 80, RADAR_SYNTHETIC_RETURNS),
+                                                         rng.uniform(-0.8, 0.8, RADAR_SYNTHETIC_RETURNS),
+                                                         rng.uniform(-10, 3, RADAR_SYNTHETIC_RETURNS),
+                                                         rng.uniform(0, 20, RADAR_SYNTHETIC_RETURNS)]),
+                                        np.zeros((RADAR_ROWS - RADAR_SYNTHETIC_RETURNS, 4))]).astype(np.float32),
+            "radar_num_returns": np.array([RADAR_SYNTHETIC_RETURNS], np.int32), "radar_valid": np.array([1], np.int8)}
 
 
 def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1) -> dict[str, float]:

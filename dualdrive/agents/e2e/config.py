@@ -26,6 +26,9 @@ class E2EConfig:
     route_points: int = 10  # route target points in the ego frame, 8 m apart
     # System 2's guidance (dualdrive.agents.e2e.guidance.GUIDANCE) as an input; 0: none (older checkpoints)
     guidance_classes: int = 0
+    # front radar returns read as a set of tokens (position, Doppler velocity, RCS): the one input that
+    # measures how fast the others move (a single camera or LiDAR frame does not). 0: no radar input
+    radar_returns: int = 32
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
@@ -49,6 +52,9 @@ class E2EConfig:
     # -- input scales (bring values near unit range before the first layer) -------------------------
     speed_scale_mps: float = 10.0
     route_scale_m: float = 40.0
+    radar_range_scale_m: float = 50.0
+    radar_velocity_scale_mps: float = 10.0
+    radar_rcs_scale_dbsm: float = 10.0
     plan_step_scale_m: float = 5.0  # a raw unit of the per-step delta head is this many metres (10 m/s * 0.5 s)
     # -- loss weights ----------------------------------------------------------------------------
     plan_loss_weight: float = 1.0
@@ -64,6 +70,9 @@ class E2EConfig:
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> None:
+        r = self.radar_returns
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise E2EConfigError(f"e2e.radar_returns={r!r} must be an integer >= 0 (0: no radar input)")
         positive_ints = ("camera_height_px", "camera_width_px", "bev_size_px", "bev_in_channels", "num_commands",
                          "route_points", "plan_poses", "gear_classes", "bev_classes", "bev_out_px", "light_classes",
                          "d_model", "n_heads", "n_layers", "ff_dim", "bev_decoder_channels")
@@ -95,7 +104,8 @@ class E2EConfig:
             raise E2EConfigError(f"e2e.d_model={self.d_model} must be divisible by e2e.n_heads={self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise E2EConfigError(f"e2e.dropout={self.dropout!r} must be in [0, 1)")
-        for name in ("speed_scale_mps", "route_scale_m", "plan_step_scale_m"):
+        for name in ("speed_scale_mps", "route_scale_m", "plan_step_scale_m", "radar_range_scale_m",
+                     "radar_velocity_scale_mps", "radar_rcs_scale_dbsm"):
             if not getattr(self, name) > 0:
                 raise E2EConfigError(f"e2e.{name}={getattr(self, name)!r} must be > 0")
         for name in ("plan_loss_weight", "gear_loss_weight", "bev_loss_weight", "light_loss_weight"):
@@ -119,7 +129,7 @@ class E2EConfig:
 
 
 # keys added after checkpoints were shipped: what a sidecar without the key means
-LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False}
+LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

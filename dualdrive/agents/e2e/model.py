@@ -9,7 +9,9 @@ Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
   = 64 tokens; both projected to ``d_model`` [128] with learned position embeddings.
 - measurement token: speed, command embedding, the 10 route target points and the two sensor
   validity flags, through an MLP.
-- fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR]
+- radar tokens: each of up to 32 front-radar returns (position, Doppler velocity, RCS) through an MLP,
+  padding masked: the only input that says how fast the others move.
+- fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR, radar]
   tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
   enough for the measurement token to attend to every cell of both sensors, and it keeps the
   decision within the 10 ms one-thread budget.
@@ -37,7 +39,9 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 UINT8_MAX = 255.0
 HEADING_STEP_SCALE_RAD = 0.2  # a raw unit of the heading-delta head: a sharp turn's yaw change in 0.5 s
-MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_camera", "valid_lidar")
+MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_camera", "valid_lidar", "radar",
+                    "radar_count")
+RADAR_FEATURES = 4  # x, y (from range and azimuth), radial velocity, RCS
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -129,6 +133,10 @@ class E2EModel(nn.Module):
         self.command_embedding = nn.Embedding(cfg.num_commands, d)
         # System 2's meta-action, added to the measurement token like the command (index 0: none)
         self.guidance_embedding = nn.Embedding(cfg.guidance_classes, d) if cfg.guidance_classes else None
+        # radar: each return one token, embedded from where it is and how fast it closes; a set, so no
+        # position embedding (the position is in the features); padding rows are masked out of attention
+        self.radar_embed = nn.Sequential(nn.Linear(RADAR_FEATURES, d), nn.ReLU(inplace=True), nn.Linear(d, d)) \
+            if cfg.radar_returns else None
         n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
@@ -146,10 +154,12 @@ class E2EModel(nn.Module):
 
     def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
                 valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True,
-                guidance: Tensor | None = None) -> dict[str, Tensor]:
+                guidance: Tensor | None = None, radar: Tensor | None = None,
+                radar_count: Tensor | None = None) -> dict[str, Tensor]:
         """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
         speed (B, 1), command (B,), route (B, R, 2), valid_* (B,); ``guidance`` (B,) for a model with a
-        guidance input, None meaning none for all). Returns ``plan`` (B, P, 3),
+        guidance input, None meaning none for all; ``radar`` (B, N, 4) rows and ``radar_count`` (B,) real
+        rows, None meaning no returns). Returns ``plan`` (B, P, 3),
         ``gear_logits`` (B, 2), with ``plan_per_gear`` ``plans`` (B, 2, P, 3) (``plan`` is the chosen gear's)
         and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
         cfg = self.cfg
@@ -170,7 +180,18 @@ class E2EModel(nn.Module):
             g = command.new_zeros(command.reshape(-1).shape) if guidance is None else guidance.reshape(-1)
             meas_token = meas_token + self.guidance_embedding(g.long())
         meas_token = meas_token.unsqueeze(1)
-        tokens = self.fusion(torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding)
+        tokens = torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding
+        padding = None
+        if self.radar_embed is not None:
+            if radar is None or radar_count is None:  # no returns (every row padding); the embedding stays in the
+                # graph, so data-parallel ranks agree on which parameters have gradients
+                radar = meas_token.new_zeros(meas_token.shape[0], cfg.radar_returns, RADAR_FEATURES)
+                radar_count = command.new_zeros(meas_token.shape[0])
+            radar_tokens, radar_pad = self._radar_tokens(radar, radar_count)
+            tokens = torch.cat([tokens, radar_tokens], dim=1)
+            padding = torch.cat([radar_pad.new_zeros(radar_pad.shape[0], tokens.shape[1] - radar_pad.shape[1]),
+                                 radar_pad], dim=1)
+        tokens = self.fusion(tokens, src_key_padding_mask=padding)
         fused_meas = tokens[:, 0]
         plans = self._plans(fused_meas)
         gear_logits = self.gear_head(fused_meas)
@@ -180,12 +201,24 @@ class E2EModel(nn.Module):
             out["plan"] = plans[torch.arange(plans.shape[0], device=plans.device), gear_logits.argmax(dim=1)]
         if with_aux:
             fused_cam = tokens[:, 1:1 + self.n_camera_tokens]
-            fused_lidar = tokens[:, 1 + self.n_camera_tokens:]
+            fused_lidar = tokens[:, 1 + self.n_camera_tokens:1 + self.n_camera_tokens + self.n_lidar_tokens]
             out["light_logits"] = self.light_head(fused_cam.mean(dim=1))
             grid = fused_lidar.transpose(1, 2).reshape(-1, cfg.d_model, *self.lidar_grid)
             skips = [m * v_lidar.unsqueeze(-1) for m in lidar_maps]  # an invalid frame's features are noise-free zeros
             out["bev_logits"] = self.bev_decoder(grid, skips)
         return out
+
+    def _radar_tokens(self, radar: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, R, d) tokens of the radar rows (range_m, azimuth_rad, radial_velocity_mps, rcs_dbsm) and the
+        (B, R) padding mask (True: row ``>= count``, not a return)."""
+        cfg = self.cfg
+        radar = radar[:, :cfg.radar_returns].to(torch.float32)
+        rng, az = radar[..., 0], radar[..., 1]
+        feats = torch.stack([rng * torch.cos(az) / cfg.radar_range_scale_m, rng * torch.sin(az) / cfg.radar_range_scale_m,
+                             radar[..., 2] / cfg.radar_velocity_scale_mps, radar[..., 3] / cfg.radar_rcs_scale_dbsm], dim=-1)
+        pad = torch.arange(radar.shape[1], device=radar.device).unsqueeze(0) >= count.reshape(-1, 1)
+        feats = feats.masked_fill(pad.unsqueeze(-1), 0.0)  # whatever the padding rows hold never reaches a token
+        return self.radar_embed(feats), pad
 
     def _plans(self, fused: Tensor) -> Tensor:
         """(B, n_plans, P, 3): per-step pose deltas, cumulated into poses (one plan per gear class

@@ -55,6 +55,29 @@ def test_inputs_are_built_as_the_dataset_does():
     assert x["valid_camera"] == 1 and x["valid_lidar"] == 1
 
 
+def test_radar_inputs_are_the_real_rows_padded_and_a_dropped_frame_has_none():
+    obs = synthetic_observation(TINY)
+    obs["radar_returns"][6:] = 99.0  # rows past radar_num_returns are not returns
+    x = observation_to_inputs(obs, TINY)
+    assert x["radar"].shape == (32, 4) and int(x["radar_count"]) == 6
+    np.testing.assert_array_equal(x["radar"][:6], obs["radar_returns"][:6])
+    assert not x["radar"][6:].any()
+    obs["radar_valid"] = np.array([0], np.int8)
+    x = observation_to_inputs(obs, TINY)
+    assert int(x["radar_count"]) == 0 and not x["radar"].any()
+    assert "radar" not in observation_to_inputs(obs, E2EConfig.from_dict({**TINY.to_dict(), "radar_returns": 0}))
+
+
+def test_nan_radar_stops_the_car(checkpoint, caplog):
+    agent = E2EAgent(checkpoint)
+    obs = synthetic_observation(TINY)
+    obs["radar_returns"][2, 2] = np.nan
+    with caplog.at_level(logging.WARNING):
+        plan = agent.act({**obs, "speed_mps": np.array([6.0], np.float32)})
+    assert "radar returns contain NaN" in caplog.text
+    np.testing.assert_allclose(plan.poses, stop_plan(6.0).poses)
+
+
 def test_a_dropped_frame_is_zeros_with_its_flag_off(checkpoint):
     obs = synthetic_observation(TINY)
     obs["camera_front_valid"] = np.array([0], np.int8)

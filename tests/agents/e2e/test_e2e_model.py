@@ -71,6 +71,29 @@ def test_a_sidecar_without_the_plan_per_gear_key_is_a_single_plan_model():
     assert "plans" not in out and out["plan"].shape == (2, 8, 3)
 
 
+def _radar(batch: int, n: int, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.rand(batch, 32, 4, generator=g) * torch.tensor([60.0, 1.0, 10.0, 20.0])
+    return rows, torch.full((batch,), n)
+
+
+def test_radar_returns_move_the_plan_and_padding_rows_do_not():
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    x = _inputs(batch=1)
+    radar, count = _radar(1, 5)
+    other, _ = _radar(1, 5, seed=4)
+    padded_differently = torch.cat([radar[:, :5], other[:, 5:]], dim=1)
+    faster = radar.clone()
+    faster[0, 0, 2] -= 8.0  # the first return closes 8 m/s faster
+    with torch.no_grad():
+        base = model(**x, radar=radar, radar_count=count)["plan"]
+        assert torch.allclose(base, model(**x, radar=padded_differently, radar_count=count)["plan"], atol=1e-6)
+        assert not torch.allclose(base, model(**x, radar=faster, radar_count=count)["plan"], atol=1e-4)
+        none = model(**x, radar=radar, radar_count=torch.zeros(1, dtype=torch.long))["plan"]
+        assert torch.allclose(none, model(**x)["plan"], atol=1e-6)  # no returns: as if no radar was given
+
+
 def test_a_fresh_model_plans_to_stand_still():
     with torch.no_grad():
         plan = E2EModel(TINY).eval()(**_inputs())["plan"]
