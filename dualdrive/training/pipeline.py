@@ -57,7 +57,7 @@ class PipelineConfig:
     # -- 2. held-out validation episodes (clean expert, development seeds disjoint from training) -----
     val_seeds: str = "4990:4994"
     # -- 3. training -------------------------------------------------------------------------------
-    epochs: int = 8  # ~2 min an epoch of ~4 k frames on 2 cores; 2 epochs left the model unable to keep a lane
+    epochs: int = 12  # ~2 min an epoch of ~4 k frames on 2 cores; 2 epochs left the model unable to keep a lane
     # System 1 with System 2's guidance input, trained with the expert's (agents/e2e/guidance.py). Off for the
     # shipped checkpoint: on longtail the guided model drove worse alone (DS 17.9 against 27.9) and no better
     # with System 2 (20.0) than the unguided one alone; see the README's dual-agent section
