@@ -18,6 +18,8 @@ the heading at ``t0``; and the speed held along the navigation route (``constant
 nuPlan's simple centre-line planner): the route is the human's own path, the input every agent is
 given, so this baseline gets the path right and leaves only the speed to guess. Its gap to constant
 velocity is what following the route is worth; what is left of its error is the speed profile.
+A diagnostic row, not a planner: ``route_at_human_distance``, the route at the distances the human
+really covered (the path's own error, the floor of any plan that follows the route).
 """
 from __future__ import annotations
 
@@ -159,7 +161,7 @@ def evaluate_human_openloop(clips: list[Clip], agent: Agent | None = None, wrap:
     if not clips:
         raise HumanDataError("no clips to score: the scenarios are shorter than the clips' history plus future "
                              "(1 s + 3 s by default)")
-    methods = ([agent.name] if agent is not None else []) + list(BASELINES) + ["human"]
+    methods = ([agent.name] if agent is not None else []) + list(BASELINES) + ["human", "route_at_human_distance"]
     scores = {m: _Scores() for m in methods}
     by_location: dict[str, dict[str, _Scores]] = {}
     per_clip = []
@@ -170,9 +172,11 @@ def evaluate_human_openloop(clips: list[Clip], agent: Agent | None = None, wrap:
         v0, a0 = log.speed_mps[clip.t0, i], log.accel_mps2[clip.t0, i]
         rows = {b: baseline_poses(b, v0, a0, times) for b in BASELINES if b != "constant_velocity_route"}
         route_xy, _ = human_route(clip)
-        rows["constant_velocity_route"] = poses_along_route(route_xy, log.xy[clip.t0, i], float(log.heading_rad[clip.t0, i]),
-                                                            max(0.0, float(v0)) * times)
+        xy0, h0 = log.xy[clip.t0, i], float(log.heading_rad[clip.t0, i])
+        rows["constant_velocity_route"] = poses_along_route(route_xy, xy0, h0, max(0.0, float(v0)) * times)
         rows["human"] = human_future(clip, times)
+        covered = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], rows["human"][:, :2]]), axis=0), axis=1))
+        rows["route_at_human_distance"] = poses_along_route(route_xy, xy0, h0, covered)
         if agent is not None:
             plan = agent_plan(agent, clip, wrap)
             k = min(len(times), len(plan.poses))
@@ -192,7 +196,7 @@ def evaluate_human_openloop(clips: list[Clip], agent: Agent | None = None, wrap:
                "scenarios": len({c.scene.path for c in clips})}
     cv = res["constant_velocity"]["l2_3s_m"]
     for m in methods:
-        if m != "human" and cv and res[m]["l2_3s_m"] is not None:
+        if m not in ("human", "route_at_human_distance") and cv and res[m]["l2_3s_m"] is not None:
             summary[f"{m}_l2_3s_ratio_to_constant_velocity"] = res[m]["l2_3s_m"] / cv
     if agent is not None:  # None where constant velocity is exact on every clip (the ratio is undefined)
         summary["l2_3s_ratio_to_constant_velocity"] = summary.get(f"{agent.name}_l2_3s_ratio_to_constant_velocity")

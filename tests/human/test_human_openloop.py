@@ -78,6 +78,9 @@ def test_the_route_baseline_is_constant_velocity_on_a_straight_route(clips):
     m = res["methods"]
     assert m["constant_velocity_route"]["l2_3s_m"] == pytest.approx(m["constant_velocity"]["l2_3s_m"], abs=1e-3)
     assert res["summary"]["constant_velocity_route_l2_3s_ratio_to_constant_velocity"] == pytest.approx(1.0, abs=1e-3)
+    # the route is the human's path: at the distances the human covered it is where the human was
+    assert m["route_at_human_distance"]["l2_3s_m"] == pytest.approx(0.0, abs=0.05)
+    assert "route_at_human_distance_l2_3s_ratio_to_constant_velocity" not in res["summary"]
 
 
 def test_known_errors_collisions_and_offroad(clips):
