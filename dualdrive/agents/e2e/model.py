@@ -188,9 +188,12 @@ class E2EModel(nn.Module):
                 radar = meas_token.new_zeros(meas_token.shape[0], cfg.radar_returns, RADAR_FEATURES)
                 radar_count = command.new_zeros(meas_token.shape[0])
             radar_tokens, radar_pad = self._radar_tokens(radar, radar_count)
+            if radar_tokens.shape[0] == 1:  # one decision: its real returns only, nothing to mask (the masked
+                # rows of a batch change no other token, so this is the same result for less attention)
+                radar_tokens = radar_tokens[:, :int((~radar_pad).sum())]
+            else:
+                padding = torch.cat([radar_pad.new_zeros(radar_pad.shape[0], tokens.shape[1]), radar_pad], dim=1)
             tokens = torch.cat([tokens, radar_tokens], dim=1)
-            padding = torch.cat([radar_pad.new_zeros(radar_pad.shape[0], tokens.shape[1] - radar_pad.shape[1]),
-                                 radar_pad], dim=1)
         tokens = self.fusion(tokens, src_key_padding_mask=padding)
         fused_meas = tokens[:, 0]
         plans = self._plans(fused_meas)

@@ -94,6 +94,20 @@ def test_radar_returns_move_the_plan_and_padding_rows_do_not():
         assert torch.allclose(none, model(**x)["plan"], atol=1e-6)  # no returns: as if no radar was given
 
 
+def test_one_decision_without_padding_equals_its_row_of_a_padded_batch():
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    x = _inputs(batch=2)
+    radar, _ = _radar(2, 0)
+    count = torch.tensor([3, 11])
+    with torch.no_grad():
+        batched = model(**x, radar=radar, radar_count=count)
+        for b in range(2):
+            one = model(**{k: v[b:b + 1] for k, v in x.items()}, radar=radar[b:b + 1], radar_count=count[b:b + 1])
+            torch.testing.assert_close(one["plan"][0], batched["plan"][b], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(one["bev_logits"][0], batched["bev_logits"][b], rtol=1e-4, atol=1e-4)
+
+
 def test_a_fresh_model_plans_to_stand_still():
     with torch.no_grad():
         plan = E2EModel(TINY).eval()(**_inputs())["plan"]
