@@ -72,7 +72,7 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
           f"cosine), seed {cfg.seed}",
           f"dualdrive model-pipeline --out {out}   # all of the above, then the stages below", "```", ""]
     L += ["## Model", "",
-          f"- `E2EModel` (TransFuser-like camera + LiDAR BEV fusion), {lat['params'] if lat else '?'} parameters; "
+          f"- `E2EModel` ({_architecture(ckpt)}), {lat['params'] if lat else '?'} parameters; "
           f"config in `model.json`",
           f"- checkpoint: `model.safetensors` {size_mb:.2f} MB + `model.json` {side_mb * 1000:.1f} KB "
           f"(from epoch {info.metadata.get('epoch')} of the run)", ""]
@@ -122,6 +122,20 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
     path = ship / "MODEL_CARD.md"
     path.write_text("\n".join(L))
     return path
+
+
+def _architecture(ckpt: Path) -> str:
+    """In words, from the checkpoint's sidecar: which sensors are fused and how the plan is read out."""
+    from dualdrive.agents.e2e.checkpoint import sidecar_path
+    from dualdrive.agents.e2e.config import E2EConfig
+    meta = _read(sidecar_path(ckpt)) or {}
+    try:
+        cfg = E2EConfig.from_dict(meta.get("config", {}))
+    except ValueError:
+        return "TransFuser-like fusion"
+    sensors = "camera + LiDAR BEV" + (f" + radar ({cfg.radar_returns} returns)" if cfg.radar_returns else "")
+    plans = "one 8-pose plan per gear, the gear head choosing" if cfg.plan_per_gear else "one 8-pose plan and a gear"
+    return f"TransFuser-like {sensors} fusion; {plans}"
 
 
 def _collection_times(out: Path) -> dict[str, float]:
