@@ -41,13 +41,14 @@ import torch
 from torch.utils.data import Dataset
 
 from dualdrive.agents.e2e.guidance import label_from_plan
+from dualdrive.sensors.radar import RadarConfig
 from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, DatasetError, complete_episodes, read_meta,
                                    store_path)
 
 FRAME_KEYS = ("camera_front_rgb", "lidar_bev", "bev_semantic")  # read one frame at a time
 SMALL_KEYS = ("speed_mps", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid",
               "radar_returns", "radar_num_returns", "radar_valid")
-RADAR_ROWS = 32  # dualdrive.sensors.radar.RadarConfig.max_returns
+RADAR_ROWS = RadarConfig().max_returns
 
 
 def split_episodes(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:

@@ -49,7 +49,7 @@ class PipelineConfig:
     dart_noise: float = 0.5  # m/s^2 on the executed control: recovery states in the data
     frame_stride: int = 10  # 1 Hz: neighbouring frames are near-duplicates; CPU buys episodes, not frames
     max_duration_s: float = 120.0
-    # the training demonstrations' frames: waiting ones 5x rarer, those that start a standing car or reverse
+    # the training demonstrations' frames: waiting ones 3x rarer, those that start a standing car or reverse
     # at 5 Hz (dualdrive.data.episode.frame_kind); uniformly sampled, a car at rest was a third of the
     # frames and almost always stayed at rest, and the policy never moved off. Validation stays uniform
     sampling: str = "informative"

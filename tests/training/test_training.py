@@ -100,6 +100,9 @@ def test_sensor_dropout_zeroes_the_frame_and_its_flag():
     assert out["valid_camera"].sum() == 0 and out["valid_lidar"].sum() == 0
     kept = augment_batch(batch, sensor_dropout_prob=0.0, brightness_jitter=0.0)
     assert torch.equal(kept["camera"], batch["camera"])
+    radar = {**batch, "radar": torch.ones(4, 32, 4), "radar_count": torch.full((4,), 5)}
+    assert augment_batch(radar, sensor_dropout_prob=1.0, brightness_jitter=0.0)["radar_count"].sum() == 0
+    assert torch.equal(augment_batch(radar, 0.0, 0.0)["radar_count"], radar["radar_count"])
 
 
 def test_train_config_rejects_unknown_and_bad_values():

@@ -13,13 +13,13 @@ from dualdrive.agents.e2e.agent import E2EAgent, observation_to_inputs
 from dualdrive.agents.e2e.checkpoint import save_checkpoint, sidecar_path
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import E2EModel, count_parameters
+from dualdrive.data.dataset import RADAR_ROWS
 
 WARMUP_DECISIONS = 5  # first calls allocate buffers and pick kernels
 LIDAR_POINTS = 11_520  # the default LiDAR's capacity: 32 beams x 360 azimuths
 BYTES_PER_MB = 1e6
 
 
-RADAR_ROWS = 32
 RADAR_SYNTHETIC_RETURNS = 6
 
 

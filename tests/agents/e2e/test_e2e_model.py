@@ -59,15 +59,18 @@ def test_the_loss_scores_the_experts_gears_plan_only():
     assert float(compute_losses({**out, "plans": perfect}, {**batch, "gear": swapped}, TINY)["plan_loss"]) > 0.5
 
 
-def test_a_sidecar_without_the_plan_per_gear_key_is_a_single_plan_model():
+def test_a_sidecar_without_the_newer_keys_is_a_single_plan_model_without_radar():
     """Checkpoints shipped before the key keep loading as what they are."""
     d = E2EConfig().to_dict()
-    del d["plan_per_gear"]
-    assert E2EConfig.from_dict(d).plan_per_gear is False
+    del d["plan_per_gear"], d["radar_returns"]
+    assert E2EConfig.from_dict(d).plan_per_gear is False and E2EConfig.from_dict(d).radar_returns == 0
     assert E2EConfig().plan_per_gear is True
+    newer = ("plan_per_gear", "radar_returns")
+    legacy_tiny = E2EConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k not in newer})
+    model = E2EModel(legacy_tiny)
+    assert model.radar_embed is None
     with torch.no_grad():
-        out = E2EModel(E2EConfig.from_dict({**d, **{k: list(v) if isinstance(v, tuple) else v
-                                                   for k, v in TINY.to_dict().items() if k != "plan_per_gear"}}))(**_inputs())
+        out = model(**_inputs())
     assert "plans" not in out and out["plan"].shape == (2, 8, 3)
 
 
