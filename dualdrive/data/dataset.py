@@ -10,6 +10,7 @@ key                 dtype, shape        meaning
 ``lidar_bev``       float32 (2,128,128) LiDAR point counts below / above 0.2 m per 0.5 m cell, / 5, clipped
                                         to [0, 1]; rows x forward from -16 m, columns y left from -32 m
 ``speed``           float32 (1,)        ego speed, m/s (negative reversing)
+``accel``           float32 (1,)        the odometry's longitudinal acceleration, m/s^2 (0 if not recorded)
 ``command``         int64 ()            navigation command 0..9 (``dualdrive.world.route.Command``)
 ``route``           float32 (10, 2)     route target points, ego frame, m
 ``plan``            float32 (8, 3)      the expert's plan: (x_m, y_m, heading_rad) at 0.5 s steps, ego frame
@@ -46,7 +47,7 @@ from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, Datas
                                    store_path)
 
 FRAME_KEYS = ("camera_front_rgb", "lidar_bev", "bev_semantic")  # read one frame at a time
-SMALL_KEYS = ("speed_mps", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid",
+SMALL_KEYS = ("speed_mps", "accel_mps2", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid",
               "radar_returns", "radar_num_returns", "radar_valid")
 RADAR_ROWS = RadarConfig().max_returns
 
@@ -160,6 +161,7 @@ class DemoDataset(Dataset):
             "camera": torch.from_numpy(cam),
             "lidar_bev": torch.from_numpy(lidar),
             "speed": torch.tensor([small["speed_mps"][t]], dtype=torch.float32),
+            "accel": torch.tensor([small["accel_mps2"][t] if "accel_mps2" in small else 0.0], dtype=torch.float32),
             "command": torch.tensor(int(small["command"][t]), dtype=torch.int64),
             "route": torch.from_numpy(small["route_xy_ego_m"][t].astype(np.float32)),
             "plan": torch.from_numpy(small["plan"][t].astype(np.float32)),

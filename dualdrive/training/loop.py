@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dualdrive.agents.e2e.checkpoint import (CheckpointError, load_weights_into, read_info, save_checkpoint, sidecar_path,
+from dualdrive.agents.e2e.checkpoint import (CheckpointError, load_grown_into, load_weights_into, read_info, save_checkpoint, sidecar_path,
                                              write_json)
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import MODEL_INPUT_KEYS, E2EModel
@@ -179,9 +179,12 @@ class _Trainer:
         """Every rank loads the same weights (the optimizer starts afresh: a new schedule, new data)."""
         try:
             info = read_info(path)
-            if info.config != self.mcfg:
-                raise TrainingError(f"cannot fine-tune from {path}: it holds a different model config than this run's")
-            load_weights_into(self.model, path)
+            if info.config == self.mcfg:
+                load_weights_into(self.model, path)
+            else:  # this run's model adds parts to the saved one (or the error says what else differs)
+                added = load_grown_into(self.model, path, info.config)
+                if self.info.is_main:
+                    print(f"fine-tuning from {path} with added parts: {'; '.join(added)}")
         except CheckpointError as e:
             raise TrainingError(f"cannot fine-tune from {path}: {e}") from None
 

@@ -15,7 +15,7 @@ from dualdrive.data.format import DatasetError, store_path
 
 CONTRACT = {
     "camera": (torch.uint8, (3, 96, 192)), "lidar_bev": (torch.float32, (2, 128, 128)),
-    "speed": (torch.float32, (1,)), "command": (torch.int64, ()), "route": (torch.float32, (10, 2)),
+    "speed": (torch.float32, (1,)), "accel": (torch.float32, (1,)), "command": (torch.int64, ()), "route": (torch.float32, (10, 2)),
     "plan": (torch.float32, (8, 3)), "gear": (torch.int64, ()), "bev_semantic": (torch.int64, (64, 64)),
     "light": (torch.int64, ()), "valid_camera": (torch.float32, ()), "valid_lidar": (torch.float32, ()),
     "guidance": (torch.int64, ()), "radar": (torch.float32, (32, 4)), "radar_count": (torch.int64, ()),
@@ -42,6 +42,7 @@ def test_items_follow_the_contract_and_match_the_store(collected):
     np.testing.assert_allclose(item["lidar_bev"].numpy(), g["lidar_bev"][t] / 5.0)
     np.testing.assert_array_equal(item["plan"].numpy(), g["plan"][t])
     np.testing.assert_array_equal(item["bev_semantic"].numpy(), g["bev_semantic"][t])
+    assert float(item["accel"][0]) == float(g["accel_mps2"][t])
     assert float(item["speed"][0]) == float(g["speed_mps"][t]) and int(item["command"]) == int(g["command"][t])
     assert int(item["gear"]) == int(g["plan_gear"][t] < 0)
     n = int(g["radar_num_returns"][t])

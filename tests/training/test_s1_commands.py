@@ -102,6 +102,17 @@ def test_fine_tuning_starts_from_the_checkpoint(tiny_checkpoint, tmp_path):
         run_training(RandomDemoDataset(4), None, tmp_path / "bad", TINY, cfg, init_checkpoint=tmp_path / "other.safetensors")
 
 
+def test_fine_tuning_can_add_the_acceleration_input_and_the_route_prior(tiny_checkpoint, tmp_path, capsys):
+    cfg = TrainConfig(epochs=1, batch_size=4, num_workers=0, warmup_steps=0, device="cpu", lr=1e-9,
+                      sensor_dropout_prob=0.0, seed=5)
+    grown = type(TINY)(**{**TINY.to_dict(), "accel_input": True, "plan_prior": "route"})
+    res = run_training(RandomDemoDataset(4), None, tmp_path / "ft", grown, cfg, init_checkpoint=tiny_checkpoint)
+    assert "added parts: accel_embed.weight (new)" in capsys.readouterr().out
+    start, _ = load_checkpoint(tiny_checkpoint)
+    assert torch.allclose(start.pos_embedding, res.model.pos_embedding, atol=1e-5)
+    assert res.model.cfg.plan_prior == "route" and load_checkpoint(res.last_checkpoint)[0].cfg.accel_input
+
+
 @pytest.mark.parametrize("override, needle", [
     ({"val_seeds": "30:34"}, "overlap"),
     ({"closed_loop_seeds": "10:12"}, "evaluation seeds"),

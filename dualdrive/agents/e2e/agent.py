@@ -111,6 +111,11 @@ def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> 
          "valid_lidar": np.array(float(lidar_ok), np.float32)}
     if cfg.radar_returns:
         x["radar"], x["radar_count"] = _radar_inputs(obs, cfg.radar_returns)
+    if cfg.accel_input:
+        accel = np.asarray(obs.get("accel_mps2", np.full(1, np.nan)), np.float32).reshape(-1)[:1]
+        if accel.size != 1 or not np.all(np.isfinite(accel)):
+            raise UnusableObservation("the odometry's accel_mps2 is missing, NaN or inf (this model reads it)")
+        x["accel"] = accel
     if cfg.guidance_classes:  # System 2's meta-action (the dual agent adds it; none when absent or out of range)
         g = int(np.asarray(obs.get("guidance", 0)).reshape(-1)[0]) if "guidance" in obs else 0
         x["guidance"] = np.array(g if 0 <= g < cfg.guidance_classes else 0, np.int64)

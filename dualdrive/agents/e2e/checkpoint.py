@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
+from dualdrive.agents.e2e.config import GROWABLE, E2EConfig, E2EConfigError
 from dualdrive.agents.e2e.model import E2EModel
 
 FORMAT_NAME = "dualdrive-e2e"
@@ -115,6 +115,34 @@ def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
         more = f" (and {len(problems) - MAX_MISMATCHES_SHOWN} more)" if len(problems) > MAX_MISMATCHES_SHOWN else ""
         raise CheckpointError(f"checkpoint {path} does not match the model ({len(problems)} mismatches): {shown}{more}")
     model.load_state_dict(state, strict=True)
+
+
+def load_grown_into(model: E2EModel, path: str | Path, saved: E2EConfig) -> list[str]:
+    """Start ``model`` from the checkpoint at ``path`` (a model of config ``saved``) that lacks parts
+    ``model`` has (``GROWABLE``: the acceleration input, the route prior). Every weight of the saved model
+    is kept; what is new starts where the model's own initialisation puts it, and the forward plan's last
+    layer is zeroed when the route prior is added (its output becomes a departure from the route, so it
+    starts at none). Returns what was added, in words. Any other difference is a CheckpointError."""
+    cfg = model.cfg
+    differ = sorted(f for f in cfg.to_dict() if cfg.to_dict()[f] != saved.to_dict()[f])
+    not_growable = [f for f in differ if f not in GROWABLE or getattr(saved, f) != GROWABLE[f]]
+    if not_growable:
+        raise CheckpointError(f"checkpoint {path} holds a different model config: {', '.join(not_growable)} differ "
+                              f"(only {sorted(GROWABLE)} can be added to a trained model)")
+    source = E2EModel(saved)
+    load_weights_into(source, path)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected:  # cannot happen for the growable parts; a guard against a future key added carelessly
+        raise CheckpointError(f"checkpoint {path}: weights {unexpected[:MAX_MISMATCHES_SHOWN]} have no place in "
+                              "the grown model")
+    added = [f"{k} (new)" for k in missing]
+    if "plan_prior" in differ:
+        rows = cfg.plan_poses * 3  # the forward plan's outputs come first (model._plans' view)
+        with torch.no_grad():
+            model.plan_head[-1].weight[:rows].zero_()
+            model.plan_head[-1].bias[:rows].zero_()
+        added.append(f"plan_prior={cfg.plan_prior!r} (the forward plan head starts at zero: the plan is the prior)")
+    return added
 
 
 # -- file helpers (also used for the trainer's resume state) -----------------------------------------

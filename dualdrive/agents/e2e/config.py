@@ -11,6 +11,9 @@ from typing import Any, get_type_hints
 from dualdrive.agents.e2e.guidance import GUIDANCE
 
 
+PLAN_PRIORS = ("none", "route")
+
+
 class E2EConfigError(ValueError):
     """A bad or unknown E2E model configuration value; the message names the key and what is allowed."""
 
@@ -29,6 +32,9 @@ class E2EConfig:
     # front radar returns read as a set of tokens (position, Doppler velocity, RCS): the one input that
     # measures how fast the others move (a single camera or LiDAR frame does not). 0: no radar input
     radar_returns: int = 32
+    # the odometry's longitudinal acceleration into the measurement token ("ego status"): whether the car is
+    # speeding up or braking, which one speed reading cannot say. False: no acceleration input
+    accel_input: bool = False
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
@@ -36,6 +42,11 @@ class E2EConfig:
     # expert switches gear (leaving a spot, parking) get the average of a forward and a reverse plan,
     # which neither gear can follow: the car stood still there. False: one plan (checkpoints before the key)
     plan_per_gear: bool = True
+    # what the forward plan's head adds its output to: "none" (the head's poses are the plan) or "route"
+    # (the route driven at the current speed; the head learns only the departure from it: nuPlan's
+    # centre-line planner as the prior, so the network's capacity goes to the speed profile and the
+    # swerves, not to reproducing the route). The reverse plan has no prior (the route leads forward)
+    plan_prior: str = "none"
     bev_classes: int = 6  # off-road, road, route corridor, vehicle, pedestrian, static obstacle
     bev_out_px: int = 64  # auxiliary BEV semantic map side
     light_classes: int = 4  # none, green, yellow, red
@@ -55,6 +66,7 @@ class E2EConfig:
     radar_range_scale_m: float = 50.0
     radar_velocity_scale_mps: float = 10.0
     radar_rcs_scale_dbsm: float = 10.0
+    accel_scale_mps2: float = 3.0
     plan_step_scale_m: float = 5.0  # a raw unit of the per-step delta head is this many metres (10 m/s * 0.5 s)
     # -- loss weights ----------------------------------------------------------------------------
     plan_loss_weight: float = 1.0
@@ -80,6 +92,8 @@ class E2EConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise E2EConfigError(f"e2e.{name}={v!r} must be a positive integer")
+        if self.plan_prior not in PLAN_PRIORS:
+            raise E2EConfigError(f"e2e.plan_prior={self.plan_prior!r} must be one of {list(PLAN_PRIORS)}")
         g = self.guidance_classes
         if isinstance(g, bool) or g not in (0, len(GUIDANCE)):
             raise E2EConfigError(f"e2e.guidance_classes={g!r} must be 0 (no guidance input) or {len(GUIDANCE)} "
@@ -105,7 +119,7 @@ class E2EConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise E2EConfigError(f"e2e.dropout={self.dropout!r} must be in [0, 1)")
         for name in ("speed_scale_mps", "route_scale_m", "plan_step_scale_m", "radar_range_scale_m",
-                     "radar_velocity_scale_mps", "radar_rcs_scale_dbsm"):
+                     "radar_velocity_scale_mps", "radar_rcs_scale_dbsm", "accel_scale_mps2"):
             if not getattr(self, name) > 0:
                 raise E2EConfigError(f"e2e.{name}={getattr(self, name)!r} must be > 0")
         for name in ("plan_loss_weight", "gear_loss_weight", "bev_loss_weight", "light_loss_weight"):
@@ -129,7 +143,11 @@ class E2EConfig:
 
 
 # keys added after checkpoints were shipped: what a sidecar without the key means
-LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0}
+LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0, "accel_input": False,
+                                   "plan_prior": "none"}
+# parts a trained model can be given afterwards (fine-tuning from a checkpoint without them, see
+# dualdrive.agents.e2e.checkpoint.load_grown_into): the key and the value of a model without the part
+GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none"}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

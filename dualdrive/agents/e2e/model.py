@@ -8,14 +8,15 @@ Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
   -> a (128, 6, 12) map = 72 tokens; LiDAR encoder: (2, 128, 128) BEV counts -> 4 stages -> (128, 8, 8)
   = 64 tokens; both projected to ``d_model`` [128] with learned position embeddings.
 - measurement token: speed, command embedding, the 10 route target points and the two sensor
-  validity flags, through an MLP.
+  validity flags, through an MLP (with ``accel_input`` also the odometry's acceleration).
 - radar tokens: each of up to 32 front-radar returns (position, Doppler velocity, RCS) through an MLP,
   padding masked: the only input that says how fast the others move.
 - fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR, radar]
   tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
   enough for the measurement token to attend to every cell of both sensors, and it keeps the
   decision within the 10 ms one-thread budget.
-- heads: the plan and gear from the fused measurement token; the auxiliary light state from the
+- heads: the plan and gear from the fused measurement token (with ``plan_prior="route"`` the forward
+  plan is the route driven at the current speed plus the head's output); the auxiliary light state from the
   fused camera tokens (a light is only visible to the camera); the auxiliary BEV semantic map
   decoded from the fused LiDAR tokens with skip connections from the LiDAR encoder (the LiDAR grid
   and the semantic grid cover the same ground, so the decoder only upsamples).
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dualdrive.agents.base import PLAN_DT_S
 from dualdrive.agents.e2e.config import E2EConfig
 
 # ImageNet channel statistics on the [0, 1] scale: a conventional, fixed input normalisation
@@ -40,7 +42,8 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 UINT8_MAX = 255.0
 HEADING_STEP_SCALE_RAD = 0.2  # a raw unit of the heading-delta head: a sharp turn's yaw change in 0.5 s
 MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_camera", "valid_lidar", "radar",
-                    "radar_count")
+                    "radar_count", "accel")
+MIN_SEGMENT_M = 1e-3  # a shorter route segment is padding (a route that ends repeats its last point)
 RADAR_FEATURES = 4  # x, y (from range and azimuth), radial velocity, RCS
 
 
@@ -139,6 +142,9 @@ class E2EModel(nn.Module):
             if cfg.radar_returns else None
         n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+        # the acceleration is added to the measurement token through its own zero-initialised layer, so a
+        # model trained without it can be given it and start out exactly as it was (checkpoint.load_grown_into)
+        self.accel_embed = nn.Linear(1, d) if cfg.accel_input else None
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
         self.fusion = nn.TransformerEncoder(layer, cfg.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
         self.n_plans = cfg.gear_classes if cfg.plan_per_gear else 1
@@ -151,15 +157,19 @@ class E2EModel(nn.Module):
         # a zero plan head starts the model at "stand still", a safe and neutral first guess
         nn.init.zeros_(self.plan_head[-1].weight)
         nn.init.zeros_(self.plan_head[-1].bias)
+        if self.accel_embed is not None:
+            nn.init.zeros_(self.accel_embed.weight)
+            nn.init.zeros_(self.accel_embed.bias)
 
     def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
                 valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True,
                 guidance: Tensor | None = None, radar: Tensor | None = None,
-                radar_count: Tensor | None = None) -> dict[str, Tensor]:
+                radar_count: Tensor | None = None, accel: Tensor | None = None) -> dict[str, Tensor]:
         """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
         speed (B, 1), command (B,), route (B, R, 2), valid_* (B,); ``guidance`` (B,) for a model with a
         guidance input, None meaning none for all; ``radar`` (B, N, 4) rows and ``radar_count`` (B,) real
-        rows, None meaning no returns). Returns ``plan`` (B, P, 3),
+        rows, None meaning no returns; ``accel`` (B, 1) m/s^2 for a model with ``accel_input``, None meaning 0).
+        Returns ``plan`` (B, P, 3),
         ``gear_logits`` (B, 2), with ``plan_per_gear`` ``plans`` (B, 2, P, 3) (``plan`` is the chosen gear's)
         and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
         cfg = self.cfg
@@ -179,6 +189,9 @@ class E2EModel(nn.Module):
         if self.guidance_embedding is not None:
             g = command.new_zeros(command.reshape(-1).shape) if guidance is None else guidance.reshape(-1)
             meas_token = meas_token + self.guidance_embedding(g.long())
+        if self.accel_embed is not None:
+            a = speed.new_zeros(speed.shape[0], 1) if accel is None else accel.reshape(-1, 1).to(torch.float32)
+            meas_token = meas_token + self.accel_embed(a / cfg.accel_scale_mps2)
         meas_token = meas_token.unsqueeze(1)
         tokens = torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding
         padding = None
@@ -197,6 +210,9 @@ class E2EModel(nn.Module):
         tokens = self.fusion(tokens, src_key_padding_mask=padding)
         fused_meas = tokens[:, 0]
         plans = self._plans(fused_meas)
+        if cfg.plan_prior == "route":  # the forward plan departs from the route driven at today's speed
+            prior = route_prior(route.to(torch.float32), speed.reshape(-1).to(torch.float32), cfg.plan_poses)
+            plans = torch.cat([plans[:, :1] + prior.unsqueeze(1), plans[:, 1:]], dim=1)
         gear_logits = self.gear_head(fused_meas)
         out = {"plan": plans[:, 0], "gear_logits": gear_logits}
         if self.n_plans > 1:  # the plan of the gear the model chooses is the one driven
@@ -234,6 +250,29 @@ class E2EModel(nn.Module):
         raw = self.plan_head(fused).view(-1, self.n_plans, self.cfg.plan_poses, 3)
         scale = raw.new_tensor([self.cfg.plan_step_scale_m, self.cfg.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
         return torch.cumsum(raw * scale, dim=2)
+
+
+def route_prior(route: Tensor, speed: Tensor, poses: int, dt_s: float = PLAN_DT_S) -> Tensor:
+    """(B, poses, 3) ego-frame poses along the route polyline (the ego's origin, then the (B, R, 2) route
+    points) at the distances the (B,) speed covers in 0.5 s steps (reversing counts as standing), each
+    headed along its segment. Past the last point the route is over: the poses stop there (the
+    destination), as a car held to its route would."""
+    b, r = route.shape[0], route.shape[1]
+    pts = torch.cat([route.new_zeros(b, 1, 2), route], dim=1)
+    seg = pts[:, 1:] - pts[:, :-1]
+    seg_len = seg.norm(dim=-1)
+    ends = torch.cumsum(seg_len, dim=1)  # arc length at each segment's end
+    starts = ends - seg_len
+    times = dt_s * torch.arange(1, poses + 1, device=route.device, dtype=route.dtype)
+    s = speed.clamp(min=0.0).reshape(-1, 1) * times  # (B, poses)
+    s = torch.minimum(s, ends[:, -1:])
+    idx = torch.searchsorted(ends.contiguous(), s.contiguous()).clamp(max=r - 1)  # the segment that holds s
+    seg_i = torch.gather(seg, 1, idx.unsqueeze(-1).expand(-1, -1, 2))
+    len_i = torch.gather(seg_len, 1, idx)
+    frac = ((s - torch.gather(starts, 1, idx)) / len_i.clamp(min=MIN_SEGMENT_M)).clamp(0.0, 1.0)
+    xy = torch.gather(pts[:, :-1], 1, idx.unsqueeze(-1).expand(-1, -1, 2)) + frac.unsqueeze(-1) * seg_i
+    heading = torch.where(len_i > MIN_SEGMENT_M, torch.atan2(seg_i[..., 1], seg_i[..., 0]), torch.zeros_like(len_i))
+    return torch.cat([xy, heading.unsqueeze(-1)], dim=-1)
 
 
 def count_parameters(model: nn.Module) -> int:

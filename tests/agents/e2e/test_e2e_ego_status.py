@@ -1,0 +1,127 @@
+"""The acceleration input and the route prior of the E2E model, and giving both to a trained model."""
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dualdrive.agents.e2e.agent import E2EAgent, observation_to_inputs, stop_plan
+from dualdrive.agents.e2e.bench import synthetic_observation
+from dualdrive.agents.e2e.checkpoint import CheckpointError, load_grown_into, save_checkpoint
+from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
+from dualdrive.agents.e2e.model import E2EModel, route_prior
+
+TINY = E2EConfig(camera_channels=(8, 16, 16, 16), lidar_channels=(8, 16, 16, 16), d_model=32, n_layers=1, ff_dim=64,
+                 bev_decoder_channels=8, dropout=0.0)
+GROWN = E2EConfig(**{**TINY.to_dict(), "accel_input": True, "plan_prior": "route"})
+
+
+def _inputs(batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    straight = torch.stack([8.0 * torch.arange(1, 11, dtype=torch.float32), torch.zeros(10)], dim=1)
+    return {"camera": torch.randint(0, 256, (batch, 3, 96, 192), generator=g, dtype=torch.uint8),
+            "lidar_bev": torch.rand(batch, 2, 128, 128, generator=g), "speed": torch.tensor([[4.0], [10.0]])[:batch],
+            "command": torch.zeros(batch, dtype=torch.long), "route": straight.expand(batch, 10, 2).clone(),
+            "valid_camera": torch.ones(batch), "valid_lidar": torch.ones(batch)}
+
+
+def _trained_like(cfg: E2EConfig, seed: int = 0) -> E2EModel:
+    torch.manual_seed(seed)
+    model = E2EModel(cfg).eval()
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    torch.nn.init.normal_(model.plan_head[-1].bias, std=0.1)
+    return model
+
+
+def test_route_prior_drives_the_route_at_the_current_speed():
+    straight = torch.stack([8.0 * torch.arange(1, 11, dtype=torch.float32), torch.zeros(10)], dim=1)[None]
+    poses = route_prior(straight, torch.tensor([4.0]), 8)
+    np.testing.assert_allclose(poses[0, :, 0].numpy(), 2.0 * np.arange(1, 9), atol=1e-5)
+    assert torch.all(poses[0, :, 1:] == 0)
+    # a right-angle turn after 8 m: 12 m in (3 s at 4 m/s) is 4 m along the second leg, heading +90 degrees
+    corner = torch.tensor([[8.0, 0.0]] + [[8.0, 8.0 * k] for k in range(1, 10)])[None]
+    p = route_prior(corner, torch.tensor([4.0]), 8)[0]
+    np.testing.assert_allclose(p[5].numpy(), [8.0, 4.0, math.pi / 2], atol=1e-5)
+    np.testing.assert_allclose(p[1].numpy(), [4.0, 0.0, 0.0], atol=1e-5)
+
+
+def test_route_prior_stops_at_the_routes_end_and_never_reverses():
+    ends = torch.tensor([[4.0, 0.0], [8.0, 0.0]] + [[8.0, 0.0]] * 8)[None]  # the route ends 8 m ahead
+    p = route_prior(ends, torch.tensor([10.0]), 8)[0]
+    np.testing.assert_allclose(p[0].numpy(), [5.0, 0.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(p[1:].numpy(), np.tile([8.0, 0.0, 0.0], (7, 1)), atol=1e-5)  # heading kept at the end
+    back = route_prior(ends, torch.tensor([-3.0]), 8)[0]
+    assert torch.all(back[:, :2] == 0)
+
+
+def test_a_fresh_model_with_the_route_prior_plans_the_prior_and_the_reverse_plan_has_none():
+    x = _inputs()
+    with torch.no_grad():
+        out = E2EModel(GROWN).eval()(**x)
+    torch.testing.assert_close(out["plans"][:, 0], route_prior(x["route"], x["speed"].reshape(-1), 8))
+    assert torch.equal(out["plans"][:, 1], torch.zeros_like(out["plans"][:, 1]))
+
+
+def test_the_acceleration_moves_the_plan_once_learned_and_none_means_zero():
+    model = _trained_like(GROWN)
+    x = _inputs()
+    with torch.no_grad():
+        base = model(**x)["plan"]
+        assert torch.equal(base, model(**x, accel=torch.zeros(2, 1))["plan"])  # zero-initialised: no effect yet
+        torch.nn.init.normal_(model.accel_embed.weight, std=1.0)
+        assert torch.allclose(base, model(**x, accel=torch.zeros(2, 1))["plan"], atol=1e-6)
+        assert not torch.allclose(base, model(**x, accel=torch.full((2, 1), -3.0))["plan"], atol=1e-4)
+
+
+def test_a_trained_model_given_the_acceleration_starts_out_as_it_was(tmp_path):
+    saved = _trained_like(TINY)
+    path = save_checkpoint(tmp_path / "m.safetensors", saved)
+    grown = E2EModel(E2EConfig(**{**TINY.to_dict(), "accel_input": True})).eval()
+    added = load_grown_into(grown, path, TINY)
+    assert added == ["accel_embed.weight (new)", "accel_embed.bias (new)"]
+    x = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(grown(**x, accel=torch.full((2, 1), 2.0))["plan"], saved(**x)["plan"])
+
+
+def test_a_trained_model_given_the_route_prior_keeps_its_trunk_and_reverse_plan(tmp_path):
+    saved = _trained_like(TINY)
+    path = save_checkpoint(tmp_path / "m.safetensors", saved)
+    grown = E2EModel(GROWN).eval()
+    added = load_grown_into(grown, path, TINY)
+    assert any("plan_prior" in a for a in added)
+    x = _inputs()
+    with torch.no_grad():
+        a, b = grown(**x), saved(**x)
+    torch.testing.assert_close(a["plans"][:, 0], route_prior(x["route"], x["speed"].reshape(-1), 8))
+    torch.testing.assert_close(a["plans"][:, 1], b["plans"][:, 1])
+    torch.testing.assert_close(a["gear_logits"], b["gear_logits"])
+
+
+def test_only_the_growable_parts_may_differ(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", _trained_like(TINY))
+    wider = E2EModel(E2EConfig(**{**GROWN.to_dict(), "d_model": 64}))
+    with pytest.raises(CheckpointError, match="different model config: d_model differ"):
+        load_grown_into(wider, path, TINY)
+    grown_path = save_checkpoint(tmp_path / "g.safetensors", _trained_like(GROWN))
+    with pytest.raises(CheckpointError, match="accel_input, plan_prior"):  # parts are added, never taken away
+        load_grown_into(E2EModel(TINY), grown_path, GROWN)
+    with pytest.raises(E2EConfigError, match="plan_prior"):
+        E2EConfig(plan_prior="lanes")
+
+
+def test_the_agent_reads_the_odometry_acceleration_and_stops_without_it(tmp_path, caplog):
+    path = save_checkpoint(tmp_path / "g.safetensors", _trained_like(GROWN))
+    obs = synthetic_observation(GROWN)
+    obs["accel_mps2"] = np.array([-2.5], np.float32)
+    assert observation_to_inputs(obs, GROWN)["accel"].tolist() == [-2.5]
+    assert "accel" not in observation_to_inputs(obs, TINY)
+    agent = E2EAgent(path)
+    agent.reset({})
+    assert np.abs(agent.act(obs).poses).sum() > 0
+    obs["accel_mps2"] = np.array([np.nan], np.float32)
+    with caplog.at_level(logging.WARNING, logger="dualdrive.agents.e2e.agent"):
+        plan = agent.act(obs)
+    assert "accel_mps2" in caplog.text
+    np.testing.assert_array_equal(plan.poses, stop_plan(float(obs["speed_mps"][0])).poses)
