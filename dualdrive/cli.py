@@ -720,6 +720,48 @@ def _print_human_openloop(res: dict, out: Optional[Path]) -> None:
         _console.print(f"-> {out}")
 
 
+@app.command("eval-speed-regressor")
+def eval_speed_regressor(train_split: str = typer.Option("train", help="the NGSIM split the regressor is fitted on"),
+                         split: str = typer.Option("test", help="the NGSIM split it is scored on"),
+                         stride_s: float = typer.Option(1.0, help="test clips: one planning time per car every this many s"),
+                         train_stride_s: float = typer.Option(0.5, help="training clips: one every this many s"),
+                         out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
+    """How much of the human's speed a 1 s clip tells: gradient-boosted trees on privileged log features
+    (ego history, cars ahead and beside), the route at the predicted distances, scored like eval-openloop."""
+    import json
+    from dualdrive.human.openloop import load_clips
+    from dualdrive.human.pack import HumanDataError, split_files
+    from dualdrive.human.replay import FUTURE_S, HISTORY_S
+    from dualdrive.human.speed_regressor import evaluate_speed_regressor
+    try:
+        train = load_clips(split_files(train_split), HISTORY_S, FUTURE_S, train_stride_s)
+        test = load_clips(split_files(split), HISTORY_S, FUTURE_S, stride_s)
+        with Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} clips"), TimeElapsedColumn(), console=err,
+                      transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, n: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=n)
+            res = evaluate_speed_regressor(train, test, progress=progress)
+    except HumanDataError as e:
+        _fail(str(e))
+    res["summary"]["source"] = f"ngsim: fitted on {train_split}, scored on {split}"
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    _console.print(f"speed regressor, {res['summary']['source']} ({len(train)} / {len(test)} clips)")
+    _console.print(f"  {'method':<36} {'L2 1s':>6} {'2s':>6} {'3s':>6} {'/ CV':>6} {'coll.':>6}")
+    for m, r in res["methods"].items():
+        ratio = res["summary"].get(f"{m}_l2_3s_ratio_to_constant_velocity")
+        _console.print(f"  {m:<36} {r['l2_1s_m']:6.2f} {r['l2_2s_m']:6.2f} {r['l2_3s_m']:6.2f} {ratio:6.2f} "
+                       f"{100 * r['collision_rate']:5.1f}%")
+    if out:
+        _console.print(f"-> {out}")
+
+
 @app.command("model-pipeline")
 def model_pipeline(out: Path = typer.Option(Path("runs/model"), help="run directory (resumable)"),
                    config: Optional[Path] = typer.Option(None, help="YAML of PipelineConfig fields (sizes, seeds)"),

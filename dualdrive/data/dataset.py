@@ -25,6 +25,8 @@ key                 dtype, shape        meaning
 ``radar``           float32 (32, 4)     front radar rows (range_m, azimuth_rad, radial_velocity_mps, rcs_dbsm),
                                         zero past ``radar_count``
 ``radar_count``     int64 ()            real rows of ``radar`` (0 for a dropped radar frame)
+``lead``            float32 (3,)        the car ahead on the route (``dualdrive.data.lead``): present 0/1 (-1
+                                        unlabelled), gap m, speed relative to the ego m/s
 ==================  ==================  ===============================================================
 
 Reading: the store is opened lazily once per process (a DataLoader worker reopens it after the
@@ -42,6 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dualdrive.agents.e2e.guidance import label_from_plan
+from dualdrive.data.lead import lead_labels
 from dualdrive.sensors.radar import RadarConfig
 from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, DatasetError, complete_episodes, read_meta,
                                    store_path)
@@ -131,7 +134,12 @@ class DemoDataset(Dataset):
         if key not in self._frames:
             g = self._root_g[key]
             self._frames[key] = {k: g[k] for k in FRAME_KEYS if k in g}
-            self._small[key] = {k: np.asarray(g[k][:]) for k in SMALL_KEYS if k in g}
+            small = {k: np.asarray(g[k][:]) for k in SMALL_KEYS if k in g}
+            # the lead label of every frame, once per episode (the boxes themselves are not kept)
+            boxes = (np.asarray(g["boxes"][:]), np.asarray(g["num_boxes"][:])) if "boxes" in g and "num_boxes" in g \
+                else (None, None)
+            small["lead"] = lead_labels(*boxes, small["route_xy_ego_m"], small["speed_mps"])
+            self._small[key] = small
         return self._frames[key], self._small[key]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -173,4 +181,5 @@ class DemoDataset(Dataset):
             "valid_lidar": torch.tensor(lidar_ok, dtype=torch.float32),
             "radar": torch.from_numpy(radar),
             "radar_count": torch.tensor(radar_count, dtype=torch.int64),
+            "lead": torch.from_numpy(small["lead"][t].copy()),
         }

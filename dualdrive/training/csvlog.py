@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("kind", "epoch", "step", "lr", "loss", "plan_loss", "gear_loss", "bev_loss", "light_loss",
-           "val_samples", "val_loss", "plan_l1", "l2_mean_m", "l2_1s_m", "l2_2s_m", "l2_3s_m", "l2_4s_m", "fde_m",
+           "lead_loss", "val_samples", "val_loss", "plan_l1", "l2_mean_m", "l2_1s_m", "l2_2s_m", "l2_3s_m", "l2_4s_m", "fde_m",
            "gear_acc", "light_acc", "light_labelled", "bev_miou")
 
 

@@ -40,7 +40,7 @@ from dualdrive.training.state import (STATE_JSON, STATE_TENSORS_GLOB, ResumeStat
 LAST, BEST = "last.safetensors", "best.safetensors"
 EPOCH_SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different base seeds
 RANK_SEED_STRIDE = 7919  # each rank draws its own augmentation and dropout
-LOSS_KEYS = ("loss", "plan_loss", "gear_loss", "bev_loss", "light_loss")
+LOSS_KEYS = ("loss", "plan_loss", "gear_loss", "bev_loss", "light_loss", "lead_loss")
 NO_DECAY_NAMES = ("pos_embedding", "missing_", "embedding", "norm")
 
 

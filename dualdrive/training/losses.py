@@ -31,6 +31,24 @@ def compute_losses(out: dict[str, Tensor], batch: dict[str, Tensor], cfg: E2ECon
     gear = F.cross_entropy(out["gear_logits"], batch["gear"])
     bev = masked_cross_entropy(out["bev_logits"], batch["bev_semantic"])
     light = masked_cross_entropy(out["light_logits"], batch["light"])
+    if "lead" in out:  # without labels, a zero that keeps the head in the graph (data-parallel ranks agree)
+        lead = lead_loss(out["lead"], batch["lead"], cfg) if "lead" in batch else 0.0 * out["lead"].sum()
+    else:
+        lead = plan.new_zeros(())
     total = (cfg.plan_loss_weight * plan + cfg.gear_loss_weight * gear + cfg.bev_loss_weight * bev
-             + cfg.light_loss_weight * light)
-    return {"loss": total, "plan_loss": plan, "gear_loss": gear, "bev_loss": bev, "light_loss": light}
+             + cfg.light_loss_weight * light + cfg.lead_loss_weight * lead)
+    return {"loss": total, "plan_loss": plan, "gear_loss": gear, "bev_loss": bev, "light_loss": light,
+            "lead_loss": lead}
+
+
+def lead_loss(pred: Tensor, target: Tensor, cfg: E2EConfig) -> Tensor:
+    """The car-ahead head: BCE on presence over labelled frames (presence >= 0), plus L1 on the scaled gap and
+    relative speed over frames with a lead; 0 (with a gradient path) where nothing applies."""
+    present = target[:, 0]
+    labelled = present >= 0
+    bce = F.binary_cross_entropy_with_logits(pred[:, 0], present.clamp(min=0.0), reduction="none")
+    bce = (bce * labelled).sum() / labelled.sum().clamp(min=1)
+    has = present > 0.5
+    scale = pred.new_tensor([cfg.route_scale_m, cfg.speed_scale_mps])
+    l1 = (F.l1_loss(pred[:, 1:], target[:, 1:] / scale, reduction="none").sum(dim=1) * has).sum()
+    return bce + l1 / has.sum().clamp(min=1)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from dualdrive.data.dataset import DemoDataset, split_episodes
 from dualdrive.data.format import DatasetError, store_path
+from dualdrive.data.lead import lead_label
 
 CONTRACT = {
     "camera": (torch.uint8, (3, 96, 192)), "lidar_bev": (torch.float32, (2, 128, 128)),
@@ -19,6 +20,7 @@ CONTRACT = {
     "plan": (torch.float32, (8, 3)), "gear": (torch.int64, ()), "bev_semantic": (torch.int64, (64, 64)),
     "light": (torch.int64, ()), "valid_camera": (torch.float32, ()), "valid_lidar": (torch.float32, ()),
     "guidance": (torch.int64, ()), "radar": (torch.float32, (32, 4)), "radar_count": (torch.int64, ()),
+    "lead": (torch.float32, (3,)),
 }
 
 
@@ -43,6 +45,9 @@ def test_items_follow_the_contract_and_match_the_store(collected):
     np.testing.assert_array_equal(item["plan"].numpy(), g["plan"][t])
     np.testing.assert_array_equal(item["bev_semantic"].numpy(), g["bev_semantic"][t])
     assert float(item["accel"][0]) == float(g["accel_mps2"][t])
+    np.testing.assert_array_equal(item["lead"].numpy(), lead_label(g["boxes"][t], int(g["num_boxes"][t]),
+                                                                   g["route_xy_ego_m"][t], float(g["speed_mps"][t])))
+    assert float(item["lead"][0]) in (0.0, 1.0)
     assert float(item["speed"][0]) == float(g["speed_mps"][t]) and int(item["command"]) == int(g["command"][t])
     assert int(item["gear"]) == int(g["plan_gear"][t] < 0)
     n = int(g["radar_num_returns"][t])

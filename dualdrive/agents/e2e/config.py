@@ -47,6 +47,10 @@ class E2EConfig:
     # centre-line planner as the prior, so the network's capacity goes to the speed profile and the
     # swerves, not to reproducing the route). The reverse plan has no prior (the route leads forward)
     plan_prior: str = "none"
+    # an auxiliary head on the fused measurement token: is there a car (or obstacle) ahead on the route,
+    # how far, how much faster than the ego. The speed the ego can hold is mostly the car ahead's, and
+    # the plan is read from the same token: this makes that token find it. False: no such head
+    lead_head: bool = False
     bev_classes: int = 6  # off-road, road, route corridor, vehicle, pedestrian, static obstacle
     bev_out_px: int = 64  # auxiliary BEV semantic map side
     light_classes: int = 4  # none, green, yellow, red
@@ -73,6 +77,7 @@ class E2EConfig:
     gear_loss_weight: float = 0.1
     bev_loss_weight: float = 0.5
     light_loss_weight: float = 0.1
+    lead_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("camera_channels", "lidar_channels"):  # accept lists (JSON, to_dict) for the tuple fields
@@ -122,7 +127,7 @@ class E2EConfig:
                      "radar_velocity_scale_mps", "radar_rcs_scale_dbsm", "accel_scale_mps2"):
             if not getattr(self, name) > 0:
                 raise E2EConfigError(f"e2e.{name}={getattr(self, name)!r} must be > 0")
-        for name in ("plan_loss_weight", "gear_loss_weight", "bev_loss_weight", "light_loss_weight"):
+        for name in ("plan_loss_weight", "gear_loss_weight", "bev_loss_weight", "light_loss_weight", "lead_loss_weight"):
             if not getattr(self, name) >= 0:
                 raise E2EConfigError(f"e2e.{name}={getattr(self, name)!r} must be >= 0")
 
@@ -144,10 +149,10 @@ class E2EConfig:
 
 # keys added after checkpoints were shipped: what a sidecar without the key means
 LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0, "accel_input": False,
-                                   "plan_prior": "none"}
+                                   "plan_prior": "none", "lead_head": False}
 # parts a trained model can be given afterwards (fine-tuning from a checkpoint without them, see
 # dualdrive.agents.e2e.checkpoint.load_grown_into): the key and the value of a model without the part
-GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none"}
+GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none", "lead_head": False}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

@@ -45,6 +45,7 @@ MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_c
                     "radar_count", "accel")
 MIN_SEGMENT_M = 1e-3  # a shorter route segment is padding (a route that ends repeats its last point)
 RADAR_FEATURES = 4  # x, y (from range and azimuth), radial velocity, RCS
+LEAD_OUTPUTS = 3  # the car ahead: presence logit, gap, relative speed
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -153,6 +154,9 @@ class E2EModel(nn.Module):
         self.gear_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.gear_classes))
         self.light_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, cfg.light_classes))
         self.bev_decoder = _BevDecoder(cfg)
+        # (presence logit, gap / route_scale_m, speed relative to the ego / speed_scale_mps) of the car ahead
+        self.lead_head = nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(inplace=True), nn.Linear(d // 2, LEAD_OUTPUTS)) \
+            if cfg.lead_head else None
         nn.init.normal_(self.pos_embedding, std=0.02)
         # a zero plan head starts the model at "stand still", a safe and neutral first guess
         nn.init.zeros_(self.plan_head[-1].weight)
@@ -171,7 +175,8 @@ class E2EModel(nn.Module):
         rows, None meaning no returns; ``accel`` (B, 1) m/s^2 for a model with ``accel_input``, None meaning 0).
         Returns ``plan`` (B, P, 3),
         ``gear_logits`` (B, 2), with ``plan_per_gear`` ``plans`` (B, 2, P, 3) (``plan`` is the chosen gear's)
-        and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4)."""
+        and, with ``with_aux``, ``bev_logits`` (B, C, M, M), ``light_logits`` (B, 4) and with ``lead_head``
+        ``lead`` (B, 3)."""
         cfg = self.cfg
         v_cam = valid_camera.reshape(-1, 1, 1).to(torch.float32)
         v_lidar = valid_lidar.reshape(-1, 1, 1).to(torch.float32)
@@ -222,6 +227,8 @@ class E2EModel(nn.Module):
             fused_cam = tokens[:, 1:1 + self.n_camera_tokens]
             fused_lidar = tokens[:, 1 + self.n_camera_tokens:1 + self.n_camera_tokens + self.n_lidar_tokens]
             out["light_logits"] = self.light_head(fused_cam.mean(dim=1))
+            if self.lead_head is not None:
+                out["lead"] = self.lead_head(fused_meas)
             grid = fused_lidar.transpose(1, 2).reshape(-1, cfg.d_model, *self.lidar_grid)
             skips = [m * v_lidar.unsqueeze(-1) for m in lidar_maps]  # an invalid frame's features are noise-free zeros
             out["bev_logits"] = self.bev_decoder(grid, skips)

@@ -1,4 +1,4 @@
-"""The acceleration input and the route prior of the E2E model, and giving both to a trained model."""
+"""The acceleration input, the route prior and the lead head of the E2E model, and giving them to a trained model."""
 import logging
 import math
 
@@ -11,6 +11,8 @@ from dualdrive.agents.e2e.bench import synthetic_observation
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_grown_into, save_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
 from dualdrive.agents.e2e.model import E2EModel, route_prior
+from dualdrive.data.lead import lead_label, lead_labels
+from dualdrive.training.losses import lead_loss
 
 TINY = E2EConfig(camera_channels=(8, 16, 16, 16), lidar_channels=(8, 16, 16, 16), d_model=32, n_layers=1, ff_dim=64,
                  bev_decoder_channels=8, dropout=0.0)
@@ -125,3 +127,40 @@ def test_the_agent_reads_the_odometry_acceleration_and_stops_without_it(tmp_path
         plan = agent.act(obs)
     assert "accel_mps2" in caplog.text
     np.testing.assert_array_equal(plan.poses, stop_plan(float(obs["speed_mps"][0])).poses)
+
+
+def _box(x: float, y: float, yaw: float = 0.0, length: float = 4.0, speed: float = 0.0, cls: int = 0) -> list[float]:
+    return [x, y, yaw, length, 1.8, speed, cls]
+
+
+def test_the_lead_is_the_nearest_box_ahead_on_the_route():
+    straight = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)])
+    boxes = np.array([_box(-6.0, 0.0, speed=20.0), _box(30.0, 0.2, speed=6.0), _box(12.0, 3.5, speed=1.0),
+                      _box(45.0, 0.0)], np.float32)
+    np.testing.assert_allclose(lead_label(boxes, 4, straight, 10.0), [1.0, 28.0, -4.0], atol=1e-5)
+    np.testing.assert_allclose(lead_label(boxes, 1, straight, 10.0), [0.0, 0.0, 0.0])  # only the car behind
+    # a left bend: the car at (20, 6) sits on the route, the one straight ahead at (20, 0) is off it
+    bend = np.array([[8.0 * k * np.cos(0.3 * k / 3), 8.0 * k * np.sin(0.3 * k / 3)] for k in range(1, 11)])
+    on_route = bend[2] + 0.0
+    bent = np.array([_box(20.0, 0.0, speed=9.0), _box(*on_route, speed=9.0)], np.float32)
+    label = lead_label(bent, 2, bend, 10.0)
+    assert label[0] == 1.0 and label[1] > 20.0
+    blank = lead_labels(None, None, np.zeros((3, 10, 2)), np.zeros(3))
+    assert blank.shape == (3, 3) and np.all(blank[:, 0] == -1.0)
+
+
+def test_the_lead_head_is_trained_where_labelled_and_only_there():
+    cfg = E2EConfig(**{**TINY.to_dict(), "lead_head": True})
+    model = _trained_like(cfg)
+    x = _inputs()
+    out = model(**x)
+    assert out["lead"].shape == (2, 3) and "lead" not in model(**x, with_aux=False)
+    target = torch.tensor([[1.0, 20.0, -2.0], [-1.0, 0.0, 0.0]])
+    loss = lead_loss(out["lead"], target, cfg)
+    only_first = lead_loss(out["lead"][:1], target[:1], cfg)
+    torch.testing.assert_close(loss, only_first)  # the unlabelled frame adds nothing
+    nothing = lead_loss(out["lead"], torch.tensor([[-1.0, 0.0, 0.0]] * 2), cfg)
+    assert nothing.item() == 0.0
+    nothing_ahead = lead_loss(out["lead"], torch.zeros(2, 3), cfg)  # presence only: BCE towards 0
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["lead"][:, 0], torch.zeros(2))
+    torch.testing.assert_close(nothing_ahead, expected)

@@ -1,0 +1,165 @@
+"""How much of the human's speed can be told from a clip at all: a regressor on privileged log features.
+
+Open-loop error on human clips is almost all speed (``route_at_human_distance`` is 0.02 m off at
+3 s): the path is the route, what is left is how far along it the driver gets. This module measures
+how well that distance can be predicted from what a 1 s clip holds, with everything read straight
+from the log rather than from sensors (so it is an upper bound on what the sensor inputs carry, for
+this amount of data and this model family), and places the prediction on the route to score it
+exactly as agents are scored (``score_poses``).
+
+Features at ``t0`` (``FEATURES``), in groups so that a run also says where the information is:
+
+- ``ego``: the ego's speed now and 0.2, 0.5 and 1 s ago, its acceleration now and 0.5 s ago;
+- ``lead``: the nearest car ahead on the route (projected onto it, within half a lane of it): bumper
+  gap, speed relative to the ego, its speed change over the last 1 s, its acceleration, whether there
+  is one; and the second car ahead's gap and relative speed (a lead's lead brakes first);
+- ``neighbours``: the mean speed, relative to the ego, of the cars beside the ego's lane on either side.
+
+The regressor is scikit-learn's gradient-boosted trees, one per 0.5 s horizon, fitted to the distance
+covered minus constant velocity's (so a tree that says nothing predicts constant velocity), trained on
+one split's clips and scored on another's. It is a diagnostic, not a driver: it reads every car's
+logged state, which no agent is given.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualdrive.human.openloop import HORIZONS_S, POSE_DT_S, _Scores, human_future, poses_along_route, score_poses
+from dualdrive.human.pack import HumanDataError
+from dualdrive.human.replay import Clip, human_route
+from dualdrive.world.geometry import project_to_polyline
+
+LANE_HALF_WIDTH_M = 1.8  # a car this close to the route (sideways) is in the ego's lane
+NEIGHBOUR_LANE_M = (1.8, 5.5)  # sideways band of the lane beside the ego's
+NEIGHBOUR_AHEAD_M = (-10.0, 40.0)  # the stretch of that lane that bears on the ego
+LOOK_AHEAD_M = 100.0
+NO_LEAD_GAP_M = LOOK_AHEAD_M  # the gap a clip without a car ahead reports
+HISTORY_STEPS = (0, 2, 5, 10)  # ego speed samples at 10 Hz: now, 0.2, 0.5 and 1 s ago
+GROUPS: dict[str, tuple[str, ...]] = {
+    "ego": ("v_now", "v_0.2s_ago", "v_0.5s_ago", "v_1s_ago", "accel_now", "accel_0.5s_ago"),
+    "lead": ("lead_gap_m", "lead_rel_speed", "lead_speed_change_1s", "lead_accel", "lead_present",
+             "lead2_gap_m", "lead2_rel_speed"),
+    "neighbours": ("left_lane_rel_speed", "right_lane_rel_speed"),
+}
+FEATURES = tuple(f for g in GROUPS.values() for f in g)
+ABLATIONS: dict[str, tuple[str, ...]] = {"ego": ("ego",), "ego+lead": ("ego", "lead"),
+                                         "ego+lead+neighbours": ("ego", "lead", "neighbours")}
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    max_iter: int = 300
+    learning_rate: float = 0.05
+    seed: int = 0
+
+
+def clip_features(clip: Clip) -> np.ndarray:
+    """``FEATURES`` of ``clip`` at its planning step, from the log."""
+    log, i, t0 = clip.scene.log, clip.ego, clip.t0
+    v, a = log.speed_mps[:, i], log.accel_mps2[:, i]
+    if t0 - max(HISTORY_STEPS) < 0:
+        raise HumanDataError(f"clip {clip.name} has less than 1 s of history")
+    ego = [float(v[t0 - k]) for k in HISTORY_STEPS] + [float(a[t0]), float(a[t0 - 5])]
+    route_xy = _path(clip)
+    s_ego, _, _ = project_to_polyline(route_xy, log.xy[t0, i])
+    ahead, beside = [], {1: [], -1: []}
+    for j in np.flatnonzero(log.valid[t0]):
+        if j == i:
+            continue
+        s, lat, _ = project_to_polyline(route_xy, log.xy[t0, j])
+        ds = s - s_ego
+        if 0.0 < ds < LOOK_AHEAD_M and abs(lat) < LANE_HALF_WIDTH_M:
+            ahead.append((ds - 0.5 * (log.length_m[i] + log.length_m[j]), int(j)))
+        elif NEIGHBOUR_AHEAD_M[0] < ds < NEIGHBOUR_AHEAD_M[1] and NEIGHBOUR_LANE_M[0] < abs(lat) < NEIGHBOUR_LANE_M[1]:
+            beside[int(np.sign(lat))].append(float(log.speed_mps[t0, j]))
+    ahead.sort()
+    lead = [NO_LEAD_GAP_M, 0.0, 0.0, 0.0, 0.0, NO_LEAD_GAP_M, 0.0]
+    if ahead:
+        gap, j = ahead[0]
+        vj = log.speed_mps[:, j]
+        before = vj[t0 - 10] if t0 >= 10 and log.valid[t0 - 10, j] else vj[t0]
+        acc = log.accel_mps2[t0, j]
+        lead[:5] = [gap, vj[t0] - v[t0], vj[t0] - before, acc if np.isfinite(acc) else 0.0, 1.0]
+    if len(ahead) > 1:
+        gap2, j2 = ahead[1]
+        lead[5:] = [gap2, log.speed_mps[t0, j2] - v[t0]]
+    neighbours = [float(np.mean(beside[side]) - v[t0]) if beside[side] else 0.0 for side in (1, -1)]
+    return np.nan_to_num(np.array(ego + lead + neighbours, np.float64))
+
+
+def _path(clip: Clip) -> np.ndarray:
+    """The human's path from 1 s before ``t0`` to the clip's end, then straight on to ``LOOK_AHEAD_M`` past
+    ``t0``: the start of the route every agent is given (``human_route`` follows the same path and goes on
+    along the lanelets, at a hundred times the cost, which matters over tens of thousands of clips)."""
+    log, i = clip.scene.log, clip.ego
+    end = clip.t0 + clip.future
+    xy = log.xy[clip.start:end + 1, i].astype(np.float64)
+    heading = float(log.heading_rad[end, i])  # a standing car's last two points coincide: its heading says where on
+    on = xy[-1] + LOOK_AHEAD_M * np.array([np.cos(heading), np.sin(heading)])
+    return np.vstack([xy, on])
+
+
+def covered_m(clip: Clip, times_s: np.ndarray) -> np.ndarray:
+    """The distance the human drove along their path after ``t0``, at ``times_s``."""
+    xy = human_future(clip, times_s)[:, :2]
+    return np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))
+
+
+def _times(clip: Clip) -> np.ndarray:
+    return np.arange(1, int(round(clip.future * clip.scene.log.dt_s / POSE_DT_S)) + 1) * POSE_DT_S
+
+
+def _table(clips: list[Clip], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    times = _times(clips[0])
+    x, y = np.zeros((len(clips), len(FEATURES))), np.zeros((len(clips), len(times)))
+    for n, c in enumerate(clips):
+        if not np.allclose(_times(c), times):
+            raise HumanDataError("all clips need the same future horizon")
+        x[n], y[n] = clip_features(c), covered_m(c, times)
+        if progress is not None:
+            progress(n + 1)
+    return x, y, times
+
+
+def evaluate_speed_regressor(train: list[Clip], test: list[Clip], cfg: RegressorConfig = RegressorConfig(),
+                             progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Fit on ``train``'s clips, score on ``test``'s: L2 of the route at the predicted distances, for each
+    feature group ablation, beside constant velocity (straight on and along the route) on the same clips."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    if not train or not test:
+        raise HumanDataError("the speed regressor needs clips in both the training and the test set")
+    xtr, ytr, times = _table(train, (lambda n: progress("features (train)", n, len(train))) if progress else None)
+    xte, yte, times_te = _table(test, (lambda n: progress("features (test)", n, len(test))) if progress else None)
+    if not np.allclose(times, times_te):
+        raise HumanDataError("training and test clips need the same future horizon")
+    predicted: dict[str, np.ndarray] = {}
+    for name, groups in ABLATIONS.items():
+        cols = [FEATURES.index(f) for g in groups for f in GROUPS[g]]
+        pred = np.zeros_like(yte)
+        for k, t in enumerate(times):
+            tree = HistGradientBoostingRegressor(max_iter=cfg.max_iter, learning_rate=cfg.learning_rate,
+                                                 random_state=cfg.seed)
+            tree.fit(xtr[:, cols], ytr[:, k] - np.maximum(xtr[:, 0], 0.0) * t)
+            pred[:, k] = tree.predict(xte[:, cols]) + np.maximum(xte[:, 0], 0.0) * t
+        predicted[f"regressor[{name}]"] = np.maximum.accumulate(np.maximum(pred, 0.0), axis=1)  # never backwards
+    predicted["constant_velocity_route"] = np.maximum(xte[:, :1], 0.0) * times
+    scores = {m: _Scores() for m in ["constant_velocity", *predicted]}
+    for n, clip in enumerate(test):
+        log, i = clip.scene.log, clip.ego
+        xy0, h0 = log.xy[clip.t0, i], float(log.heading_rad[clip.t0, i])
+        v0 = max(0.0, float(log.speed_mps[clip.t0, i]))
+        straight = np.column_stack([v0 * times, np.zeros_like(times), np.zeros_like(times)])
+        scores["constant_velocity"].add(score_poses(clip, straight, times))
+        route_xy, _ = human_route(clip)
+        for m, dist in predicted.items():
+            scores[m].add(score_poses(clip, poses_along_route(route_xy, xy0, h0, dist[n]), times))
+        if progress is not None:
+            progress("scoring", n + 1, len(test))
+    res = {m: s.result() for m, s in scores.items()}
+    cv = res["constant_velocity"][f"l2_{int(HORIZONS_S[-1])}s_m"]
+    summary = {"train_clips": len(train), "test_clips": len(test), "features": list(FEATURES),
+               **{f"{m}_l2_3s_ratio_to_constant_velocity": r["l2_3s_m"] / cv for m, r in res.items() if cv}}
+    return {"summary": summary, "methods": res, "config": cfg.__dict__}

@@ -1,0 +1,56 @@
+"""The privileged speed regressor on the constructed straight road (tests/human/conftest.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dualdrive.human.openloop import evaluate_human_openloop
+from dualdrive.human.pack import HumanDataError
+from dualdrive.human.replay import cut_clips
+from dualdrive.human.scene import load_scene
+from dualdrive.human.speed_regressor import (FEATURES, NO_LEAD_GAP_M, RegressorConfig, clip_features, covered_m,
+                                             evaluate_speed_regressor)
+
+
+@pytest.fixture(scope="module")
+def clips(straight_road):
+    return cut_clips(load_scene(straight_road), stride_s=0.5)
+
+
+def _clip(clips, ego_id: int, t0: int):
+    return next(c for c in clips if int(c.scene.log.ids[c.ego]) == ego_id and c.t0 == t0)
+
+
+def test_features_of_a_clip_read_the_log(clips):
+    f = dict(zip(FEATURES, clip_features(_clip(clips, 10, 10))))
+    # car 10 at x = 30 (10 m/s); car 20 at x = 58 in the lane at 8 m/s; in the left lane car 30 standing at
+    # x = 40 and car 40 at x = 65.5 doing 6 m/s: both within the neighbour stretch, mean 3 m/s
+    assert f["v_now"] == pytest.approx(10.0) and f["v_1s_ago"] == pytest.approx(10.0) and f["accel_now"] == 0.0
+    assert f["lead_gap_m"] == pytest.approx(28.0 - 4.5, abs=1e-6) and f["lead_rel_speed"] == pytest.approx(-2.0)
+    assert f["lead_present"] == 1.0 and f["lead2_gap_m"] == NO_LEAD_GAP_M
+    assert f["left_lane_rel_speed"] == pytest.approx(3.0 - 10.0) and f["right_lane_rel_speed"] == 0.0
+    lone = dict(zip(FEATURES, clip_features(_clip(clips, 40, 10))))  # nobody ahead of car 40 in the left lane
+    assert lone["lead_present"] == 0.0 and lone["lead_gap_m"] == NO_LEAD_GAP_M
+    assert lone["accel_now"] == pytest.approx(1.0) and lone["v_1s_ago"] == pytest.approx(lone["v_now"] - 1.0)
+
+
+def test_covered_distance_is_the_path_driven(clips):
+    times = np.array([0.5, 1.0, 3.0])
+    np.testing.assert_allclose(covered_m(_clip(clips, 10, 10), times), 10.0 * times, atol=1e-6)
+    v0 = 5.0 + 1.0  # car 40 at t0 = 1 s
+    np.testing.assert_allclose(covered_m(_clip(clips, 40, 10), times), v0 * times + 0.5 * times**2, atol=1e-6)
+
+
+def test_scores_sit_beside_constant_velocity_scored_as_eval_openloop_does(clips):
+    res = evaluate_speed_regressor(clips, clips, RegressorConfig(max_iter=20))
+    ol = evaluate_human_openloop(clips)
+    for m in ("constant_velocity", "constant_velocity_route"):
+        for k in ("l2_1s_m", "l2_2s_m", "l2_3s_m"):
+            assert res["methods"][m][k] == pytest.approx(ol["methods"][m][k], abs=1e-9), (m, k)
+    assert set(res["methods"]) == {"constant_velocity", "constant_velocity_route", "regressor[ego]",
+                                   "regressor[ego+lead]", "regressor[ego+lead+neighbours]"}
+    # only car 40 accelerates: constant velocity misses it by t^2 / 2 at 3 s
+    assert res["methods"]["constant_velocity"]["l2_3s_m"] > 0
+    assert res["summary"]["constant_velocity_l2_3s_ratio_to_constant_velocity"] == 1.0
+    with pytest.raises(HumanDataError, match="both"):
+        evaluate_speed_regressor([], clips)
