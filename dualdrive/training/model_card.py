@@ -135,7 +135,10 @@ def _architecture(ckpt: Path) -> str:
         return "TransFuser-like fusion"
     sensors = "camera + LiDAR BEV" + (f" + radar ({cfg.radar_returns} returns)" if cfg.radar_returns else "")
     plans = "one 8-pose plan per gear, the gear head choosing" if cfg.plan_per_gear else "one 8-pose plan and a gear"
-    return f"TransFuser-like {sensors} fusion; {plans}"
+    extras = [x for on, x in ((cfg.accel_input, "the odometry's acceleration as an input"),
+                              (cfg.plan_prior == "route", "the forward plan a departure from the route at the current speed"),
+                              (cfg.lead_head, "an auxiliary head for the car ahead")) if on]
+    return f"TransFuser-like {sensors} fusion; {plans}" + "".join(f"; {x}" for x in extras)
 
 
 def _collection_times(out: Path) -> dict[str, float]:

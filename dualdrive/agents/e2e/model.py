@@ -20,6 +20,8 @@ Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
   fused camera tokens (a light is only visible to the camera); the auxiliary BEV semantic map
   decoded from the fused LiDAR tokens with skip connections from the LiDAR encoder (the LiDAR grid
   and the semantic grid cover the same ground, so the decoder only upsamples).
+- with ``lead_head``, an auxiliary head on the fused measurement token for the car ahead on the route
+  (presence, gap, relative speed): the token the plan is read from has to find it.
 
 A sensor whose frame is invalid (``valid_* = 0``, the frame holds zeros) has its tokens replaced by a
 learned "missing" token, so the transformer can tell "nothing there" from "no data".
