@@ -164,3 +164,18 @@ def test_the_lead_head_is_trained_where_labelled_and_only_there():
     nothing_ahead = lead_loss(out["lead"], torch.zeros(2, 3), cfg)  # presence only: BCE towards 0
     expected = torch.nn.functional.binary_cross_entropy_with_logits(out["lead"][:, 0], torch.zeros(2))
     torch.testing.assert_close(nothing_ahead, expected)
+
+
+@pytest.mark.parametrize("name", ["e2e_accel_prior.json", "e2e_accel_prior_lead.json"])
+def test_the_configs_in_the_readme_grow_the_shipped_checkpoint(name):
+    import json
+    from pathlib import Path
+
+    from dualdrive.agents.e2e.agent import DEFAULT_CHECKPOINT
+    from dualdrive.agents.e2e.checkpoint import read_info
+    from dualdrive.agents.e2e.config import GROWABLE
+    root = Path(__file__).resolve().parents[3]
+    cfg = E2EConfig.from_dict(json.loads((root / "configs" / name).read_text()))
+    shipped = read_info(DEFAULT_CHECKPOINT).config.to_dict()
+    differ = {k for k, v in cfg.to_dict().items() if shipped[k] != v}
+    assert differ and differ <= set(GROWABLE)
