@@ -119,12 +119,13 @@ def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
 
 def load_grown_into(model: E2EModel, path: str | Path, saved: E2EConfig) -> list[str]:
     """Start ``model`` from the checkpoint at ``path`` (a model of config ``saved``) that lacks parts
-    ``model`` has (``GROWABLE``: the acceleration input, the route prior). Every weight of the saved model
+    ``model`` has (``GROWABLE``: the acceleration input, the route prior, the lead head). Every weight of the saved model
     is kept; what is new starts where the model's own initialisation puts it, and the forward plan's last
     layer is zeroed when the route prior is added (its output becomes a departure from the route, so it
     starts at none). Returns what was added, in words. Any other difference is a CheckpointError."""
     cfg = model.cfg
-    differ = sorted(f for f in cfg.to_dict() if cfg.to_dict()[f] != saved.to_dict()[f])
+    new, old = cfg.to_dict(), saved.to_dict()
+    differ = sorted(f for f in new if new[f] != old[f])
     not_growable = [f for f in differ if f not in GROWABLE or getattr(saved, f) != GROWABLE[f]]
     if not_growable:
         raise CheckpointError(f"checkpoint {path} holds a different model config: {', '.join(not_growable)} differ "
