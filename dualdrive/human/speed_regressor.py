@@ -10,7 +10,8 @@ exactly as agents are scored (``score_poses``).
 Features at ``t0`` (``FEATURES``), in groups so that a run also says where the information is:
 
 - ``ego``: the ego's speed now and 0.2, 0.5 and 1 s ago, its acceleration now and 0.5 s ago;
-- ``lead``: the nearest car ahead on the route (projected onto it, within half a lane of it): bumper
+- ``lead``: the nearest car ahead on the route (projected onto the human's path, which the route
+  starts with, and within half a lane of it): bumper
   gap, speed relative to the ego, its speed change over the last 1 s, its acceleration, whether there
   is one; and the second car ahead's gap and relative speed (a lead's lead brakes first);
 - ``neighbours``: the mean speed, relative to the ego, of the cars beside the ego's lane on either side.
@@ -37,7 +38,7 @@ NEIGHBOUR_LANE_M = (1.8, 5.5)  # sideways band of the lane beside the ego's
 NEIGHBOUR_AHEAD_M = (-10.0, 40.0)  # the stretch of that lane that bears on the ego
 LOOK_AHEAD_M = 100.0
 NO_LEAD_GAP_M = LOOK_AHEAD_M  # the gap a clip without a car ahead reports
-HISTORY_STEPS = (0, 2, 5, 10)  # ego speed samples at 10 Hz: now, 0.2, 0.5 and 1 s ago
+HISTORY_S = (0.0, 0.2, 0.5, 1.0)  # when the ego's speed is sampled, before t0
 GROUPS: dict[str, tuple[str, ...]] = {
     "ego": ("v_now", "v_0.2s_ago", "v_0.5s_ago", "v_1s_ago", "accel_now", "accel_0.5s_ago"),
     "lead": ("lead_gap_m", "lead_rel_speed", "lead_speed_change_1s", "lead_accel", "lead_present",
@@ -60,9 +61,11 @@ def clip_features(clip: Clip) -> np.ndarray:
     """``FEATURES`` of ``clip`` at its planning step, from the log."""
     log, i, t0 = clip.scene.log, clip.ego, clip.t0
     v, a = log.speed_mps[:, i], log.accel_mps2[:, i]
-    if t0 - max(HISTORY_STEPS) < 0:
-        raise HumanDataError(f"clip {clip.name} has less than 1 s of history")
-    ego = [float(v[t0 - k]) for k in HISTORY_STEPS] + [float(a[t0]), float(a[t0 - 5])]
+    steps = [int(round(h / log.dt_s)) for h in HISTORY_S]  # a scenario's own time step (NGSIM: 0.1 s)
+    one_s = steps[-1]
+    if t0 - one_s < 0:
+        raise HumanDataError(f"clip {clip.name} has less than {HISTORY_S[-1]} s of history")
+    ego = [float(v[t0 - k]) for k in steps] + [float(a[t0]), float(a[t0 - steps[2]])]
     route_xy = _path(clip)
     s_ego, _, _ = project_to_polyline(route_xy, log.xy[t0, i])
     ahead, beside = [], {1: [], -1: []}
@@ -80,7 +83,7 @@ def clip_features(clip: Clip) -> np.ndarray:
     if ahead:
         gap, j = ahead[0]
         vj = log.speed_mps[:, j]
-        before = vj[t0 - 10] if t0 >= 10 and log.valid[t0 - 10, j] else vj[t0]
+        before = vj[t0 - one_s] if log.valid[t0 - one_s, j] else vj[t0]
         acc = log.accel_mps2[t0, j]
         lead[:5] = [gap, vj[t0] - v[t0], vj[t0] - before, acc if np.isfinite(acc) else 0.0, 1.0]
     if len(ahead) > 1:
