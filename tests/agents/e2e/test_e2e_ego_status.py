@@ -179,3 +179,25 @@ def test_the_configs_in_the_readme_grow_the_shipped_checkpoint(name):
     shipped = read_info(DEFAULT_CHECKPOINT).config.to_dict()
     differ = {k for k, v in cfg.to_dict().items() if shipped[k] != v}
     assert differ and differ <= set(GROWABLE)
+
+
+def test_without_lead_labels_the_head_stays_in_the_graph_at_zero_loss():
+    from dualdrive.training.losses import compute_losses
+    cfg = E2EConfig(**{**TINY.to_dict(), "lead_head": True})
+    model = _trained_like(cfg).train()
+    x = _inputs()
+    batch = {**x, "plan": torch.zeros(2, 8, 3), "gear": torch.zeros(2, dtype=torch.long),
+             "bev_semantic": torch.full((2, 64, 64), -1), "light": torch.full((2,), -1)}
+    losses = compute_losses(model(**x), batch, cfg)
+    assert losses["lead_loss"].item() == 0.0
+    losses["loss"].backward()
+    assert model.lead_head[-1].weight.grad is not None  # data-parallel ranks see the same parameters used
+
+
+def test_the_model_card_names_the_optional_parts(tmp_path):
+    from dualdrive.training.model_card import _architecture
+    plain = _architecture(save_checkpoint(tmp_path / "a.safetensors", _trained_like(TINY)))
+    grown = _architecture(save_checkpoint(tmp_path / "b.safetensors",
+                                          _trained_like(E2EConfig(**{**GROWN.to_dict(), "lead_head": True}))))
+    assert "acceleration" not in plain and "route" not in plain and "car ahead" not in plain
+    assert "acceleration" in grown and "route" in grown and "car ahead" in grown
