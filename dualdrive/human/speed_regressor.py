@@ -7,7 +7,8 @@ from the log rather than from sensors (so it is an upper bound on what the senso
 this amount of data and this model family), and places the prediction on the route to score it
 exactly as agents are scored (``score_poses``).
 
-Features at ``t0`` (``FEATURES``), in groups so that a run also says where the information is:
+Features at ``t0`` (``FEATURES``), in groups so that a run also says where the information is (``ABLATIONS``;
+``one_frame`` is what a single sensor frame and the odometry show, with no history of the ego or the cars ahead):
 
 - ``ego``: the ego's speed now and 0.2, 0.5 and 1 s ago, its acceleration now and 0.5 s ago;
 - ``lead``: the nearest car ahead on the route (projected onto the human's path, which the route
@@ -46,8 +47,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "neighbours": ("left_lane_rel_speed", "right_lane_rel_speed"),
 }
 FEATURES = tuple(f for g in GROUPS.values() for f in g)
-ABLATIONS: dict[str, tuple[str, ...]] = {"ego": ("ego",), "ego+lead": ("ego", "lead"),
-                                         "ego+lead+neighbours": ("ego", "lead", "neighbours")}
+# What one sensor frame plus the odometry System 1 reads can show: the ego's speed and acceleration now, the
+# gap to the cars ahead and their speed (radar range and Doppler), but no history of either.
+ONE_FRAME = ("v_now", "accel_now", "lead_gap_m", "lead_rel_speed", "lead_present", "lead2_gap_m", "lead2_rel_speed")
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "ego": GROUPS["ego"],
+    "one_frame": ONE_FRAME,
+    "ego+lead": GROUPS["ego"] + GROUPS["lead"],
+    "ego+lead+neighbours": FEATURES,
+}
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,8 @@ def evaluate_speed_regressor(train: list[Clip], test: list[Clip], cfg: Regressor
     if not np.allclose(times, times_te):
         raise HumanDataError("training and test clips need the same future horizon")
     predicted: dict[str, np.ndarray] = {}
-    for name, groups in ABLATIONS.items():
-        cols = [FEATURES.index(f) for g in groups for f in GROUPS[g]]
+    for name, features in ABLATIONS.items():
+        cols = [FEATURES.index(f) for f in features]
         pred = np.zeros_like(yte)
         for k, t in enumerate(times):
             tree = HistGradientBoostingRegressor(max_iter=cfg.max_iter, learning_rate=cfg.learning_rate,

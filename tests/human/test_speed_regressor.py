@@ -8,7 +8,7 @@ from dualdrive.human.openloop import evaluate_human_openloop
 from dualdrive.human.pack import HumanDataError
 from dualdrive.human.replay import cut_clips
 from dualdrive.human.scene import load_scene
-from dualdrive.human.speed_regressor import (FEATURES, NO_LEAD_GAP_M, RegressorConfig, clip_features, covered_m,
+from dualdrive.human.speed_regressor import (ABLATIONS, FEATURES, GROUPS, NO_LEAD_GAP_M, ONE_FRAME, RegressorConfig, clip_features, covered_m,
                                              evaluate_speed_regressor)
 
 
@@ -48,9 +48,17 @@ def test_scores_sit_beside_constant_velocity_scored_as_eval_openloop_does(clips)
         for k in ("l2_1s_m", "l2_2s_m", "l2_3s_m"):
             assert res["methods"][m][k] == pytest.approx(ol["methods"][m][k], abs=1e-9), (m, k)
     assert set(res["methods"]) == {"constant_velocity", "constant_velocity_route", "regressor[ego]",
-                                   "regressor[ego+lead]", "regressor[ego+lead+neighbours]"}
+                                   "regressor[one_frame]", "regressor[ego+lead]", "regressor[ego+lead+neighbours]"}
     # only car 40 accelerates: constant velocity misses it by t^2 / 2 at 3 s
     assert res["methods"]["constant_velocity"]["l2_3s_m"] > 0
     assert res["summary"]["constant_velocity_l2_3s_ratio_to_constant_velocity"] == 1.0
     with pytest.raises(HumanDataError, match="both"):
         evaluate_speed_regressor([], clips)
+
+
+def test_the_one_frame_ablation_has_no_history():
+    """``one_frame`` stands for what System 1 reads (one sensor frame, speed and acceleration now): nothing
+    from the past of the ego or the cars ahead may be in it."""
+    assert set(ONE_FRAME) <= set(FEATURES) and ABLATIONS["one_frame"] == ONE_FRAME
+    assert not any("ago" in f or "change" in f for f in ONE_FRAME) and "lead_accel" not in ONE_FRAME
+    assert ABLATIONS["ego+lead"] == GROUPS["ego"] + GROUPS["lead"]
