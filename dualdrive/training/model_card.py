@@ -137,7 +137,8 @@ def _architecture(ckpt: Path) -> str:
     plans = "one 8-pose plan per gear, the gear head choosing" if cfg.plan_per_gear else "one 8-pose plan and a gear"
     extras = [x for on, x in ((cfg.accel_input, "the odometry's acceleration as an input"),
                               (cfg.plan_prior == "route", "the forward plan a departure from the route at the current speed"),
-                              (cfg.lead_head, "an auxiliary head for the car ahead")) if on]
+                              (cfg.lead_head, "an auxiliary head for the car ahead"),
+                              (cfg.radar_route_frame, "each radar return also placed on the route")) if on]
     return f"TransFuser-like {sensors} fusion; {plans}" + "".join(f"; {x}" for x in extras)
 
 

@@ -119,7 +119,7 @@ def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
 
 def load_grown_into(model: E2EModel, path: str | Path, saved: E2EConfig) -> list[str]:
     """Start ``model`` from the checkpoint at ``path`` (a model of config ``saved``) that lacks parts
-    ``model`` has (``GROWABLE``: the acceleration input, the route prior, the lead head). Every weight of the saved model
+    ``model`` has (``GROWABLE``: the acceleration input, the route prior, the lead head, the radar in the route frame). Every weight of the saved model
     is kept; what is new starts where the model's own initialisation puts it, and the forward plan's last
     layer is zeroed when the route prior is added (its output becomes a departure from the route, so it
     starts at none). Returns what was added, in words. Any other difference is a CheckpointError."""

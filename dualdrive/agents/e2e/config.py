@@ -35,6 +35,11 @@ class E2EConfig:
     # the odometry's longitudinal acceleration into the measurement token ("ego status"): whether the car is
     # speeding up or braking, which one speed reading cannot say. False: no acceleration input
     accel_input: bool = False
+    # each radar return also placed on the route: how far along it (arc length from the ego) and how far to
+    # its side. Which return is the car ahead *on the route* (the one whose speed the ego must hold) is then
+    # one threshold on the lateral offset, not a geometric test the fusion has to learn against a bending
+    # polyline (route-relative agent features, as PlanTF and PLUTO encode them). False: ego-frame only
+    radar_route_frame: bool = False
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
@@ -97,6 +102,8 @@ class E2EConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise E2EConfigError(f"e2e.{name}={v!r} must be a positive integer")
+        if self.radar_route_frame and not self.radar_returns:
+            raise E2EConfigError("e2e.radar_route_frame=true needs the radar input (e2e.radar_returns > 0)")
         if self.plan_prior not in PLAN_PRIORS:
             raise E2EConfigError(f"e2e.plan_prior={self.plan_prior!r} must be one of {list(PLAN_PRIORS)}")
         g = self.guidance_classes
@@ -149,10 +156,11 @@ class E2EConfig:
 
 # keys added after checkpoints were shipped: what a sidecar without the key means
 LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0, "accel_input": False,
-                                   "plan_prior": "none", "lead_head": False}
+                                   "plan_prior": "none", "lead_head": False, "radar_route_frame": False}
 # parts a trained model can be given afterwards (fine-tuning from a checkpoint without them, see
 # dualdrive.agents.e2e.checkpoint.load_grown_into): the key and the value of a model without the part
-GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none", "lead_head": False}
+GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none", "lead_head": False,
+                            "radar_route_frame": False}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

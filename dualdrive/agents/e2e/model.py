@@ -10,7 +10,9 @@ Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
 - measurement token: speed, command embedding, the 10 route target points and the two sensor
   validity flags, through an MLP (with ``accel_input`` also the odometry's acceleration).
 - radar tokens: each of up to 32 front-radar returns (position, Doppler velocity, RCS) through an MLP,
-  padding masked: the only input that says how fast the others move.
+  padding masked: the only input that says how fast the others move. With ``radar_route_frame`` a second,
+  zero-initialised MLP adds where the return lies relative to the route (arc length along it, offset to
+  its side), so "the car ahead on my route" is one threshold away.
 - fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR, radar]
   tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
   enough for the measurement token to attend to every cell of both sensors, and it keeps the
@@ -48,6 +50,9 @@ MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_c
 MIN_SEGMENT_M = 1e-3  # a shorter route segment is padding (a route that ends repeats its last point)
 RADAR_FEATURES = 4  # x, y (from range and azimuth), radial velocity, RCS
 LEAD_OUTPUTS = 3  # the car ahead: presence logit, gap, relative speed
+ROUTE_FRAME_FEATURES = 2  # a radar return's arc length along the route and signed offset to its left
+LATERAL_SCALE_M = 3.5  # a lane's width: an offset of 1 is the next lane
+MAX_LATERAL_LANES = 5.0  # offsets are clipped here: a return five lanes off the route is simply "off it"
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -143,6 +148,11 @@ class E2EModel(nn.Module):
         # position embedding (the position is in the features); padding rows are masked out of attention
         self.radar_embed = nn.Sequential(nn.Linear(RADAR_FEATURES, d), nn.ReLU(inplace=True), nn.Linear(d, d)) \
             if cfg.radar_returns else None
+        # where each return lies relative to the route, added to its token; zero-initialised last layer, so a
+        # trained radar model can be given it and start out exactly as it was (checkpoint.load_grown_into)
+        self.radar_route_embed = nn.Sequential(nn.Linear(RADAR_FEATURES + ROUTE_FRAME_FEATURES, d),
+                                               nn.ReLU(inplace=True), nn.Linear(d, d)) \
+            if cfg.radar_route_frame else None
         n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         # the acceleration is added to the measurement token through its own zero-initialised layer, so a
@@ -166,6 +176,9 @@ class E2EModel(nn.Module):
         if self.accel_embed is not None:
             nn.init.zeros_(self.accel_embed.weight)
             nn.init.zeros_(self.accel_embed.bias)
+        if self.radar_route_embed is not None:
+            nn.init.zeros_(self.radar_route_embed[-1].weight)
+            nn.init.zeros_(self.radar_route_embed[-1].bias)
 
     def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
                 valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True,
@@ -207,7 +220,7 @@ class E2EModel(nn.Module):
                 # graph, so data-parallel ranks agree on which parameters have gradients
                 radar = meas_token.new_zeros(meas_token.shape[0], cfg.radar_returns, RADAR_FEATURES)
                 radar_count = command.new_zeros(meas_token.shape[0])
-            radar_tokens, radar_pad = self._radar_tokens(radar, radar_count)
+            radar_tokens, radar_pad = self._radar_tokens(radar, radar_count, route.to(torch.float32))
             if radar_tokens.shape[0] == 1:  # one decision: its real returns only, nothing to mask (the masked
                 # rows of a batch change no other token, so this is the same result for less attention)
                 radar_tokens = radar_tokens[:, :int((~radar_pad).sum())]
@@ -236,9 +249,10 @@ class E2EModel(nn.Module):
             out["bev_logits"] = self.bev_decoder(grid, skips)
         return out
 
-    def _radar_tokens(self, radar: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    def _radar_tokens(self, radar: Tensor, count: Tensor, route: Tensor) -> tuple[Tensor, Tensor]:
         """(B, R, d) tokens of the radar rows (range_m, azimuth_rad, radial_velocity_mps, rcs_dbsm) and the
-        (B, R) padding mask (True: row ``>= count``, not a return)."""
+        (B, R) padding mask (True: row ``>= count``, not a return); with ``radar_route_frame`` each token
+        also says where the return lies along the (B, P, 2) route."""
         cfg = self.cfg
         radar = radar[:, :cfg.radar_returns].to(torch.float32)
         rng, az = radar[..., 0], radar[..., 1]
@@ -246,7 +260,15 @@ class E2EModel(nn.Module):
                              radar[..., 2] / cfg.radar_velocity_scale_mps, radar[..., 3] / cfg.radar_rcs_scale_dbsm], dim=-1)
         pad = torch.arange(radar.shape[1], device=radar.device).unsqueeze(0) >= count.reshape(-1, 1)
         feats = feats.masked_fill(pad.unsqueeze(-1), 0.0)  # whatever the padding rows hold never reaches a token
-        return self.radar_embed(feats), pad
+        tokens = self.radar_embed(feats)
+        if self.radar_route_embed is not None:
+            xy = torch.stack([rng * torch.cos(az), rng * torch.sin(az)], dim=-1)
+            s, lat = route_frame(route, xy)
+            on_route = torch.stack([s / cfg.radar_range_scale_m,
+                                    (lat / LATERAL_SCALE_M).clamp(-MAX_LATERAL_LANES, MAX_LATERAL_LANES)], dim=-1)
+            on_route = on_route.masked_fill(pad.unsqueeze(-1), 0.0)
+            tokens = tokens + self.radar_route_embed(torch.cat([feats, on_route], dim=-1))
+        return tokens, pad
 
     def _plans(self, fused: Tensor) -> Tensor:
         """(B, n_plans, P, 3): per-step pose deltas, cumulated into poses (one plan per gear class
@@ -282,6 +304,33 @@ def route_prior(route: Tensor, speed: Tensor, poses: int, dt_s: float = PLAN_DT_
     xy = torch.gather(pts[:, :-1], 1, idx.unsqueeze(-1).expand(-1, -1, 2)) + frac.unsqueeze(-1) * seg_i
     heading = torch.where(len_i > MIN_SEGMENT_M, torch.atan2(seg_i[..., 1], seg_i[..., 0]), torch.zeros_like(len_i))
     return torch.cat([xy, heading.unsqueeze(-1)], dim=-1)
+
+
+def route_frame(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
+    """Arc length along the route polyline (the ego's origin, then the (B, R, 2) route points) of the point
+    nearest to each of the (B, N, 2) ego-frame points, and their signed offset from it (left positive):
+    two (B, N) tensors. Zero-length segments (a route that ends repeats its last point) are skipped."""
+    pts = torch.cat([route.new_zeros(route.shape[0], 1, 2), route], dim=1)
+    a, seg = pts[:, :-1], pts[:, 1:] - pts[:, :-1]  # (B, R, 2)
+    seg_len = seg.norm(dim=-1)  # (B, R)
+    starts = torch.cumsum(seg_len, dim=1) - seg_len
+    rel = xy.unsqueeze(2) - a.unsqueeze(1)  # (B, N, R, 2)
+    seg_b = seg.unsqueeze(1)
+    t = ((rel * seg_b).sum(-1) / seg_len.clamp(min=MIN_SEGMENT_M).square().unsqueeze(1)).clamp(0.0, 1.0)
+    dist = (rel - t.unsqueeze(-1) * seg_b).norm(dim=-1)  # (B, N, R)
+    real = seg_len > MIN_SEGMENT_M
+    dist = dist.masked_fill(~real.unsqueeze(1), float("inf"))
+    dist = torch.where(real.any(dim=1).reshape(-1, 1, 1), dist, (rel.norm(dim=-1)))  # no route: the origin
+    k = dist.argmin(dim=-1, keepdim=True)  # (B, N, 1): the nearest segment
+    t_k = torch.gather(t, 2, k).squeeze(-1)
+    s = torch.gather(starts.unsqueeze(1).expand_as(t), 2, k).squeeze(-1) + t_k * torch.gather(
+        seg_len.unsqueeze(1).expand_as(t), 2, k).squeeze(-1)
+    seg_k = torch.gather(seg_b.expand(-1, xy.shape[1], -1, -1), 2, k.unsqueeze(-1).expand(-1, -1, 1, 2)).squeeze(2)
+    rel_k = torch.gather(rel, 2, k.unsqueeze(-1).expand(-1, -1, 1, 2)).squeeze(2)
+    cross = seg_k[..., 0] * rel_k[..., 1] - seg_k[..., 1] * rel_k[..., 0]
+    side = torch.where(cross < 0, -torch.ones_like(cross), torch.ones_like(cross))
+    lat = side * torch.gather(dist, 2, k).squeeze(-1)
+    return s, lat
 
 
 def count_parameters(model: nn.Module) -> int:

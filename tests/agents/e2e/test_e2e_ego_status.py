@@ -1,4 +1,5 @@
-"""The acceleration input, the route prior and the lead head of the E2E model, and giving them to a trained model."""
+"""The acceleration input, the route prior, the lead head and the route-frame radar of the E2E model, and giving them
+to a trained model."""
 import logging
 import math
 
@@ -10,7 +11,7 @@ from dualdrive.agents.e2e.agent import E2EAgent, observation_to_inputs, stop_pla
 from dualdrive.agents.e2e.bench import synthetic_observation
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_grown_into, save_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
-from dualdrive.agents.e2e.model import E2EModel, route_prior
+from dualdrive.agents.e2e.model import E2EModel, route_frame, route_prior
 from dualdrive.data.lead import lead_label, lead_labels
 from dualdrive.training.losses import lead_loss
 
@@ -166,7 +167,8 @@ def test_the_lead_head_is_trained_where_labelled_and_only_there():
     torch.testing.assert_close(nothing_ahead, expected)
 
 
-@pytest.mark.parametrize("name", ["e2e_accel_prior.json", "e2e_accel_prior_lead.json"])
+@pytest.mark.parametrize("name", ["e2e_accel_prior.json", "e2e_accel_prior_lead.json",
+                                  "e2e_accel_prior_lead_radar_route.json"])
 def test_the_configs_in_the_readme_grow_the_shipped_checkpoint(name):
     import json
     from pathlib import Path
@@ -197,7 +199,42 @@ def test_without_lead_labels_the_head_stays_in_the_graph_at_zero_loss():
 def test_the_model_card_names_the_optional_parts(tmp_path):
     from dualdrive.training.model_card import _architecture
     plain = _architecture(save_checkpoint(tmp_path / "a.safetensors", _trained_like(TINY)))
-    grown = _architecture(save_checkpoint(tmp_path / "b.safetensors",
-                                          _trained_like(E2EConfig(**{**GROWN.to_dict(), "lead_head": True}))))
+    grown = _architecture(save_checkpoint(tmp_path / "b.safetensors", _trained_like(
+        E2EConfig(**{**GROWN.to_dict(), "lead_head": True, "radar_route_frame": True}))))
     assert "acceleration" not in plain and "route" not in plain and "car ahead" not in plain
-    assert "acceleration" in grown and "route" in grown and "car ahead" in grown
+    assert "acceleration" in grown and "route" in grown and "car ahead" in grown and "radar return" in grown
+
+
+def test_route_frame_is_arc_length_and_signed_offset():
+    straight = torch.stack([8.0 * torch.arange(1, 11, dtype=torch.float32), torch.zeros(10)], dim=1)[None]
+    s, lat = route_frame(straight, torch.tensor([[[20.0, 1.5], [35.0, -4.0], [-3.0, 0.5]]]))
+    np.testing.assert_allclose(s[0].numpy(), [20.0, 35.0, 0.0], atol=1e-5)  # behind the ego: the route's start
+    np.testing.assert_allclose(lat[0].numpy(), [1.5, -4.0, math.hypot(3.0, 0.5)], atol=1e-5)
+    # a left turn after 8 m: a car 10 m up the second leg is on the route 18 m along; one beside that leg
+    # 2 m to its right (x = 10) is at the same arc length, offset -2
+    corner = torch.tensor([[8.0, 0.0]] + [[8.0, 8.0 * k] for k in range(1, 10)])[None]
+    s, lat = route_frame(corner, torch.tensor([[[8.0, 10.0], [10.0, 10.0]]]))
+    np.testing.assert_allclose(s[0].numpy(), [18.0, 18.0], atol=1e-5)
+    np.testing.assert_allclose(lat[0].numpy(), [0.0, -2.0], atol=1e-5)
+    # a route that ends early repeats its last point: those zero-length segments are never the nearest
+    short = torch.tensor([[4.0, 0.0], [8.0, 0.0]] + [[8.0, 0.0]] * 8)[None]
+    s, lat = route_frame(short, torch.tensor([[[12.0, 1.0]]]))
+    assert s.item() == pytest.approx(8.0) and lat.item() == pytest.approx(math.hypot(4.0, 1.0))
+
+
+def test_a_radar_model_given_the_route_frame_starts_out_as_it_was(tmp_path):
+    radar = {"radar": torch.tensor([[[20.0, 0.05, -3.0, 10.0], [30.0, -0.2, 1.0, 5.0]] + [[0.0] * 4] * 30] * 2),
+             "radar_count": torch.tensor([2, 1])}
+    saved = _trained_like(GROWN)
+    path = save_checkpoint(tmp_path / "m.safetensors", saved)
+    cfg = E2EConfig(**{**GROWN.to_dict(), "radar_route_frame": True})
+    grown = E2EModel(cfg).eval()
+    added = load_grown_into(grown, path, GROWN)
+    assert added and all(a.startswith("radar_route_embed.") for a in added)
+    x = {**_inputs(), **radar}
+    with torch.no_grad():
+        torch.testing.assert_close(grown(**x)["plan"], saved(**x)["plan"])
+        torch.nn.init.normal_(grown.radar_route_embed[-1].weight, std=0.5)  # once learned, the route frame counts
+        assert not torch.allclose(grown(**x)["plan"], saved(**x)["plan"])
+    with pytest.raises(E2EConfigError, match="radar_route_frame"):
+        E2EConfig(radar_returns=0, radar_route_frame=True)
