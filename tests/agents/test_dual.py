@@ -8,6 +8,7 @@ import numpy as np
 
 from dualdrive.agents.base import Agent, Plan
 from dualdrive.agents.dual.agent import DualAgent, DualConfig
+from dualdrive.instructions.agent import retime_plan
 from dualdrive.vlm.answer import VLMAnswer, render_answer
 from dualdrive.vlm.backend import VLMReply, reply_from_text
 
@@ -108,3 +109,41 @@ def test_the_dual_agent_drives_closed_loop_with_the_shipped_models():
     env.close()
     assert agent.s2_log, "System 2 never answered in 6 s"
     assert all("meta_actions" in e or "error" in e for e in agent.s2_log)
+
+
+def _moves(plan: Plan) -> bool:
+    return float(np.linalg.norm(plan.poses[-1, :2])) > 1.0
+
+
+def test_system_2_cannot_hold_the_car_standing_for_ever():
+    """A VLM that says "wait" at a standstill for ever (as the builtin one did in front of a stalled car) keeps the
+    car standing for ``max_hold_s``; then System 1 drives until the car has gone ``release_distance_m``."""
+    cfg = DualConfig(max_hold_s=2.0, release_distance_m=5.0)
+    agent = DualAgent(cfg, system1=Straight(), backend=Says(actions=("wait",)))
+    assert not _moves(_drive(agent, 15, speed=0.0))  # 1.5 s: System 2's wait holds
+    assert _moves(_drive(agent, 10, speed=0.0))  # past 2 s: set aside, System 1's plan stands
+    assert "set aside" in agent.debug["phase"] and any("released" in e for e in agent.s2_log)
+    assert _moves(_drive(agent, 9, speed=5.0))  # 4.5 m driven: still System 1's
+    assert _stops(_drive(agent, 2, speed=5.0))  # 5 m on: System 2 may stop the car again
+    # a hold System 1 agrees with (its own plan stands still too) is no hold: it never runs out
+    agent = DualAgent(cfg, system1=Standing(), backend=Says(actions=("wait",)))
+    _drive(agent, 40, speed=0.0)
+    assert not any("released" in e for e in agent.s2_log)
+
+
+class Standing(Agent):
+    """System 1 stand-in that waits itself."""
+    name = "standing"
+    uses_sensors = True
+
+    def act(self, observation):
+        return Plan(np.zeros((8, 3)))
+
+
+def test_repeated_slow_downs_do_not_compound_into_a_crawl():
+    agent = DualAgent(system1=Straight(), backend=Says(actions=("slow down",)))
+    straight = Straight().act({})
+    _drive(agent, 3, speed=10.0)  # the first "slow down" arrives at 10 m/s: the cap is 7 m/s
+    later = _drive(agent, 30, speed=7.0)  # three more, each seen at 7 m/s: still 7, not 4.9, 3.4, 2.4
+    np.testing.assert_allclose(later.poses, retime_plan(straight, 7.0, max_speed_mps=7.0).poses)
+    assert not np.allclose(later.poses, retime_plan(straight, 7.0, max_speed_mps=0.7 * 7.0).poses)

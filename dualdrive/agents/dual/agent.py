@@ -8,7 +8,12 @@ path to a standstill, "slow down" lowers the speed, "pull over" stops gently; ev
 the plan alone. Either way a stop is checked before it is acted on: it is taken only where a
 comfortable deceleration reaches it (a stop demanded at speed from a misreading is not an emergency
 brake; a guided System 1 is then asked again without the guidance). Guidance older than ``max_guidance_age_s``
-(simulation time since the frame it answers) is dropped. An answer that does not parse, a
+(simulation time since the frame it answers) is dropped. System 2 may hold the car at a standstill
+against System 1's plan for at most ``max_hold_s``; then its stop-type decisions are set aside until
+the car has driven ``release_distance_m`` (a scene its words do not resolve is one it misreads: on
+longtail, a VLM that had learned "wait" in front of a stalled car said it for 85 s on end). "Slow
+down" lowers the speed below what it was when System 2 first said it, so the same answer repeated
+every second does not compound into a crawl. An answer that does not parse, a
 backend that raises or stalls: logged, ignored, and System 1 drives on. Everything System 2 said
 is kept in ``s2_log`` and shown in ``debug`` (the video's caption).
 """
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 
 POLICY_DT_S = 0.1
 STOP_ACTIONS = ("stop", "wait", "yield")
+STANDING_MPS = 0.3  # slower than this the car stands
+STANDING_PLAN_M = 0.5  # a plan shorter than this keeps the car where it is
 
 
 @dataclass
@@ -40,6 +47,12 @@ class DualConfig:
     max_check_decel_mps2: float = 4.0  # a stop that would need harder braking than this is not taken
     slow_down_factor: float = 0.7
     pull_over_decel_mps2: float = 1.5
+    # how long System 2's stop / wait / yield may keep the car standing where System 1 would drive, and how
+    # far the car then drives on System 1 alone before System 2 may stop it again. System 1 stops for what
+    # it sees itself (lights, cars, pedestrians: it learned from the expert), so this never drives through
+    # what System 1 would stop for; it ends a standstill only System 2 wants
+    max_hold_s: float = 6.0
+    release_distance_m: float = 15.0
     # the meta-actions handed to a System 1 with a guidance input (the others reach it as "none"): on
     # longtail, handing over System 2's lane changes and "park" too drove System 1 off the road (README)
     guidance_actions: tuple[str, ...] = ("stop", "yield", "wait", "slow down", "pull over")
@@ -116,6 +129,10 @@ class DualAgent(Agent):
         self.s2 = _System2Thread(self.backend)
         self.last_asked_s = -np.inf
         self.guidance: tuple[float, tuple[str, ...], str] | None = None  # (frame time, meta-actions, decision)
+        self.guidance_speed_mps = 0.0  # the speed when System 2's current decision first arrived ("slow down" is from it)
+        self.odometer_m = 0.0  # distance driven this episode (odometry speed x tick)
+        self.held_s = 0.0  # how long System 2 has kept the car standing against System 1's plan, this time
+        self.released_at_m: float | None = None  # odometer when System 2's hold was set aside
         self.s2_log: list[dict] = []
         self._caption = ""
         self._guide_note = ""
@@ -126,11 +143,16 @@ class DualAgent(Agent):
             return observation
         idx = 0
         if self.guidance is not None and self.t_s - self.guidance[0] <= self.cfg.max_guidance_age_s and self.guidance[1] \
-                and self.guidance[1][0] in self.cfg.guidance_actions:
+                and self.guidance[1][0] in self.cfg.guidance_actions \
+                and not (self._released() and self.guidance[1][0] in STOP_ACTIONS):
             idx = from_meta_action(self.guidance[1][0])
         return {**observation, "guidance": np.array([idx], np.int64)}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
+        speed_now = _odometry_speed(observation)
+        self.odometer_m += abs(speed_now) * POLICY_DT_S
+        if self.released_at_m is not None and self.odometer_m - self.released_at_m >= self.cfg.release_distance_m:
+            self.released_at_m = None  # driven far enough: a new scene, System 2 may stop the car again
         guided = self._guided(observation)
         plan = self.s1.act(guided)
         self._guide_note = ""
@@ -139,11 +161,12 @@ class DualAgent(Agent):
             if self._too_late_to_stop(plan, speed):
                 plan = self.s1.act(observation)  # the check: no hard braking on System 2's word
                 self._guide_note = " (stop not taken: too late to stop comfortably)"
-        self._collect()
+        self._collect(speed_now)
         self._ask(observation)
         self.t_s += POLICY_DT_S
         if not isinstance(plan, Plan) or self.guidance is None:
             self._caption = "S2: -" if self.guidance is None else self._caption
+            self.held_s = 0.0
             return plan
         t_frame, actions, decision = self.guidance
         age = self.t_s - t_frame
@@ -152,10 +175,22 @@ class DualAgent(Agent):
             self._caption = f"S2: stale ({age:.1f} s) dropped"
             return plan
         if self.s1_takes_guidance:  # System 1 planned with it: its plan stands
+            handed = GUIDANCE[int(guided["guidance"][0])] if guided is not observation else "none"
+            if handed in STOP_ACTIONS and abs(speed_now) < STANDING_MPS and _path_length(plan) < STANDING_PLAN_M:
+                own = self.s1.act(observation)  # what System 1 would do unguided: does System 2 alone hold the car?
+                if isinstance(own, Plan) and self._holding(speed_now, plan, own):
+                    plan, self._guide_note = own, " (hold set aside: System 1 drives)"
+            else:
+                self.held_s = 0.0
             self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} -> System 1{self._guide_note}"
             return plan
-        speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
-        guided, note = self._apply(plan, speed, actions[0] if actions else "keep lane")
+        action = actions[0] if actions else "keep lane"
+        if action in STOP_ACTIONS and self._released():
+            self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} (hold set aside: System 1 drives)"
+            return plan
+        guided, note = self._apply(plan, speed_now, action)
+        if self._holding(speed_now, guided, plan):
+            guided, note = plan, " (hold set aside: System 1 drives)"
         self._caption = f"S2 ({age:.1f} s): {', '.join(actions)}{note}"
         return guided
 
@@ -175,7 +210,25 @@ class DualAgent(Agent):
         if self.s2.submit(self.t_s, np.asarray(image).copy(), prompt):
             self.last_asked_s = self.t_s
 
-    def _collect(self) -> None:
+    def _released(self) -> bool:
+        return self.released_at_m is not None
+
+    def _holding(self, speed: float, guided: Plan, own: Plan) -> bool:
+        """Count the time System 2 keeps the car standing where System 1's own plan moves; past
+        ``max_hold_s``, set System 2's hold aside (True) until the car has driven ``release_distance_m``."""
+        standing = abs(speed) < STANDING_MPS and _path_length(guided) < STANDING_PLAN_M
+        if not (standing and _path_length(own) >= STANDING_PLAN_M):
+            self.held_s = 0.0
+            return False
+        self.held_s += POLICY_DT_S
+        if self.held_s < self.cfg.max_hold_s:
+            return False
+        self.released_at_m, self.held_s = self.odometer_m, 0.0
+        self.s2_log.append({"t_s": round(self.t_s, 2), "released": f"System 2 held the car {self.cfg.max_hold_s:g} s "
+                            f"against System 1's plan: its stops are set aside for {self.cfg.release_distance_m:g} m"})
+        return True
+
+    def _collect(self, speed_mps: float) -> None:
         got = self.s2.take()
         if got is None:
             return
@@ -189,6 +242,9 @@ class DualAgent(Agent):
             a = reply.answer
             entry.update(text=reply.text, meta_actions=list(a.meta_actions), decision=a.decision,
                          latency_s=round(reply.latency_s, 3))
+            first = a.meta_actions[0] if a.meta_actions else None
+            if self.guidance is None or not self.guidance[1] or self.guidance[1][0] != first:
+                self.guidance_speed_mps = abs(speed_mps)  # a new decision: "slow down" is from this speed on
             self.guidance = (t_frame, tuple(a.meta_actions), a.decision)
         if "error" in entry:
             log.info("System 2 answer ignored: %s", entry["error"])  # kept in s2_log; one a second would flood a run
@@ -204,11 +260,19 @@ class DualAgent(Agent):
             if self._too_late_to_stop(plan, speed):
                 return plan, " (stop not taken: too late to stop comfortably)"
             return retime_plan(plan, speed, decel_mps2=cfg.stop_decel_mps2), ""
-        if action == "slow down":
-            return retime_plan(plan, speed, max_speed_mps=cfg.slow_down_factor * speed), ""
+        if action == "slow down":  # from the speed when System 2 first said it, not today's: repeats do not compound
+            return retime_plan(plan, speed, max_speed_mps=cfg.slow_down_factor * self.guidance_speed_mps), ""
         if action == "pull over":
             return retime_plan(plan, speed, decel_mps2=cfg.pull_over_decel_mps2), ""
         return plan, ""
+
+
+def _odometry_speed(observation: dict[str, Any]) -> float:
+    try:
+        v = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    return v if np.isfinite(v) else 0.0
 
 
 def _path_length(plan: Plan) -> float:
