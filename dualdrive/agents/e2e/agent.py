@@ -23,6 +23,7 @@ from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.sensors.lidar import bev_histogram
+from dualdrive.world.commands import Command
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ CAMERA_KEY = "camera_front_rgb"
 BEV_RESOLUTION_M = 0.5  # the dataset's LiDAR grid: 128 x 128 cells over 64 m x 64 m
 STOP_DECEL_MPS2 = 3.0  # a firm but not emergency stop when the inputs cannot be trusted
 REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
+# the navigation commands under which a reverse plan may be driven: the expert reverses only to leave its
+# spot and to park. Elsewhere (a queue on the highway, a stop behind a stalled car) a gear head that says
+# "reverse" at a standstill is a misreading of a parking-like scene, and reversing on a carriageway runs
+# into the cars behind: the forward plan of a per-gear model is driven instead
+REVERSE_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK))
 REQUIRED_KEYS = ("lidar_points_m", "lidar_num_points", "speed_mps", "command", "route_xy_ego_m", CAMERA_KEY)
 
 
@@ -173,9 +179,11 @@ class E2EAgent(Agent):
         self.model, self.info = load_checkpoint(self.checkpoint, device)
         self.device = torch.device(device)
         self._warned: set[str] = set()
+        self.reverse_vetoed = 0  # decisions whose reverse plan was not driven (REVERSE_COMMANDS), this episode
 
     def reset(self, info: dict[str, Any]) -> None:
         """Nothing carries over between episodes: the model is a function of the current observation."""
+        self.reverse_vetoed = 0
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
         speed_mps = _speed(observation)
@@ -186,11 +194,15 @@ class E2EAgent(Agent):
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
         with torch.inference_mode():
             out = self.model(**batch, with_aux=False)
-        poses = out["plan"][0].double().cpu().numpy()
+        reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
+        plan = out["plan"][0]
+        if reverse and "plans" in out and int(x["command"]) not in REVERSE_COMMANDS:
+            plan, reverse = out["plans"][0, 0], False  # no reversing on the road: the forward plan
+            self.reverse_vetoed += 1
+        poses = plan.double().cpu().numpy()
         if not np.all(np.isfinite(poses)):
             return self._stop("the model's plan is not finite", speed_mps)
-        gear = REVERSE if int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS else FORWARD
-        return Plan(poses, gear)
+        return Plan(poses, REVERSE if reverse else FORWARD)
 
     def _stop(self, reason: str, speed_mps: float) -> Plan:
         kind = reason.split(" (")[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dualdrive.agents.base import FORWARD, REVERSE, Plan
-from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, E2EAgent, observation_to_inputs, stop_plan
+from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, REVERSE_COMMANDS, E2EAgent, observation_to_inputs, stop_plan
 from dualdrive.agents.e2e.bench import measure_latency, synthetic_observation
 from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
@@ -38,8 +38,12 @@ def test_agent_returns_the_models_plan(checkpoint):
     assert isinstance(plan, Plan) and plan.poses.shape == (8, 3) and plan.gear in (FORWARD, REVERSE)
     x = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0) for k, v in observation_to_inputs(obs, TINY).items()}
     with torch.no_grad():
-        expected = agent.model(**x)["plan"][0].double().numpy()
+        out = agent.model(**x)
+    # the plan of the gear the model chooses, except a reverse plan off a parking manoeuvre (REVERSE_COMMANDS)
+    reverse_vetoed = int(out["gear_logits"][0].argmax()) == 1 and int(x["command"]) not in REVERSE_COMMANDS
+    expected = (out["plans"][0, 0] if reverse_vetoed else out["plan"][0]).double().numpy()
     np.testing.assert_allclose(plan.poses, expected, rtol=1e-6, atol=1e-6)
+    assert plan.gear == (FORWARD if reverse_vetoed else plan.gear) and agent.reverse_vetoed == int(reverse_vetoed)
     assert np.abs(plan.poses).sum() > 0
 
 

@@ -238,3 +238,25 @@ def test_a_radar_model_given_the_route_frame_starts_out_as_it_was(tmp_path):
         assert not torch.allclose(grown(**x)["plan"], saved(**x)["plan"])
     with pytest.raises(E2EConfigError, match="radar_route_frame"):
         E2EConfig(radar_returns=0, radar_route_frame=True)
+
+
+def test_a_reverse_plan_is_driven_only_to_leave_a_spot_or_to_park(tmp_path):
+    """The expert reverses only under LEAVE_SPOT and PARK; elsewhere a gear head that says reverse (at a
+    standstill in a queue, say) gets the model's forward plan driven instead."""
+    from dualdrive.agents.base import FORWARD, REVERSE
+    from dualdrive.world.commands import Command
+    model = _trained_like(TINY)
+    with torch.no_grad():
+        model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
+    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model))
+    for command, gear, which in ((Command.FOLLOW_LANE, FORWARD, 0), (Command.TAKE_EXIT, FORWARD, 0),
+                                 (Command.PARK, REVERSE, 1), (Command.LEAVE_SPOT, REVERSE, 1)):
+        obs = {**synthetic_observation(TINY), "command": np.array([int(command)], np.int8)}
+        x = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0) for k, v in observation_to_inputs(obs, TINY).items()}
+        with torch.no_grad():
+            plans = agent.model(**x, with_aux=False)["plans"][0].double().numpy()
+        agent.reset({})
+        plan = agent.act(obs)
+        assert plan.gear == gear, command
+        np.testing.assert_allclose(plan.poses, plans[which], atol=1e-6)
+        assert agent.reverse_vetoed == (1 if which == 0 else 0)
