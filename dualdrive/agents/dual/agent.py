@@ -131,6 +131,7 @@ class DualAgent(Agent):
         self.guidance: tuple[float, tuple[str, ...], str] | None = None  # (frame time, meta-actions, decision)
         self.guidance_speed_mps = 0.0  # the speed when System 2's current decision first arrived ("slow down" is from it)
         self.odometer_m = 0.0  # distance driven this episode (odometry speed x tick)
+        self.last_speed_mps = 0.0
         self.held_s = 0.0  # how long System 2 has kept the car standing against System 1's plan, this time
         self.released_at_m: float | None = None  # odometer when System 2's hold was set aside
         self.s2_log: list[dict] = []
@@ -149,7 +150,7 @@ class DualAgent(Agent):
         return {**observation, "guidance": np.array([idx], np.int64)}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
-        speed_now = _odometry_speed(observation)
+        speed_now = self.last_speed_mps = _odometry_speed(observation)
         self.odometer_m += abs(speed_now) * POLICY_DT_S
         if self.released_at_m is not None and self.odometer_m - self.released_at_m >= self.cfg.release_distance_m:
             self.released_at_m = None  # driven far enough: a new scene, System 2 may stop the car again
@@ -228,7 +229,9 @@ class DualAgent(Agent):
                             f"against System 1's plan: its stops are set aside for {self.cfg.release_distance_m:g} m"})
         return True
 
-    def _collect(self, speed_mps: float) -> None:
+    def _collect(self, speed_mps: float | None = None) -> None:
+        """Take System 2's answer if one has come (``speed_mps``: the odometry's now, default the last seen)."""
+        speed_mps = self.last_speed_mps if speed_mps is None else speed_mps
         got = self.s2.take()
         if got is None:
             return
