@@ -147,3 +147,11 @@ def test_repeated_slow_downs_do_not_compound_into_a_crawl():
     later = _drive(agent, 30, speed=7.0)  # three more, each seen at 7 m/s: still 7, not 4.9, 3.4, 2.4
     np.testing.assert_allclose(later.poses, retime_plan(straight, 7.0, max_speed_mps=7.0).poses)
     assert not np.allclose(later.poses, retime_plan(straight, 7.0, max_speed_mps=0.7 * 7.0).poses)
+
+
+def test_a_slow_down_is_not_a_stop():
+    """From a standstill 0.7 x 0 m/s would hold the car where it is: "slow down" keeps a floor."""
+    agent = DualAgent(system1=Straight(), backend=Says(actions=("slow down",)))
+    plan = _drive(agent, 3, speed=0.0)
+    np.testing.assert_allclose(plan.poses, retime_plan(Straight().act({}), 0.0, max_speed_mps=2.0).poses)
+    assert _moves(plan)

@@ -46,6 +46,8 @@ class DualConfig:
     stop_decel_mps2: float = 3.0  # System 2's stop: braking at this rate along System 1's path
     max_check_decel_mps2: float = 4.0  # a stop that would need harder braking than this is not taken
     slow_down_factor: float = 0.7
+    # "slow down" never takes the car below this (it is not a stop: from a standstill, 0.7 x 0 would hold it)
+    slow_down_floor_mps: float = 2.0
     pull_over_decel_mps2: float = 1.5
     # how long System 2's stop / wait / yield may keep the car standing where System 1 would drive, and how
     # far the car then drives on System 1 alone before System 2 may stop it again. System 1 stops for what
@@ -264,7 +266,8 @@ class DualAgent(Agent):
                 return plan, " (stop not taken: too late to stop comfortably)"
             return retime_plan(plan, speed, decel_mps2=cfg.stop_decel_mps2), ""
         if action == "slow down":  # from the speed when System 2 first said it, not today's: repeats do not compound
-            return retime_plan(plan, speed, max_speed_mps=cfg.slow_down_factor * self.guidance_speed_mps), ""
+            cap = max(cfg.slow_down_factor * self.guidance_speed_mps, cfg.slow_down_floor_mps)
+            return retime_plan(plan, speed, max_speed_mps=cap), ""
         if action == "pull over":
             return retime_plan(plan, speed, decel_mps2=cfg.pull_over_decel_mps2), ""
         return plan, ""
