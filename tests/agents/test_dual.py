@@ -155,3 +155,28 @@ def test_a_slow_down_is_not_a_stop():
     plan = _drive(agent, 3, speed=0.0)
     np.testing.assert_allclose(plan.poses, retime_plan(Straight().act({}), 0.0, max_speed_mps=2.0).poses)
     assert _moves(plan)
+
+
+class Guided(Agent):
+    """System 1 stand-in with a guidance input: stands when told to stop, else drives straight on."""
+    name = "guided"
+    uses_sensors = True
+
+    def __init__(self):
+        from types import SimpleNamespace
+        self.info = SimpleNamespace(config=SimpleNamespace(guidance_classes=8))
+
+    def act(self, observation):
+        from dualdrive.agents.e2e.guidance import GUIDANCE
+        if int(np.asarray(observation.get("guidance", [0])).reshape(-1)[0]) == GUIDANCE.index("stop"):
+            return Plan(np.zeros((8, 3)))
+        return Straight().act(observation)
+
+
+def test_a_guided_system_1_is_released_from_a_hold_too():
+    agent = DualAgent(DualConfig(max_hold_s=2.0, release_distance_m=5.0), system1=Guided(),
+                      backend=Says(actions=("wait",)))
+    assert agent.s1_takes_guidance
+    assert not _moves(_drive(agent, 15, speed=0.0))  # System 2's "wait" reaches System 1 as "stop"
+    assert _moves(_drive(agent, 10, speed=0.0)) and any("released" in e for e in agent.s2_log)
+    assert _moves(_drive(agent, 5, speed=0.0))  # released: the stop is no longer handed to System 1
