@@ -160,8 +160,7 @@ class DualAgent(Agent):
         plan = self.s1.act(guided)
         self._guide_note = ""
         if guided is not observation and int(guided["guidance"][0]) == GUIDANCE.index("stop") and isinstance(plan, Plan):
-            speed = float(np.asarray(observation.get("speed_mps", 0.0)).reshape(-1)[0])
-            if self._too_late_to_stop(plan, speed):
+            if self._too_late_to_stop(plan, speed_now):
                 plan = self.s1.act(observation)  # the check: no hard braking on System 2's word
                 self._guide_note = " (stop not taken: too late to stop comfortably)"
         self._collect(speed_now)

@@ -320,16 +320,17 @@ def route_frame(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
     dist = (rel - t.unsqueeze(-1) * seg_b).norm(dim=-1)  # (B, N, R)
     real = seg_len > MIN_SEGMENT_M
     dist = dist.masked_fill(~real.unsqueeze(1), float("inf"))
-    dist = torch.where(real.any(dim=1).reshape(-1, 1, 1), dist, (rel.norm(dim=-1)))  # no route: the origin
+    dist = torch.where(real.any(dim=1).reshape(-1, 1, 1), dist, rel.norm(dim=-1))  # no route: the origin
     k = dist.argmin(dim=-1, keepdim=True)  # (B, N, 1): the nearest segment
-    t_k = torch.gather(t, 2, k).squeeze(-1)
-    s = torch.gather(starts.unsqueeze(1).expand_as(t), 2, k).squeeze(-1) + t_k * torch.gather(
-        seg_len.unsqueeze(1).expand_as(t), 2, k).squeeze(-1)
-    seg_k = torch.gather(seg_b.expand(-1, xy.shape[1], -1, -1), 2, k.unsqueeze(-1).expand(-1, -1, 1, 2)).squeeze(2)
-    rel_k = torch.gather(rel, 2, k.unsqueeze(-1).expand(-1, -1, 1, 2)).squeeze(2)
+
+    def at_k(v: Tensor) -> Tensor:  # v (B, 1 or N, R[, 2]) at each point's nearest segment
+        idx = k if v.dim() == 3 else k.unsqueeze(-1)
+        return torch.take_along_dim(v, idx, dim=2).squeeze(2)
+
+    s = at_k(starts.unsqueeze(1)) + at_k(t) * at_k(seg_len.unsqueeze(1))
+    seg_k, rel_k = at_k(seg_b), at_k(rel)
     cross = seg_k[..., 0] * rel_k[..., 1] - seg_k[..., 1] * rel_k[..., 0]
-    side = torch.where(cross < 0, -torch.ones_like(cross), torch.ones_like(cross))
-    lat = side * torch.gather(dist, 2, k).squeeze(-1)
+    lat = torch.where(cross < 0, -1.0, 1.0) * at_k(dist)
     return s, lat
 
 
