@@ -70,6 +70,9 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
           f"# training, validated on the held-out set (dualdrive.training.pipeline, stage train):",
           f"#   epochs {cfg.epochs}, batch {cfg.batch_size}, AdamW lr {cfg.lr:g} (warmup {cfg.warmup_steps} steps, "
           f"cosine), seed {cfg.seed}",
+          *([f"# DAgger (stage dagger): {cfg.dagger_rounds} round(s) of {cfg.dagger_episodes} learner episodes from seed "
+             f"{cfg.dagger_seed_start}, labelled by the expert, {cfg.dagger_epochs} fine-tuning epoch(s) on all data"]
+            if cfg.dagger_rounds else []),
           f"dualdrive model-pipeline --out {out}   # all of the above, then the stages below", "```", ""]
     L += ["## Model", "",
           f"- `E2EModel` ({_architecture(ckpt)}), {lat['params'] if lat else '?'} parameters; "
@@ -86,7 +89,10 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         L += ["## DAgger", "", "| round | dataset frames | held-out L2 (m) | closed-loop DS | success |", "|---|---|---|---|---|"]
         L += [f"| {r['round']} | {r['dataset_frames']} | {_f(r['val_l2_m'])} | {_f(r['closed_loop']['driving_score'], 1)} | "
               f"{_f(r['closed_loop']['success_rate'], 0)} % |" for r in dagger["rounds"]]
-        L += [""]
+        shipped = next((r["round"] for r in dagger["rounds"] if Path(r["checkpoint"]).resolve() == Path(ckpt).resolve()), None)
+        L += ["", f"Closed loop on the `driving` suite, development seeds {cfg.dagger_val_seeds}. Shipped: "
+              + (f"round {shipped}" if shipped is not None else "the base model")
+              + f" (`dagger_choice` = {cfg.dagger_choice}).", ""]
     if ol:
         L += ["## Open loop (held-out episodes)", "",
               f"`dualdrive eval-openloop --agent e2e --checkpoint dualdrive/agents/e2e/default/model.safetensors "

@@ -119,10 +119,25 @@ def test_fine_tuning_can_add_the_acceleration_input_and_the_route_prior(tiny_che
     ({"train_seeds": "4990:5010"}, "development seeds"),
     ({"epoch": 3}, "unknown pipeline config key"),
     ({"dagger_rounds": -1}, "dagger_rounds"),
+    ({"dagger_choice": "best"}, "dagger_choice"),
 ])
 def test_pipeline_config_rejects_bad_values(override, needle):
     with pytest.raises(PipelineError, match=needle):
         PipelineConfig.from_dict(override)
+
+
+@pytest.mark.parametrize("choice, shipped", [("last", 2), ("best-ds", 1)])
+def test_pipeline_ships_the_dagger_round_its_choice_names(tmp_path, choice, shipped):
+    from dualdrive.training.pipeline import PipelineRun
+    run = PipelineRun(PipelineConfig(dagger_rounds=2, dagger_choice=choice), tmp_path, log=lambda m: None)
+    (tmp_path / "train").mkdir()
+    rounds = []
+    for r, ds in enumerate((3.0, 9.0, 5.0)):  # round 1 scores best on its few development episodes
+        ckpt = tmp_path / f"round_{r}.safetensors"
+        ckpt.write_bytes(b"weights")
+        rounds.append({"round": r, "checkpoint": str(ckpt), "val_l2_m": 1.0, "closed_loop": {"driving_score": ds}})
+    (tmp_path / "train" / "dagger.json").write_text(json.dumps({"rounds": rounds}))
+    assert run.chosen_checkpoint() == tmp_path / f"round_{shipped}.safetensors"
 
 
 def test_pipeline_defaults_keep_training_and_validation_seeds_apart():
