@@ -28,6 +28,10 @@ def main() -> None:
     """dualdrive command line."""
 
 
+S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
+                   "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
+
+
 @app.command()
 def drive(agent: str = typer.Option("expert", help="agent name or module:Class"),
           scenario: str = typer.Option("p2p", help="highway, urban, parking, p2p or a dualdrive gym id"),
@@ -41,12 +45,14 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           instruction: Optional[str] = typer.Option(None, help='what the passenger says, e.g. "drive gently, the baby '
                                                     'is asleep" (see `dualdrive instruct`)'),
           vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
-                                            "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
+                                            "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
+          s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP)) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
     _use_vlm(vlm)
+    _use_s2_latency(s2_latency)
     try:
         family, _ = resolve_scenario(scenario)
         cfg = ScenarioConfig.from_file(config) if config else ScenarioConfig(family=family)
@@ -152,12 +158,14 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              reactive: bool = typer.Option(False, "--reactive", help="--suite ngsim-replay: recorded cars the ego "
                                            "gets in the way of are handed to IDM along their own paths"),
              vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
-                                               "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)")) -> None:
+                                               "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
+             s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
     ckpt = _use_checkpoint(checkpoint)
     vlm_spec = _use_vlm(vlm)
+    s2_latency = _use_s2_latency(s2_latency)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -165,7 +173,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
         if suite is None and env is None:
             suite = "all"
         cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address,
-                         {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {})})
+                         {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {}),
+                          **({"s2_sim_latency_s": s2_latency} if s2_latency is not None else {})})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -552,6 +561,19 @@ def dataset_card_cmd(root: Path = typer.Argument(..., help="dataset directory wr
     except DatasetError as e:
         _fail(str(e))
     _print_card(card, root)
+
+
+def _use_s2_latency(seconds: Optional[float]) -> Optional[float]:
+    """Check ``--s2-latency`` and hand it to the dual agent (and the Ray workers) through its env var."""
+    if seconds is None:
+        return None
+    import os
+
+    from dualdrive.agents.dual.agent import MAX_SIM_LATENCY_S, S2_LATENCY_ENV
+    if not 0.0 <= seconds <= MAX_SIM_LATENCY_S:
+        _fail(f"--s2-latency {seconds:g}: give 0 to {MAX_SIM_LATENCY_S:g} s of simulation time")
+    os.environ[S2_LATENCY_ENV] = repr(float(seconds))
+    return float(seconds)
 
 
 def _use_vlm(spec: Optional[str]) -> Optional[str]:

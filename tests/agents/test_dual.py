@@ -180,3 +180,65 @@ def test_a_guided_system_1_is_released_from_a_hold_too():
     assert not _moves(_drive(agent, 15, speed=0.0))  # System 2's "wait" reaches System 1 as "stop"
     assert _moves(_drive(agent, 10, speed=0.0)) and any("released" in e for e in agent.s2_log)
     assert _moves(_drive(agent, 5, speed=0.0))  # released: the stop is no longer handed to System 1
+
+
+class Counts(Says):
+    """A System 2 whose answers change with each question: stop, then slow down, then keep lane, ..."""
+
+    def __init__(self, delay_s=0.0):
+        super().__init__(delay_s=delay_s)
+        self.n = 0
+
+    def ask(self, image, prompt) -> VLMReply:
+        time.sleep(self.delay_s)
+        actions = (("stop",), ("slow down",), ("keep lane",))[self.n % 3]
+        self.n += 1
+        return reply_from_text(render_answer(VLMAnswer("urban", "red", meta_actions=actions)), self.delay_s)
+
+
+def test_system_2_in_step_answers_at_its_simulated_latency_on_every_run():
+    logs = []
+    for delay_s in (0.0, 0.03):  # however long the backend takes in wall time
+        agent = DualAgent(DualConfig(s2_sim_latency_s=0.3), system1=Straight(), backend=Counts(delay_s))
+        for _ in range(35):
+            agent.act(_obs())
+        logs.append([(e["t_s"], e["frame_t_s"], e["meta_actions"]) for e in agent.s2_log])
+    assert logs[0] == logs[1]
+    # asked at 0, 1, 2, 3 s (1 Hz); each answer is handed over 0.3 s of simulation time after its frame
+    assert [(t, f) for t, f, _ in logs[0]] == [(0.3, 0.0), (1.3, 1.0), (2.3, 2.0), (3.3, 3.0)]
+    assert [a for _, _, a in logs[0]] == [["stop"], ["slow down"], ["keep lane"], ["stop"]]
+
+
+def test_system_2_latency_comes_from_the_environment_and_is_checked(monkeypatch):
+    import pytest
+    from dualdrive.agents.dual.agent import S2_LATENCY_ENV
+    monkeypatch.setenv(S2_LATENCY_ENV, "0.5")
+    assert DualAgent(system1=Straight(), backend=Says()).s2_sim_latency_s == 0.5
+    monkeypatch.setenv(S2_LATENCY_ENV, "soon")
+    with pytest.raises(ValueError, match="not a number"):
+        DualAgent(system1=Straight(), backend=Says())
+    monkeypatch.delenv(S2_LATENCY_ENV)
+    with pytest.raises(ValueError, match="0-10 s"):
+        DualAgent(DualConfig(s2_sim_latency_s=-1.0), system1=Straight(), backend=Says())
+    assert DualAgent(system1=Straight(), backend=Says()).s2_sim_latency_s is None  # the real thread
+
+
+def test_a_dual_drive_with_system_2_in_step_is_reproducible():
+    """The shipped System 1 and builtin VLM: two runs at a simulated latency say and drive the same."""
+    from dualdrive.run.drive import drive_episode
+    from dualdrive.world.scenarios import ScenarioConfig
+    runs = []
+    for _ in range(2):
+        agent = DualAgent(DualConfig(s2_sim_latency_s=0.3))
+        summary = drive_episode(agent, "urban", 5000, config=ScenarioConfig(family="urban", max_duration_s=3.0),
+                                video=False)
+        runs.append(([(e["t_s"], e.get("meta_actions")) for e in agent.s2_log], summary["route_completion"]))
+    assert runs[0][0] and runs[0] == runs[1]
+
+
+def test_eval_refuses_a_bad_system_2_latency():
+    from typer.testing import CliRunner
+
+    from dualdrive.cli import app
+    r = CliRunner().invoke(app, ["eval", "--agent", "dual", "--suite", "longtail", "--s2-latency", "30"])
+    assert r.exit_code != 0 and "--s2-latency 30" in r.output and "Traceback" not in r.output

@@ -15,7 +15,9 @@ longtail, a VLM that had learned "wait" in front of a stalled car said it for 85
 down" lowers the speed below what it was when System 2 first said it, so the same answer repeated
 every second does not compound into a crawl. An answer that does not parse, a
 backend that raises or stalls: logged, ignored, and System 1 drives on. Everything System 2 said
-is kept in ``s2_log`` and shown in ``debug`` (the video's caption).
+is kept in ``s2_log`` and shown in ``debug`` (the video's caption). For experiments,
+``s2_sim_latency_s`` runs System 2 in step with the simulation at a fixed latency instead, so that
+a run is reproducible.
 """
 from __future__ import annotations
 
@@ -60,6 +62,16 @@ class DualConfig:
     guidance_actions: tuple[str, ...] = ("stop", "yield", "wait", "slow down", "pull over")
     # System 2 (see dualdrive.vlm.backend.make_backend); None: $DUALDRIVE_VLM_BACKEND, else "builtin"
     s2_backend: str | None = None
+    # None: System 2 answers in its own thread with its real latency (the car as it would run). A number: it is
+    # asked in step with the simulation and its answer arrives this many seconds of simulation time after its
+    # frame, so a run is reproducible and two variants can be compared episode by episode (with real latency,
+    # which frames System 2 answers changes from run to run and one episode moved by 30 DS points between runs).
+    # None here: $DUALDRIVE_S2_LATENCY_S if set
+    s2_sim_latency_s: float | None = None
+
+
+MAX_SIM_LATENCY_S = 10.0  # beyond max_guidance_age_s anyway: every answer would arrive stale
+S2_LATENCY_ENV = "DUALDRIVE_S2_LATENCY_S"  # DualConfig.s2_sim_latency_s for agents built by name (and Ray workers)
 
 
 class _System2Thread:
@@ -87,9 +99,35 @@ class _System2Thread:
         with self.lock:
             self.result, self.busy = (t_s, out), False
 
-    def take(self) -> tuple[float, Any] | None:
+    def take(self, t_s: float) -> tuple[float, Any] | None:
+        """The answer, if one has come (``t_s``, the simulation time now, does not matter here)."""
         with self.lock:
             r, self.result = self.result, None
+        return r
+
+
+class _System2InStep:
+    """One request at a time, answered at once but handed over ``latency_s`` of simulation time after its
+    frame: the same answers at the same ticks on every run."""
+
+    def __init__(self, backend, latency_s: float) -> None:
+        self.backend, self.latency_s = backend, latency_s
+        self.pending: tuple[float, Any] | None = None
+
+    def submit(self, t_s: float, image: np.ndarray, prompt: str) -> bool:
+        if self.pending is not None:
+            return False
+        try:
+            out: Any = self.backend.ask(image, prompt)
+        except Exception as e:  # noqa: BLE001 - as in the thread: a failing System 2 never stops System 1
+            out = e
+        self.pending = (t_s, out)
+        return True
+
+    def take(self, t_s: float) -> tuple[float, Any] | None:
+        if self.pending is None or t_s < self.pending[0] + self.latency_s - 1e-9:
+            return None
+        r, self.pending = self.pending, None
         return r
 
 
@@ -109,6 +147,7 @@ class DualAgent(Agent):
             from dualdrive.vlm.backend import BACKEND_ENV, make_backend
             backend = make_backend(self.cfg.s2_backend or os.environ.get(BACKEND_ENV) or "builtin")
         self.s1, self.backend = system1, backend
+        self.s2_sim_latency_s = _sim_latency(self.cfg.s2_sim_latency_s)
         # System 1 was trained with a guidance input (E2EConfig.guidance_classes): it plans with System 2's word
         self.s1_takes_guidance = bool(getattr(getattr(getattr(system1, "info", None), "config", None),
                                               "guidance_classes", 0))
@@ -128,7 +167,8 @@ class DualAgent(Agent):
     def _new_episode(self) -> None:
         # a new thread holder: an answer still on its way from the last episode lands in the old one
         self.t_s = 0.0
-        self.s2 = _System2Thread(self.backend)
+        self.s2 = _System2Thread(self.backend) if self.s2_sim_latency_s is None \
+            else _System2InStep(self.backend, self.s2_sim_latency_s)
         self.last_asked_s = -np.inf
         self.guidance: tuple[float, tuple[str, ...], str] | None = None  # (frame time, meta-actions, decision)
         self.guidance_speed_mps = 0.0  # the speed when System 2's current decision first arrived ("slow down" is from it)
@@ -198,7 +238,7 @@ class DualAgent(Agent):
 
     # -- System 2 --------------------------------------------------------------------------------
     def _ask(self, obs: dict) -> None:
-        if self.t_s - self.last_asked_s < 1.0 / self.cfg.s2_rate_hz:
+        if self.t_s - self.last_asked_s < 1.0 / self.cfg.s2_rate_hz - 1e-6:  # t_s sums 0.1 s ticks: rounding
             return
         image = obs.get("camera_front_rgb")
         if image is None or not int(np.asarray(obs.get("camera_front_valid", [1])).reshape(-1)[0]):
@@ -233,7 +273,7 @@ class DualAgent(Agent):
     def _collect(self, speed_mps: float | None = None) -> None:
         """Take System 2's answer if one has come (``speed_mps``: the odometry's now, default the last seen)."""
         speed_mps = self.last_speed_mps if speed_mps is None else speed_mps
-        got = self.s2.take()
+        got = self.s2.take(self.t_s)
         if got is None:
             return
         t_frame, reply = got
@@ -270,6 +310,22 @@ class DualAgent(Agent):
         if action == "pull over":
             return retime_plan(plan, speed, decel_mps2=cfg.pull_over_decel_mps2), ""
         return plan, ""
+
+
+def _sim_latency(configured: float | None) -> float | None:
+    """System 2's simulated latency: the configured one, else ``$DUALDRIVE_S2_LATENCY_S``, else None (real)."""
+    import os
+    if configured is None:
+        raw = os.environ.get(S2_LATENCY_ENV, "").strip()
+        if not raw:
+            return None
+        try:
+            configured = float(raw)
+        except ValueError:
+            raise ValueError(f"${S2_LATENCY_ENV}={raw!r} is not a number of seconds") from None
+    if not 0.0 <= configured <= MAX_SIM_LATENCY_S:
+        raise ValueError(f"System 2's simulated latency must be 0-{MAX_SIM_LATENCY_S:g} s of simulation time, not {configured!r}")
+    return float(configured)
 
 
 def _odometry_speed(observation: dict[str, Any]) -> float:
