@@ -20,6 +20,18 @@ def _f(v: Any, nd: int = 3) -> str:
     return "—" if v is None else f"{v:.{nd}f}"
 
 
+def _run_name(out: Path, ckpt: Path) -> str:
+    """Which training run the shipped weights come from: the base run, or a DAgger round's fine-tune."""
+    try:
+        rel = Path(ckpt).resolve().parent.relative_to(Path(out).resolve())
+    except ValueError:
+        return "the run"
+    parts = rel.parts
+    if "dagger" in parts and len(parts) > parts.index("dagger") + 1:
+        return f"the fine-tune of DAgger {parts[parts.index('dagger') + 1].replace('_', ' ')} (`{out}/{rel}`)"
+    return f"the run `{out}/{rel}`"
+
+
 def training_curve(run_dir: Path) -> list[dict[str, str]]:
     """Per-epoch rows of metrics.csv: train loss, plan loss and the validation L2 of that epoch."""
     path = run_dir / "metrics.csv"
@@ -78,7 +90,7 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
           f"- `E2EModel` ({_architecture(ckpt)}), {lat['params'] if lat else '?'} parameters; "
           f"config in `model.json`",
           f"- checkpoint: `model.safetensors` {size_mb:.2f} MB + `model.json` {side_mb * 1000:.1f} KB "
-          f"(from epoch {info.metadata.get('epoch')} of the run)", ""]
+          f"(from epoch {info.metadata.get('epoch')} of {_run_name(out, ckpt)})", ""]
     curve = training_curve(out / "train")
     if curve:
         L += ["## Training curve", "", "| epoch | train loss | plan L1 loss | held-out val L2 mean (m) | val L2 @3 s (m) |",
