@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from dualdrive.agents.base import Agent, Plan
-from dualdrive.agents.dual.agent import DualAgent, DualConfig
+from dualdrive.agents.dual.agent import DualAgent, DualConfig, _path_length
 from dualdrive.instructions.agent import retime_plan
 from dualdrive.vlm.answer import VLMAnswer, render_answer
 from dualdrive.vlm.backend import VLMReply, reply_from_text
@@ -242,3 +242,13 @@ def test_eval_refuses_a_bad_system_2_latency():
     from dualdrive.cli import app
     r = CliRunner().invoke(app, ["eval", "--agent", "dual", "--suite", "longtail", "--s2-latency", "30"])
     assert r.exit_code != 0 and "--s2-latency 30" in r.output and "Traceback" not in r.output
+
+
+def test_only_the_decisions_in_plan_actions_touch_system_1s_plan():
+    straight = Straight().act({})
+    agent = DualAgent(DualConfig(plan_actions=("slow down",)), system1=Straight(), backend=Says(actions=("stop",)))
+    plan = _drive(agent, 3)
+    np.testing.assert_allclose(plan.poses, straight.poses)
+    assert "not acted on" in agent.debug["phase"]
+    agent = DualAgent(DualConfig(plan_actions=("slow down",)), system1=Straight(), backend=Says(actions=("slow down",)))
+    assert _path_length(_drive(agent, 3)) < _path_length(straight)

@@ -60,6 +60,9 @@ class DualConfig:
     # the meta-actions handed to a System 1 with a guidance input (the others reach it as "none"): on
     # longtail, handing over System 2's lane changes and "park" too drove System 1 off the road (README)
     guidance_actions: tuple[str, ...] = ("stop", "yield", "wait", "slow down", "pull over")
+    # the meta-actions the dual agent acts on through the plan of a System 1 without a guidance input (the
+    # others leave System 1's plan as it is)
+    plan_actions: tuple[str, ...] = ("stop", "yield", "wait", "slow down", "pull over")
     # System 2 (see dualdrive.vlm.backend.make_backend); None: $DUALDRIVE_VLM_BACKEND, else "builtin"
     s2_backend: str | None = None
     # None: System 2 answers in its own thread with its real latency (the car as it would run). A number: it is
@@ -227,6 +230,9 @@ class DualAgent(Agent):
             self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} -> System 1{self._guide_note}"
             return plan
         action = actions[0] if actions else "keep lane"
+        if action not in self.cfg.plan_actions:
+            self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} (not acted on)"
+            return plan
         if action in STOP_ACTIONS and self._released():
             self._caption = f"S2 ({age:.1f} s): {', '.join(actions)} (hold set aside: System 1 drives)"
             return plan
