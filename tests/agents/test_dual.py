@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from dualdrive.agents.base import Agent, Plan
 from dualdrive.agents.dual.agent import DualAgent, DualConfig, _path_length
@@ -210,7 +211,6 @@ def test_system_2_in_step_answers_at_its_simulated_latency_on_every_run():
 
 
 def test_system_2_latency_comes_from_the_environment_and_is_checked(monkeypatch):
-    import pytest
     from dualdrive.agents.dual.agent import S2_LATENCY_ENV
     monkeypatch.setenv(S2_LATENCY_ENV, "0.5")
     assert DualAgent(system1=Straight(), backend=Says()).s2_sim_latency_s == 0.5
