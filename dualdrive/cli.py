@@ -28,6 +28,8 @@ def main() -> None:
     """dualdrive command line."""
 
 
+S2_CONFIDENCE_HELP = ("--agent dual: act on System 2 only when its confidence in its first meta-action is at least "
+                      "this (0-1; the builtin VLM gives one; `dualdrive eval-vlm` shows how far it can be trusted)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -46,13 +48,15 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
                                                     'is asleep" (see `dualdrive instruct`)'),
           vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
                                             "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
-          s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP)) -> None:
+          s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
+          s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP)) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
+    _use_s2_confidence(s2_min_confidence)
     try:
         family, _ = resolve_scenario(scenario)
         cfg = ScenarioConfig.from_file(config) if config else ScenarioConfig(family=family)
@@ -159,13 +163,15 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
                                            "gets in the way of are handed to IDM along their own paths"),
              vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
                                                "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
-             s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP)) -> None:
+             s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
+             s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
     ckpt = _use_checkpoint(checkpoint)
     vlm_spec = _use_vlm(vlm)
     s2_latency = _use_s2_latency(s2_latency)
+    s2_conf = _use_s2_confidence(s2_min_confidence)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -174,7 +180,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
             suite = "all"
         cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address,
                          {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {}),
-                          **({"s2_sim_latency_s": s2_latency} if s2_latency is not None else {})})
+                          **({"s2_sim_latency_s": s2_latency} if s2_latency is not None else {}),
+                          **({"s2_min_confidence": s2_conf} if s2_conf is not None else {})})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -574,6 +581,19 @@ def _use_s2_latency(seconds: Optional[float]) -> Optional[float]:
         _fail(f"--s2-latency {seconds:g}: give 0 to {MAX_SIM_LATENCY_S:g} s of simulation time")
     os.environ[S2_LATENCY_ENV] = repr(float(seconds))
     return float(seconds)
+
+
+def _use_s2_confidence(threshold: Optional[float]) -> Optional[float]:
+    """Check ``--s2-min-confidence`` and hand it to the dual agent (and the Ray workers) through its env var."""
+    if threshold is None:
+        return None
+    import os
+
+    from dualdrive.agents.dual.agent import S2_CONFIDENCE_ENV
+    if not 0.0 <= threshold <= 1.0:
+        _fail(f"--s2-min-confidence {threshold:g}: give a probability from 0 to 1")
+    os.environ[S2_CONFIDENCE_ENV] = repr(float(threshold))
+    return float(threshold)
 
 
 def _use_vlm(spec: Optional[str]) -> Optional[str]:

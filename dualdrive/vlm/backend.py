@@ -10,7 +10,7 @@ an OpenAI-compatible server) plug in behind the same protocol.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +26,9 @@ class VLMReply:
     answer: VLMAnswer | None  # None when the text does not parse
     latency_s: float
     error: str | None = None  # why the text did not parse
+    # the model's probability of its first meta-action (the product over its words, greedy decoding), where
+    # the backend can say (builtin); None otherwise. The dual agent may act only on answers it is sure of
+    confidence: float | None = None
 
 
 @runtime_checkable
@@ -73,10 +76,25 @@ class BuiltinBackend:
         prompt_ids = self.tokenizer.encode(without_passenger(prompt))[-self.model.cfg.max_prompt_tokens:]
         torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
+        probs: list[float] = []
         ids = self.model.generate(torch.tensor(image), prompt_ids, self.tokenizer.bos_id,
-                                  self.tokenizer.eos_id)
+                                  self.tokenizer.eos_id, probs=probs)
         text = self.tokenizer.decode(ids)
-        return reply_from_text(text, time.perf_counter() - t0)
+        reply = reply_from_text(text, time.perf_counter() - t0)
+        return replace(reply, confidence=first_meta_action_confidence([self.tokenizer.vocab[i] for i in ids], probs))
+
+
+def first_meta_action_confidence(words: list[str], probs: list[float]) -> float | None:
+    """The probability of the first meta-action of an answer: the product of the probabilities of its
+    words, from after ``plan:`` to the next ``,`` or ``.`` (None when the answer has no such section)."""
+    for i in range(len(words) - 1):
+        if words[i] == "plan" and words[i + 1] == ":":
+            p, j = 1.0, i + 2
+            while j < len(words) and words[j] not in (",", "."):
+                p *= probs[j]
+                j += 1
+            return p if j > i + 2 else None
+    return None
 
 
 class OpenAIBackend:

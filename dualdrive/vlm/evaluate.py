@@ -46,7 +46,7 @@ def predict(backend: VLMBackend, data_dir: str | Path, max_frames: int | None = 
         out.append({"scenario": r["scenario"], "seed": r["seed"], "frame": r["frame"], "prompt": r["prompt"],
                     "truth": r["answer"], "truth_text": r["text"], "text": reply.text,
                     "answer": reply.answer.to_dict() if reply.answer else None, "error": reply.error,
-                    "latency_s": reply.latency_s, "cpu_s": cpu_s})
+                    "latency_s": reply.latency_s, "cpu_s": cpu_s, "confidence": reply.confidence})
         if on_frame:
             on_frame(k + 1, n)
     return out
@@ -82,7 +82,36 @@ def score(records: list[dict]) -> dict:
                        "p95": float(np.percentile(lat, 95)), "max": float(lat.max())},
         "cpu_ms": {"mean": float(np.mean(cpu)), "p95": float(np.percentile(cpu, 95)), "max": float(np.max(cpu))},
         "answer_words_mean": float(np.mean([len(r["text"].split()) for r in records])),
+        **_calibration(truths, preds, [r.get("confidence") for r in records]),
     }
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.7, 0.9, 1.0 + 1e-9)
+CONFIDENCE_THRESHOLDS = (0.0, 0.5, 0.7, 0.9)
+
+
+def _calibration(truths: list[VLMAnswer], preds: list[VLMAnswer | None], conf: list[float | None]) -> dict:
+    """How far the model's confidence in its first meta-action can be trusted (backends that give one):
+    first-action accuracy per confidence bin, and for each predicted first action, precision and recall
+    when only answers at or above a threshold count (what a dual agent that gates on confidence acts on)."""
+    rows = [(t.meta_actions[0], p.meta_actions[0], c) for t, p, c in zip(truths, preds, conf)
+            if p is not None and c is not None]
+    if not rows:
+        return {}
+    bins = []
+    for lo, hi in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:]):
+        sel = [t == p for t, p, c in rows if lo <= c < hi]
+        bins.append({"from": lo, "to": min(hi, 1.0), "frames": len(sel),
+                     "accuracy": float(np.mean(sel)) if sel else float("nan")})
+    by_action: dict[str, dict] = {}
+    for a in sorted({p for _, p, _ in rows} | {t for t, _, _ in rows}):
+        support = sum(t == a for t, _, _ in rows)
+        by_action[a] = {"support": support}
+        for th in CONFIDENCE_THRESHOLDS:
+            said = [t == a for t, p, c in rows if p == a and c >= th]
+            by_action[a][f"p>={th:g}"] = {"said": len(said), "precision": float(np.mean(said)) if said else float("nan"),
+                                          "recall": sum(said) / support if support else float("nan")}
+    return {"confidence_bins": bins, "confidence_by_action": by_action}
 
 
 def _per_action(truths: list[VLMAnswer], preds: list[VLMAnswer | None]) -> dict:

@@ -111,8 +111,11 @@ class DrivingVLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, image: torch.Tensor, prompt_ids: list[int], bos_id: int, eos_id: int,
-                 max_tokens: int | None = None) -> list[int]:
-        """Greedy answer token ids for one frame ``image`` (H, W, 3) uint8 and its prompt (without <eos>)."""
+                 max_tokens: int | None = None, probs: list[float] | None = None) -> list[int]:
+        """Greedy answer token ids for one frame ``image`` (H, W, 3) uint8 and its prompt (without <eos>).
+
+        ``probs``, if given, receives the model's probability of each returned token (its softmax at that
+        step): how sure the model was of each word it said."""
         limit = min(max_tokens or self.cfg.max_answer_tokens, self.cfg.max_answer_tokens)
         if len(prompt_ids) > self.cfg.max_prompt_tokens:
             raise ValueError(f"prompt has {len(prompt_ids)} tokens; the model takes at most {self.cfg.max_prompt_tokens}")
@@ -122,10 +125,13 @@ class DrivingVLM(nn.Module):
         pos = h.shape[1]
         out: list[int] = []
         for _ in range(limit):
-            nxt = int(self._logits(h[:, -1]).argmax(-1))
+            logits = self._logits(h[:, -1])
+            nxt = int(logits.argmax(-1))
             if nxt == eos_id:
                 break
             out.append(nxt)
+            if probs is not None:
+                probs.append(float(torch.softmax(logits[0].float(), -1)[nxt]))
             h, cache = self._run(self.tok(torch.tensor([[nxt]], device=vis.device)), pos, cache)
             pos += 1
         return out

@@ -252,3 +252,63 @@ def test_only_the_decisions_in_plan_actions_touch_system_1s_plan():
     assert "not acted on" in agent.debug["phase"]
     agent = DualAgent(DualConfig(plan_actions=("slow down",)), system1=Straight(), backend=Says(actions=("slow down",)))
     assert _path_length(_drive(agent, 3)) < _path_length(straight)
+
+
+class SaysSure(Says):
+    """System 2 stand-in that is ``confidence`` sure of its answer."""
+
+    def __init__(self, confidence: float | None, actions=("stop",)):
+        super().__init__(actions=actions)
+        self.confidence = confidence
+
+    def ask(self, image, prompt) -> VLMReply:
+        from dataclasses import replace
+        return replace(super().ask(image, prompt), confidence=self.confidence)
+
+
+def test_an_answer_below_the_confidence_threshold_is_logged_but_not_acted_on():
+    straight = Straight().act({})
+    agent = DualAgent(DualConfig(min_confidence=0.8), system1=Straight(), backend=SaysSure(0.6))
+    plan = _drive(agent, 3)
+    np.testing.assert_allclose(plan.poses, straight.poses)  # System 1 alone
+    assert agent.s2_log[0]["unsure"].startswith("confidence 0.60 < 0.8") and agent.s2_log[0]["meta_actions"] == ["stop"]
+    assert "unsure" in agent.debug["phase"]
+    for sure in (SaysSure(0.9), SaysSure(None)):  # sure enough, or a backend that gives no confidence
+        agent = DualAgent(DualConfig(min_confidence=0.8), system1=Straight(), backend=sure)
+        assert _stops(_drive(agent, 3))
+
+
+def test_an_unsure_answer_ends_the_decision_before_it():
+    class Then(Says):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def ask(self, image, prompt):
+            from dataclasses import replace
+            self.n += 1
+            return replace(super().ask(image, prompt), confidence=0.95 if self.n == 1 else 0.3)
+    agent = DualAgent(DualConfig(min_confidence=0.8, s2_sim_latency_s=0.0), system1=Straight(), backend=Then())
+    plans = [agent.act(_obs()) for _ in range(12)]
+    assert _stops(plans[2])  # the sure stop, asked at 0 s
+    plan = plans[-1]  # the unsure answer asked at 1 s: System 1 drives on its own
+    assert agent.s2_log[1].get("unsure")
+    np.testing.assert_allclose(plan.poses, Straight().act({}).poses)
+
+
+def test_the_confidence_threshold_comes_from_the_environment_and_is_checked(monkeypatch):
+    from dualdrive.agents.dual.agent import S2_CONFIDENCE_ENV
+    assert DualAgent(system1=Straight(), backend=Says()).min_confidence == 0.0
+    monkeypatch.setenv(S2_CONFIDENCE_ENV, "0.7")
+    assert DualAgent(system1=Straight(), backend=Says()).min_confidence == 0.7
+    monkeypatch.setenv(S2_CONFIDENCE_ENV, "high")
+    with pytest.raises(ValueError, match="not a number"):
+        DualAgent(system1=Straight(), backend=Says())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DualAgent(DualConfig(min_confidence=1.5), system1=Straight(), backend=Says())
+    from typer.testing import CliRunner
+
+    from dualdrive.cli import app
+    monkeypatch.delenv(S2_CONFIDENCE_ENV)
+    r = CliRunner().invoke(app, ["eval", "--agent", "dual", "--suite", "longtail", "--s2-min-confidence", "2"])
+    assert r.exit_code != 0 and "--s2-min-confidence 2" in r.output and "Traceback" not in r.output

@@ -47,6 +47,29 @@ def test_shapes_and_greedy_decoding(tok):
         m(torch.zeros(1, 10, 10, 3, dtype=torch.uint8), tokens[:1])
 
 
+def test_generate_reports_the_probability_of_each_word_it_says(tok):
+    m = _model(tok).eval()
+    image, prompt = torch.randint(0, 256, (96, 192, 3), dtype=torch.uint8), tok.encode("speed 3 m/s.")
+    probs: list[float] = []
+    ids = m.generate(image, prompt, tok.bos_id, tok.eos_id, max_tokens=6, probs=probs)
+    assert ids == m.generate(image, prompt, tok.bos_id, tok.eos_id, max_tokens=6) and len(probs) == len(ids)
+    # each is the softmax of the chosen (greedy: the most likely) token, recomputed from the full sequence
+    seq = torch.tensor([prompt + [tok.bos_id] + ids])
+    p_full = torch.softmax(m(image.unsqueeze(0), seq)[0, len(prompt):len(prompt) + len(ids)], -1)
+    expected = p_full[torch.arange(len(ids)), torch.tensor(ids)]
+    assert torch.allclose(torch.tensor(probs), expected, atol=1e-4)
+    assert all(p >= 1.0 / len(tok) for p in probs)
+
+
+def test_the_first_meta_actions_confidence_is_the_product_over_its_words():
+    from dualdrive.vlm.backend import first_meta_action_confidence
+    words = "road : urban . plan : change lane left , stop .".split()
+    probs = [0.9] * 6 + [0.5, 0.8, 0.6] + [0.9] * 3
+    assert first_meta_action_confidence(words, probs) == pytest.approx(0.5 * 0.8 * 0.6)
+    assert first_meta_action_confidence("road : urban .".split(), [0.9] * 4) is None  # no plan section
+    assert first_meta_action_confidence("plan : .".split(), [0.9] * 3) is None  # an empty one
+
+
 def test_a_few_steps_reduce_the_loss_on_a_tiny_batch(tok):
     m = _model(tok)
     images = torch.randint(0, 256, (4, 96, 192, 3), dtype=torch.uint8)

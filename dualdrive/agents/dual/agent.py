@@ -71,10 +71,17 @@ class DualConfig:
     # which frames System 2 answers changes from run to run and one episode moved by 30 DS points between runs).
     # None here: $DUALDRIVE_S2_LATENCY_S if set
     s2_sim_latency_s: float | None = None
+    # System 2's decisions are acted on only when the backend's confidence in its first meta-action is at least
+    # this (the builtin VLM gives one: VLMReply.confidence; a backend that gives none is always acted on). An
+    # unsure answer is logged and System 1 drives alone. On the VLM's held-out frames, its stop / wait / yield
+    # were right 82 % of the time at any confidence and 92 % at >= 0.8 (recall 95 -> 78 %): `dualdrive eval-vlm`
+    # reports the table. 0: every answer (None here: $DUALDRIVE_S2_MIN_CONFIDENCE if set, else 0)
+    min_confidence: float | None = None
 
 
 MAX_SIM_LATENCY_S = 10.0  # beyond max_guidance_age_s anyway: every answer would arrive stale
 S2_LATENCY_ENV = "DUALDRIVE_S2_LATENCY_S"  # DualConfig.s2_sim_latency_s for agents built by name (and Ray workers)
+S2_CONFIDENCE_ENV = "DUALDRIVE_S2_MIN_CONFIDENCE"  # DualConfig.min_confidence likewise
 
 
 class _System2Thread:
@@ -151,6 +158,7 @@ class DualAgent(Agent):
             backend = make_backend(self.cfg.s2_backend or os.environ.get(BACKEND_ENV) or "builtin")
         self.s1, self.backend = system1, backend
         self.s2_sim_latency_s = _sim_latency(self.cfg.s2_sim_latency_s)
+        self.min_confidence = _min_confidence(self.cfg.min_confidence)
         # System 1 was trained with a guidance input (E2EConfig.guidance_classes): it plans with System 2's word
         self.s1_takes_guidance = bool(getattr(getattr(getattr(system1, "info", None), "config", None),
                                               "guidance_classes", 0))
@@ -182,6 +190,7 @@ class DualAgent(Agent):
         self.s2_log: list[dict] = []
         self._caption = ""
         self._guide_note = ""
+        self._unsure = ""  # the caption while System 2's latest answer was too unsure to act on
 
     def _guided(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The observation with System 2's latest fresh meta-action for a System 1 that takes it."""
@@ -210,7 +219,7 @@ class DualAgent(Agent):
         self._ask(observation)
         self.t_s += POLICY_DT_S
         if not isinstance(plan, Plan) or self.guidance is None:
-            self._caption = "S2: -" if self.guidance is None else self._caption
+            self._caption = (self._unsure or "S2: -") if self.guidance is None else self._caption
             self.held_s = 0.0
             return plan
         t_frame, actions, decision = self.guidance
@@ -288,10 +297,20 @@ class DualAgent(Agent):
             entry["error"] = f"{type(reply).__name__}: {reply}"
         elif reply.answer is None:
             entry.update(text=reply.text[:500], error=reply.error, latency_s=round(reply.latency_s, 3))
+        elif reply.confidence is not None and reply.confidence < self.min_confidence:
+            a = reply.answer
+            entry.update(text=reply.text, meta_actions=list(a.meta_actions), confidence=round(reply.confidence, 3),
+                         latency_s=round(reply.latency_s, 3),
+                         unsure=f"confidence {reply.confidence:.2f} < {self.min_confidence:g}: System 1 drives alone")
+            self.guidance = None  # an unsure answer replaces what System 2 said before: no decision at all
+            self._unsure = f"S2 unsure ({reply.confidence:.2f}): {', '.join(a.meta_actions)} (not acted on)"
         else:
             a = reply.answer
             entry.update(text=reply.text, meta_actions=list(a.meta_actions), decision=a.decision,
                          latency_s=round(reply.latency_s, 3))
+            if reply.confidence is not None:
+                entry["confidence"] = round(reply.confidence, 3)
+            self._unsure = ""
             first = a.meta_actions[0] if a.meta_actions else None
             if self.guidance is None or not self.guidance[1] or self.guidance[1][0] != first:
                 self.guidance_speed_mps = abs(speed_mps)  # a new decision: "slow down" is from this speed on
@@ -331,6 +350,23 @@ def _sim_latency(configured: float | None) -> float | None:
             raise ValueError(f"${S2_LATENCY_ENV}={raw!r} is not a number of seconds") from None
     if not 0.0 <= configured <= MAX_SIM_LATENCY_S:
         raise ValueError(f"System 2's simulated latency must be 0-{MAX_SIM_LATENCY_S:g} s of simulation time, not {configured!r}")
+    return float(configured)
+
+
+def _min_confidence(configured: float | None) -> float:
+    """The confidence below which System 2 is not acted on: the configured one, else
+    ``$DUALDRIVE_S2_MIN_CONFIDENCE``, else 0 (every answer)."""
+    import os
+    if configured is None:
+        raw = os.environ.get(S2_CONFIDENCE_ENV, "").strip()
+        if not raw:
+            return 0.0
+        try:
+            configured = float(raw)
+        except ValueError:
+            raise ValueError(f"${S2_CONFIDENCE_ENV}={raw!r} is not a number in [0, 1]") from None
+    if not 0.0 <= configured <= 1.0:
+        raise ValueError(f"System 2's minimum confidence must be in [0, 1], not {configured!r}")
     return float(configured)
 
 
