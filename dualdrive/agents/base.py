@@ -57,6 +57,10 @@ class Agent(abc.ABC):
     uses_sensors: bool = False
     # only a privileged agent (the expert) receives the world's ground-truth handle in its reset info
     privileged: bool = False
+    # on a stock highway-env env: True, the agent returns the env's own actions (it gets the action space in
+    # its reset info); False, it returns Plans/Controls as everywhere else, and the runner gives the env
+    # continuous actions at 10 Hz and drives them through the trajectory follower
+    stock_actions: bool = False
 
     def reset(self, info: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Prepare for a new episode."""

@@ -18,6 +18,7 @@ class IdleAgent(Agent):
     IDLE / zero action)."""
 
     name = "idle"
+    stock_actions = True
 
     def reset(self, info: dict[str, Any]) -> None:
         self.space = info.get("action_space")
@@ -35,6 +36,7 @@ class RandomAgent(Agent):
     """Uniformly random actions, seeded by the episode seed (so episodes stay reproducible)."""
 
     name = "random"
+    stock_actions = True
 
     def reset(self, info: dict[str, Any]) -> None:
         self.space = info.get("action_space")

@@ -54,6 +54,8 @@ def run_job(agent_name: str, job: EpisodeJob, record_dir: str | None = None) -> 
             row = _stock_episode(agent_name, job)
         else:
             row = _dualdrive_episode(agent_name, job, record_dir)
+    except AgentFailure as e:  # the agent cannot drive this env at all (said why)
+        row = _failed_row(job, str(e))
     except Exception as e:  # a fault outside the agent (a world bug): still one failed row, not a lost run
         row = _failed_row(job, f"crashed: {type(e).__name__}: {e}", traceback.format_exc())
     row["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -140,23 +142,55 @@ def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None)
     return row
 
 
+# a stock env driven by Plans/Controls: highway-env's continuous (acceleration, steering) action at 10 Hz, the
+# rate dualdrive's agents and follower run at (simulation at the same rate, so one step is 0.1 s of driving)
+PLAN_DRIVEN_STOCK_CONFIG = {"action": {"type": "ContinuousAction"}, "simulation_frequency": 10, "policy_frequency": 10}
+# the stock envs that run so (highway-env 1.12: merge-v0 and roundabout-v0 score lane changes of the discrete
+# action in their rewards, two-way-v0 and u-turn-v0 need its target speeds, parking-v0 has no lanes to follow)
+PLAN_DRIVEN_STOCK_ENVS = ("highway-v0", "highway-fast-v0", "intersection-v0")
+
+
+def stock_action(control: Control, action_type) -> np.ndarray:
+    """A follower's control as highway-env's ContinuousAction: each of acceleration and front-wheel angle
+    mapped from the action type's own range onto [-1, 1] (clipped: the env caps them there too). A stock
+    vehicle drives forward only: a reverse control brakes."""
+    lo_a, hi_a = action_type.acceleration_range
+    lo_s, hi_s = action_type.steering_range
+    accel = control.accel_mps2 if control.gear >= 0 else -abs(control.accel_mps2)
+    a = 2.0 * (accel - lo_a) / (hi_a - lo_a) - 1.0
+    s = 2.0 * (control.steer_rad - lo_s) / (hi_s - lo_s) - 1.0
+    return np.clip(np.array([a, s], np.float32), -1.0, 1.0)
+
+
 def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
     """A stock highway-env env: success = no crash and not truncated early; RC = share of the env's
-    duration driven; IS = the vehicle-collision penalty if it crashed."""
+    duration driven; IS = the vehicle-collision penalty if it crashed. An agent that plans (every
+    dualdrive driver but the reference ones) drives it through the trajectory follower, with the
+    navigation route of :mod:`dualdrive.sensors.stock_nav` in its sensor observation."""
     import highway_env  # noqa: F401  (registers the stock envs)
     agent = load_agent(agent_name)
-    env = env_for(agent, job.env_id)
-    obs, info = env.reset(seed=job.seed)
-    agent.reset({**info, "action_space": env.action_space, "seed": job.seed, "stock_env": True})
+    plans = not agent.stock_actions
+    if not plans:
+        env = gym.make(job.env_id, disable_env_checker=True)
+        if agent.uses_sensors:
+            from dualdrive.sensors.suite import SensorSuite
+            env = SensorSuite(env)
+        obs, info = env.reset(seed=job.seed)
+    else:
+        env, obs, info = _plan_driven_stock_env(job)
+    agent.reset({**reset_info_for(agent, info), "action_space": env.action_space, "seed": job.seed, "stock_env": True})
+    follower = TrajectoryFollower() if plans else None
     cfg = env.unwrapped.config
     duration_s = float(cfg.get("duration", 40))
     crashed, steps, error, terminated, truncated = False, 0, None, False, False
     while not (terminated or truncated) and steps < STOCK_MAX_STEPS:
         try:
             action = _decide(agent, obs)
-            if isinstance(action, (Plan, Control)):
-                raise AgentFailure("agent returns dualdrive Plans/Controls; a stock env needs its own actions "
-                                   f"(action space {env.action_space})")
+            if plans:
+                action = _stock_control(action, follower, float(env.unwrapped.vehicle.speed), env.unwrapped.action_type)
+            elif isinstance(action, (Plan, Control)):
+                raise AgentFailure("agent returns dualdrive Plans/Controls but says stock_actions=True; a stock env "
+                                   f"needs its own actions (action space {env.action_space})")
             if not env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype)
                                              if not np.isscalar(action) else action):
                 raise AgentFailure(f"agent action {action!r} is outside the env's action space {env.action_space}")
@@ -176,6 +210,31 @@ def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
             "success": success, "success_rate": 100.0 if success else 0.0, "duration_s": t_s,
             "infractions": {"collision_vehicle": 1} if crashed else {}, "blocked": False,
             "timeout": False, "log_path": None, "video_path": None}
+
+
+def _plan_driven_stock_env(job: EpisodeJob):
+    """The stock env with continuous actions at 10 Hz, in the sensor suite (a planning driver needs the
+    odometry and the route it gives), reset: (env, observation, info)."""
+    from dualdrive.sensors.suite import SensorSuite
+    try:
+        env = SensorSuite(gym.make(job.env_id, config=PLAN_DRIVEN_STOCK_CONFIG, disable_env_checker=True))
+        obs, info = env.reset(seed=job.seed)
+    except (ValueError, TypeError, AttributeError) as e:  # highway-env builds and resets the env in make()
+        raise AgentFailure(f"{job.env_id} does not run with continuous actions ({type(e).__name__}: {e}: highway-env's "
+                           f"own code for it assumes its discrete meta-actions), so a driver that plans cannot drive "
+                           f"it; {', '.join(PLAN_DRIVEN_STOCK_ENVS)} can") from None
+    return env, obs, info
+
+
+def _stock_control(decision, follower: TrajectoryFollower, speed_mps: float, action_type) -> np.ndarray:
+    if isinstance(decision, Plan):
+        decision = follower.update(decision, speed_mps)
+    if not isinstance(decision, Control):
+        raise AgentFailure(f"agent returned {type(decision).__name__}, not a Plan or a Control")
+    action = stock_action(decision, action_type)
+    if not np.all(np.isfinite(action)):
+        raise AgentFailure(f"agent's control is not finite: {decision}")
+    return action
 
 
 def _failed_row(job: EpisodeJob, error: str, tb: str | None = None) -> dict:

@@ -8,9 +8,10 @@ Observation (a dict of arrays; units in the names):
   ``lidar_valid`` (1,) int8;
 - ``radar_returns`` (max_returns, 4) float32 rows (range_m, azimuth_rad, radial_velocity_mps,
   rcs_dbsm), the first ``radar_num_returns`` real; ``radar_valid`` (1,) int8;
-- odometry ``speed_mps``, ``yaw_rate_rps``, ``accel_mps2``, ``gear``; on dualdrive's envs also the
-  navigation route (``route_xy_ego_m``, ``route_command``, ``command``, ``command_distance_m``); on a
-  stock env its own observation as ``env_observation``.
+- odometry ``speed_mps``, ``yaw_rate_rps``, ``accel_mps2``, ``gear`` and the navigation route
+  (``route_xy_ego_m``, ``route_command``, ``command``, ``command_distance_m``): on dualdrive's envs
+  the world's, on a stock env the ego's lane ahead (:mod:`dualdrive.sensors.stock_nav`), with the
+  stock env's own observation as ``env_observation``.
 
 A sensor frame that is missing (dropped, blacked out) has ``*_valid`` = 0: the arrays then hold
 zeros that must not be read as data. Noise and faults are drawn from a generator seeded by the
@@ -122,9 +123,10 @@ class SensorSuite(gym.ObservationWrapper):
             yaw_rate = float((h - self._prev[0] + np.pi) % (2 * np.pi) - np.pi) / dt
             acc = (v - self._prev[1]) / dt
         self._prev = (h, v)
+        from dualdrive.sensors.stock_nav import stock_navigation
         return {"speed_mps": np.array([v], np.float32), "yaw_rate_rps": np.array([yaw_rate], np.float32),
                 "accel_mps2": np.array([acc], np.float32), "gear": np.array([1], np.int8),
-                "env_observation": observation}
+                **stock_navigation(self.env), "env_observation": observation}
 
     def _space(self, base: spaces.Space) -> spaces.Dict:
         f = lambda lo, hi, shape: spaces.Box(lo, hi, shape, np.float32)  # noqa: E731
@@ -132,8 +134,15 @@ class SensorSuite(gym.ObservationWrapper):
         if self.is_dualdrive:
             d.update(base.spaces)
         else:
+            from dualdrive.world.commands import Command
+            from dualdrive.world.world import ROUTE_TARGETS
             d.update(speed_mps=f(-50.0, 100.0, (1,)), yaw_rate_rps=f(-100.0, 100.0, (1,)),
-                     accel_mps2=f(-1e3, 1e3, (1,)), gear=spaces.Box(-1, 1, (1,), np.int8), env_observation=base)
+                     accel_mps2=f(-1e3, 1e3, (1,)), gear=spaces.Box(-1, 1, (1,), np.int8),
+                     route_xy_ego_m=f(-1e4, 1e4, (ROUTE_TARGETS, 2)),
+                     route_command=spaces.Box(0, len(Command) - 1, (ROUTE_TARGETS,), np.int8),
+                     command=spaces.Box(0, len(Command) - 1, (1,), np.int8), command_distance_m=f(0.0, 1e5, (1,)),
+                     speed_limit_mps=f(0.0, 100.0, (1,)), route_speed_limit_mps=f(0.0, 100.0, (ROUTE_TARGETS,)),
+                     env_observation=base)
         valid = spaces.Box(0, 1, (1,), np.int8)
         for cam in self.cameras:
             d[f"camera_{cam.cfg.name}_rgb"] = spaces.Box(0, 255, (cam.cfg.height_px, cam.cfg.width_px, 3), np.uint8)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dualdrive.bench.episode import EpisodeJob, run_job
@@ -202,3 +203,25 @@ def test_the_agents_weights_and_system_2_are_part_of_a_runs_identity(suite_file,
                                     meta_extra={"checkpoint": "a.safetensors", "vlm": "hf:/models/x"}))
     assert "vlm" not in plain and "checkpoint" not in plain
     assert other["vlm"] == "hf:/models/x" and other["checkpoint"] == "a.safetensors"
+
+
+def test_a_planning_driver_drives_a_stock_env_through_the_follower():
+    """A driver that returns Plans (here constant velocity, on the sensor suite's odometry) drives a stock
+    env with continuous actions at 10 Hz; one whose env cannot take them is told which can."""
+    from dualdrive.agents.base import Control
+    from dualdrive.bench.episode import PLAN_DRIVEN_STOCK_ENVS, stock_action
+
+    row = run_job("constant_velocity", EpisodeJob("highway-fast-v0", 0, None, "highway-fast-v0"))
+    assert row["status"] == "ok", row["error"]
+    assert row["duration_s"] > 1.0 and row["route_completion"] > 0
+    row = run_job("constant_velocity", EpisodeJob("merge-v0", 0, None, "merge-v0"))
+    assert row["status"] == "failed" and "continuous actions" in row["error"]
+    assert all(e in row["error"] for e in PLAN_DRIVEN_STOCK_ENVS) and not row["error"].startswith("crashed")
+    assert run_job("random", EpisodeJob("merge-v0", 0, None, "merge-v0"))["status"] == "ok"  # its own actions
+
+    class Ranges:
+        acceleration_range, steering_range = (-5.0, 5.0), (-np.pi / 4, np.pi / 4)
+    np.testing.assert_allclose(stock_action(Control(0.0, 0.0), Ranges), [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(stock_action(Control(2.5, -np.pi / 8), Ranges), [0.5, -0.5], atol=1e-6)
+    np.testing.assert_allclose(stock_action(Control(9.0, 1.0), Ranges), [1.0, 1.0])  # clipped to the range
+    assert stock_action(Control(2.0, 0.0, gear=-1), Ranges)[0] < 0  # no reverse on a stock car: it brakes

@@ -222,3 +222,18 @@ def test_near_plane_clip_keeps_the_part_in_front():
     # a triangle with one corner in front: that corner and the two crossings
     tri = np.array([[0.0, 0, 2], [1, 0, -2], [-1, 0, -2]])
     assert np.allclose(_clip_near(tri), [[0, 0, 2], [(2 - NEAR_M) / 4, 0, NEAR_M], [-(2 - NEAR_M) / 4, 0, NEAR_M]])
+
+
+def test_a_stock_env_gets_a_navigation_route_along_the_egos_lane():
+    env = SensorSuite(gym.make("highway-v0", disable_env_checker=True))
+    obs, _ = env.reset(seed=0)
+    route = obs["route_xy_ego_m"]
+    assert route.shape == (10, 2)
+    np.testing.assert_allclose(route[:, 0], 8.0 * np.arange(1, 11), atol=0.5)  # 8 m apart, straight ahead
+    assert np.abs(route[:, 1]).max() < 0.5 and obs["command"][0] == 0  # on the lane's centre: FOLLOW_LANE
+    assert obs["speed_limit_mps"][0] > 0 and env.observation_space.contains(obs)
+    # intersection-v0 plans the ego a turn: the route follows it off the straight line
+    env = SensorSuite(gym.make("intersection-v0", disable_env_checker=True))
+    route = env.reset(seed=0)[0]["route_xy_ego_m"]
+    assert np.abs(route[-1, 1]) > 10.0
+    assert np.all(np.linalg.norm(np.diff(route, axis=0), axis=1) < 9.0)  # no jumps between the lanes it joins
