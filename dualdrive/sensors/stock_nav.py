@@ -19,6 +19,7 @@ from dualdrive.world.geometry import world_to_ego
 from dualdrive.world.world import ROUTE_TARGET_SPACING_M, ROUTE_TARGETS
 
 NO_COMMAND_AHEAD_M = 1000.0  # command_distance_m when no other command is ahead: "follow the road"
+DEFAULT_SPEED_LIMIT_MPS = 20.0  # highway-env's own default lane speed limit, for a lane that has none
 _MAX_LANE_HOPS = 50  # a network of zero-length lanes (malformed) must not loop forever
 
 
@@ -49,8 +50,8 @@ def stock_navigation(env) -> dict[str, np.ndarray]:
             index, lane, hops = nxt, network.get_lane(nxt), hops + 1
         # past the end of the network the last lane goes on (highway-env's lanes extrapolate)
         xy.append(lane.position(t - start, 0.0))
-        limits.append(float(getattr(lane, "speed_limit", None) or ego.target_speed))
-    here = float(getattr(network.get_lane(ego.lane_index), "speed_limit", None) or ego.target_speed)
+        limits.append(_speed_limit(lane))
+    here = _speed_limit(network.get_lane(ego.lane_index))
     route = world_to_ego(np.array(xy, float), np.asarray(ego.position, float), float(ego.heading))
     return {"route_xy_ego_m": route.astype(np.float32),
             "route_command": np.full(ROUTE_TARGETS, int(Command.FOLLOW_LANE), np.int8),
@@ -58,3 +59,7 @@ def stock_navigation(env) -> dict[str, np.ndarray]:
             "command_distance_m": np.array([NO_COMMAND_AHEAD_M], np.float32),
             "speed_limit_mps": np.array([here], np.float32),
             "route_speed_limit_mps": np.array(limits, np.float32)}
+
+
+def _speed_limit(lane) -> float:
+    return float(getattr(lane, "speed_limit", None) or DEFAULT_SPEED_LIMIT_MPS)
