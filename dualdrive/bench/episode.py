@@ -146,7 +146,7 @@ def _dualdrive_episode(agent_name: str, job: EpisodeJob, record_dir: str | None)
 # rate dualdrive's agents and follower run at (simulation at the same rate, so one step is 0.1 s of driving)
 PLAN_DRIVEN_STOCK_CONFIG = {"action": {"type": "ContinuousAction"}, "simulation_frequency": 10, "policy_frequency": 10}
 # the stock envs that run so (highway-env 1.12: merge-v0 and roundabout-v0 score lane changes of the discrete
-# action in their rewards, two-way-v0 and u-turn-v0 need its target speeds, parking-v0 has no lanes to follow)
+# action in their rewards, two-way-v0 and u-turn-v0 need its target speeds; parking-v0 not tried)
 PLAN_DRIVEN_STOCK_ENVS = ("highway-v0", "highway-fast-v0", "intersection-v0")
 
 
