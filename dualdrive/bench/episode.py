@@ -170,14 +170,11 @@ def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
     import highway_env  # noqa: F401  (registers the stock envs)
     agent = load_agent(agent_name)
     plans = not agent.stock_actions
-    if not plans:
-        env = gym.make(job.env_id, disable_env_checker=True)
-        if agent.uses_sensors:
-            from dualdrive.sensors.suite import SensorSuite
-            env = SensorSuite(env)
-        obs, info = env.reset(seed=job.seed)
-    else:
+    if plans:
         env, obs, info = _plan_driven_stock_env(job)
+    else:
+        env = env_for(agent, job.env_id)
+        obs, info = env.reset(seed=job.seed)
     agent.reset({**reset_info_for(agent, info), "action_space": env.action_space, "seed": job.seed, "stock_env": True})
     follower = TrajectoryFollower() if plans else None
     cfg = env.unwrapped.config

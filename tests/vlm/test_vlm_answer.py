@@ -55,3 +55,25 @@ def test_bad_values_are_refused_where_made():
         SceneObject("dragon", 10, "ahead", "in my lane")
     with pytest.raises(ValueError, match="unknown finding"):
         Finding("car", "flying")
+
+
+def test_eval_vlm_scores_how_far_the_confidence_can_be_trusted():
+    """score()'s calibration tables on hand-made records: accuracy per confidence bin, and per action the
+    precision and recall of the answers at or above each threshold."""
+    from dualdrive.vlm.evaluate import score
+
+    def rec(truth: str, said: str, conf: float | None) -> dict:
+        t, p = VLMAnswer("urban", "none", meta_actions=(truth,)), VLMAnswer("urban", "none", meta_actions=(said,))
+        return {"truth": t.to_dict(), "truth_text": render_answer(t), "answer": p.to_dict(), "text": render_answer(p),
+                "prompt": "speed 5 m/s.", "latency_s": 0.01, "cpu_s": 0.01, "confidence": conf}
+    records = [rec("stop", "stop", 0.95), rec("keep lane", "stop", 0.6), rec("stop", "stop", 0.3),
+               rec("keep lane", "keep lane", 0.8)]
+    s = score(records)
+    bins = {b["from"]: (b["frames"], b["accuracy"]) for b in s["confidence_bins"]}
+    assert bins[0.0] == (1, 1.0) and bins[0.5] == (1, 0.0) and bins[0.7] == (1, 1.0) and bins[0.9] == (1, 1.0)
+    stop = s["confidence_by_action"]["stop"]
+    assert stop["support"] == 2
+    assert stop["p>=0"] == {"said": 3, "precision": pytest.approx(2 / 3), "recall": 1.0}
+    assert stop["p>=0.7"] == {"said": 1, "precision": 1.0, "recall": 0.5}
+    # a backend that gives no confidence: no tables
+    assert "confidence_bins" not in score([{**r, "confidence": None} for r in records])
