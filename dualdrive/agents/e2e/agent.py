@@ -22,6 +22,7 @@ import torch
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.world.commands import Command
 
@@ -160,6 +161,15 @@ def stop_plan(speed_mps: float) -> Plan:
 
 
 THREADS_ENV = "DUALDRIVE_E2E_THREADS"  # CPU threads for the model's inference (default 1)
+GUARD_ENV = "DUALDRIVE_E2E_GUARD"  # "0": drive the network's plan unchecked (see dualdrive.agents.guard)
+
+
+def guard_from_env() -> bool:
+    """Whether the LiDAR plan guard is on: $DUALDRIVE_E2E_GUARD, default on."""
+    value = os.environ.get(GUARD_ENV, "1").strip().lower()
+    if value not in ("0", "1", "on", "off", "true", "false"):
+        raise ValueError(f"${GUARD_ENV}={value!r}: use 1 (the guard checks each plan against the LiDAR) or 0 (off)")
+    return value in ("1", "on", "true")
 
 
 class E2EAgent(Agent):
@@ -169,7 +179,7 @@ class E2EAgent(Agent):
     uses_sensors = True
     privileged = False
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -180,10 +190,14 @@ class E2EAgent(Agent):
         self.device = torch.device(device)
         self._warned: set[str] = set()
         self.reverse_vetoed = 0  # decisions whose reverse plan was not driven (REVERSE_COMMANDS), this episode
+        self.guard = PlanGuard(GuardConfig(enabled=guard_from_env() if guard is None else guard))
+        self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
         """Nothing carries over between episodes: the model is a function of the current observation."""
         self.reverse_vetoed = 0
+        self.guard.reset()
+        self.debug = {}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
         speed_mps = _speed(observation)
@@ -196,13 +210,24 @@ class E2EAgent(Agent):
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
         plan = out["plan"][0]
-        if reverse and "plans" in out and int(x["command"]) not in REVERSE_COMMANDS:
+        car_park = int(x["command"]) in REVERSE_COMMANDS
+        if reverse and "plans" in out and not car_park:
             plan, reverse = out["plans"][0, 0], False  # no reversing on the road: the forward plan
             self.reverse_vetoed += 1
         poses = plan.double().cpu().numpy()
         if not np.all(np.isfinite(poses)):
             return self._stop("the model's plan is not finite", speed_mps)
-        return Plan(poses, REVERSE if reverse else FORWARD)
+        chosen = Plan(poses, REVERSE if reverse else FORWARD)
+        if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
+            return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
+        other = None
+        if car_park and "plans" in out:  # the other gear's plan: backing up when the nose will not clear
+            other_poses = out["plans"][0, 0 if reverse else 1].double().cpu().numpy()
+            if np.all(np.isfinite(other_poses)):
+                other = Plan(other_poses, FORWARD if reverse else REVERSE)
+        verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other)
+        self.debug = {"guard": verdict.reason} if verdict.reason else {}
+        return verdict.plan
 
     def _stop(self, reason: str, speed_mps: float) -> Plan:
         kind = reason.split(" (")[0]
@@ -210,6 +235,20 @@ class E2EAgent(Agent):
             self._warned.add(kind)
             log.warning("e2e agent: %s; returning a stop plan (warned once)", reason)
         return stop_plan(speed_mps)
+
+
+def _steer(observation: dict[str, Any]) -> float:
+    """The odometry's front-wheel angle (0 when the sensor suite does not give it, as on stock envs)."""
+    try:
+        value = float(np.asarray(observation["steer_rad"]).reshape(-1)[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0
+    return value if np.isfinite(value) else 0.0
+
+
+def _lidar_points(observation: dict[str, Any]) -> np.ndarray:
+    n = int(np.asarray(observation["lidar_num_points"]).reshape(-1)[0])
+    return np.asarray(observation["lidar_points_m"], np.float32)[:max(0, n)]
 
 
 def _speed(observation: dict[str, Any]) -> float:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dualdrive.agents.base import FORWARD, REVERSE, Plan
-from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, REVERSE_COMMANDS, E2EAgent, observation_to_inputs, stop_plan
+from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, GUARD_ENV, REVERSE_COMMANDS, E2EAgent, observation_to_inputs, stop_plan
 from dualdrive.agents.e2e.bench import measure_latency, synthetic_observation
 from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
@@ -31,7 +31,7 @@ def test_agent_declares_its_contract():
 
 
 def test_agent_returns_the_models_plan(checkpoint):
-    agent = E2EAgent(checkpoint)
+    agent = E2EAgent(checkpoint, guard=False)  # the network's plan as it is (the guard is tested below)
     agent.reset({})
     obs = synthetic_observation(TINY)
     plan = agent.act(obs)
@@ -45,6 +45,37 @@ def test_agent_returns_the_models_plan(checkpoint):
     np.testing.assert_allclose(plan.poses, expected, rtol=1e-6, atol=1e-6)
     assert plan.gear == (FORWARD if reverse_vetoed else plan.gear) and agent.reverse_vetoed == int(reverse_vetoed)
     assert np.abs(plan.poses).sum() > 0
+
+
+def test_the_guard_checks_the_plan_against_the_lidar(checkpoint):
+    obs = synthetic_observation(TINY, n_points=0)  # nothing around: the guard has nothing to say
+    guarded, raw = E2EAgent(checkpoint), E2EAgent(checkpoint, guard=False)
+    np.testing.assert_allclose(guarded.act(obs).poses, raw.act(obs).poses)
+    assert guarded.debug == {} and guarded.guard.interventions == 0
+    # a car standing all round the ego, 0.3 m off its bumpers and sides: every plan that moves touches it
+    ring = np.concatenate([np.column_stack([np.full(40, x), np.linspace(-1.3, 1.3, 40)]) for x in (-2.8, 2.8)] +
+                          [np.column_stack([np.linspace(-2.8, 2.8, 40), np.full(40, y)]) for y in (-1.3, 1.3)])
+    obs["lidar_points_m"][:len(ring)] = np.column_stack([ring, np.full(len(ring), 1.0), np.full(len(ring), 0.5)])
+    obs["lidar_num_points"][:] = len(ring)
+    obs["speed_mps"][:] = 0.0
+    plan = guarded.act(obs)
+    assert "guard" in guarded.debug and guarded.guard.interventions == 1
+    assert np.abs(plan.poses[:, :2]).max() < 0.3  # it stops short of the car it would have hit
+
+
+@pytest.mark.parametrize("value,on", [("0", False), ("off", False), ("1", True), (None, True)])
+def test_the_guard_follows_the_environment(checkpoint, monkeypatch, value, on):
+    if value is None:
+        monkeypatch.delenv(GUARD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(GUARD_ENV, value)
+    assert E2EAgent(checkpoint).guard.cfg.enabled is on
+
+
+def test_a_bad_guard_setting_says_what_to_use(checkpoint, monkeypatch):
+    monkeypatch.setenv(GUARD_ENV, "maybe")
+    with pytest.raises(ValueError, match="DUALDRIVE_E2E_GUARD"):
+        E2EAgent(checkpoint)
 
 
 def test_inputs_are_built_as_the_dataset_does():

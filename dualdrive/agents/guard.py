@@ -1,0 +1,215 @@
+"""A LiDAR check of a learned plan before it is driven: will the car, following this plan, touch anything?
+
+End-to-end planners in the field keep a rule-based check between the network and the actuators
+(UniAD's occupancy-based collision optimisation, SparseDrive's collision-aware rescoring, the AEB
+every production car has). This one is sensor-only, like the network it guards: it rolls the car
+forward along the plan through the same trajectory follower and bicycle model the drive loop uses,
+and tests the car's footprint (plus a margin) against the current LiDAR returns above the ground.
+
+The world is taken to stand still for the check, which is right for what it is for (parked cars,
+kerbs, cones, a stopped queue) and wrong for traffic that moves away; so the horizon is short at
+speed (an emergency check) and longer at manoeuvring speeds, where everything near is parked.
+
+What it does with a plan that would touch something: in the car park (leaving the spot, parking) it
+tries the network's plan for the other gear (the backing-up a driver does when the nose will not
+clear); else it brakes to a stop short of the first contact. It never makes up a new path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualdrive.agents.base import FORWARD, PLAN_DT_S, Plan
+from dualdrive.agents.follower import WHEELBASE_M, FollowerConfig, TrajectoryFollower
+
+# the ego's footprint as the drive loop's bicycle model has it (highway-env's Vehicle: 5 m x 2 m, centre reference)
+EGO_LENGTH_M, EGO_WIDTH_M = 5.0, 2.0
+MAX_STEER_RATE_RPS = 1.5  # how fast the wheel turns, so the rollout does not steer faster than the car can
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    enabled: bool = True
+    step_s: float = 0.2  # rollout step (twice the drive loop's tick: half the cost, and the bicycle
+    # model's error over a 2.5 s manoeuvre at walking pace stays a few centimetres)
+    horizon_s: float = 0.8  # at speed: an emergency check (everything is assumed to stand still)
+    slow_horizon_s: float = 2.5  # at manoeuvring speeds, where what is near is parked
+    slow_speed_mps: float = 3.0  # below this the long horizon applies
+    margin_long_m: float = 0.5  # clearance ahead of / behind the footprint, at speed
+    margin_lat_m: float = 0.2  # ... and beside it
+    slow_margin_long_m: float = 0.2  # the same at manoeuvring speeds: a car-park bay leaves ~0.65 m a
+    slow_margin_lat_m: float = 0.05  # side, and turning out of it sweeps a front corner into most of that
+    min_height_m: float = 0.3  # LiDAR returns below this are the ground
+    max_height_m: float = 2.6  # ... and above this pass over the car
+    swap_gear_max_speed_mps: float = 1.0  # the other gear's plan is tried only near a standstill
+    brake_mps2: float = 6.0  # the stop short of a contact (the follower brakes up to 7)
+
+    def __post_init__(self) -> None:
+        for name in ("step_s", "horizon_s", "slow_horizon_s", "brake_mps2"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"guard.{name}={getattr(self, name)} must be positive")
+        if min(self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m) < 0 or self.min_height_m >= self.max_height_m:
+            raise ValueError("guard margins must be >= 0 and guard.min_height_m < guard.max_height_m")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the guard made of a plan: the plan to drive, and why it is not the one given (None: it is)."""
+
+    plan: Plan
+    reason: str | None = None
+    contact_s: float | None = None  # when the given plan would have touched something
+
+
+def obstacle_points(points: np.ndarray, cfg: GuardConfig) -> np.ndarray:
+    """(N, 2) ego-frame x, y of the LiDAR returns that are neither ground nor overhead."""
+    p = np.asarray(points, dtype=float).reshape(-1, 4) if np.asarray(points).size else np.zeros((0, 4))
+    keep = (p[:, 2] > cfg.min_height_m) & (p[:, 2] < cfg.max_height_m) & np.all(np.isfinite(p[:, :3]), axis=1)
+    return p[keep, :2]
+
+
+def _plan_at(times: np.ndarray, poses: np.ndarray, plan: Plan, t_s: float, x: float, y: float, h: float) -> Plan:
+    """The plan as it would be re-issued at time ``t_s`` from pose (x, y, h) of the plan's own frame: its
+    poses ``dt`` apart from ``t_s`` on (the last one held), in the car's frame there. ``times`` and
+    ``poses`` are the plan's with the start (0, 0, 0) prepended and the headings unwrapped."""
+    tq = np.minimum(t_s + times[1:], times[-1])
+    px, py, ph = (np.interp(tq, times, poses[:, i]) for i in range(3))
+    c, s = np.cos(h), np.sin(h)
+    dx, dy = px - x, py - y
+    return Plan(np.column_stack([c * dx + s * dy, -s * dx + c * dy, ph - h]), plan.gear, plan.dt_s)
+
+
+def rollout(plan: Plan, speed_mps: float, steer_rad: float, horizon_s: float, step_s: float = 0.1,
+            follower: TrajectoryFollower | None = None) -> np.ndarray:
+    """(T, 3) poses (x, y, heading, in the frame of planning) of the car following ``plan`` for ``horizon_s``,
+    through the drive loop's follower and highway-env's bicycle model (axles at the car's ends)."""
+    follower = follower or TrajectoryFollower(FollowerConfig())
+    times = plan.dt_s * np.arange(0, len(plan.poses) + 1)
+    poses = np.vstack([[0.0, 0.0, 0.0], plan.poses])
+    poses[:, 2] = np.unwrap(poses[:, 2])
+    x = y = h = 0.0
+    v, steer = float(speed_mps), float(steer_rad)
+    out = []
+    for k in range(int(round(horizon_s / step_s))):
+        ctrl = follower.update(_plan_at(times, poses, plan, k * step_s, x, y, h), v)
+        steer = float(np.clip(ctrl.steer_rad, steer - MAX_STEER_RATE_RPS * step_s, steer + MAX_STEER_RATE_RPS * step_s))
+        a = ctrl.accel_mps2 * ctrl.gear
+        if v * ctrl.gear < -1e-6:  # rolling against the gear: the world brakes to a stop first
+            a = -np.sign(v) * min(abs(v) / step_s, 8.0)
+        beta = np.arctan(0.5 * np.tan(steer))
+        x += v * np.cos(h + beta) * step_s
+        y += v * np.sin(h + beta) * step_s
+        h += v * np.sin(beta) / (WHEELBASE_M / 2) * step_s
+        v_new = v + a * step_s
+        v = 0.0 if v_new * ctrl.gear < 0 and v * ctrl.gear >= 0 else v_new  # braking does not reverse the car
+        out.append((x, y, h))
+    return np.asarray(out, dtype=float).reshape(-1, 3)
+
+
+def first_contact(poses: np.ndarray, obstacles: np.ndarray, margin_long_m: float, margin_lat_m: float) -> int | None:
+    """Index of the first rollout pose whose footprint plus the margins takes in an obstacle point that is
+    clear of them now, or whose bare footprint takes in one that is within the margins now. A point inside
+    the car's footprint now is contact the car can only move out of, and does not count."""
+    if len(obstacles) == 0 or len(poses) == 0:
+        return None
+    half_l, half_w = EGO_LENGTH_M / 2 + margin_long_m, EGO_WIDTH_M / 2 + margin_lat_m
+    reach = float(np.max(np.hypot(poses[:, 0], poses[:, 1]))) + np.hypot(half_l, half_w)
+    pts = obstacles[np.hypot(obstacles[:, 0], obstacles[:, 1]) <= reach]
+    touching = (np.abs(pts[:, 0]) < EGO_LENGTH_M / 2) & (np.abs(pts[:, 1]) < EGO_WIDTH_M / 2)
+    pts = pts[~touching]
+    if len(pts) == 0:
+        return None
+    near = (np.abs(pts[:, 0]) < half_l) & (np.abs(pts[:, 1]) < half_w)  # within the margins already
+    c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
+    dx, dy = pts[None, :, 0] - poses[:, None, 0], pts[None, :, 1] - poses[:, None, 1]
+    lx, ly = np.abs(c * dx + s * dy), np.abs(-s * dx + c * dy)
+    inside = np.where(near[None, :], (lx < EGO_LENGTH_M / 2) & (ly < EGO_WIDTH_M / 2), (lx < half_l) & (ly < half_w))
+    hit = np.flatnonzero(inside.any(axis=1))
+    return int(hit[0]) if len(hit) else None
+
+
+def brake_plan(gear: int, speed_mps: float, distance_m: float, cfg: GuardConfig) -> Plan:
+    """Straight on in ``gear`` to a standstill within ``distance_m`` (at ``cfg.brake_mps2`` or harder when
+    nearer), the follower stopping at its last pose."""
+    v = abs(speed_mps) if np.isfinite(speed_mps) else 0.0
+    d = max(distance_m, 0.0)
+    decel = max(cfg.brake_mps2, v * v / (2 * d)) if d > 1e-3 else np.inf
+    t = PLAN_DT_S * np.arange(1, 9)
+    t_stop = v / decel if np.isfinite(decel) else 0.0
+    te = np.minimum(t, t_stop)
+    dist = v * te - 0.5 * (decel if np.isfinite(decel) else 0.0) * te**2
+    return Plan(np.column_stack([gear * dist, np.zeros(8), np.zeros(8)]), gear)
+
+
+class PlanGuard:
+    """Checks a plan against the LiDAR and returns the plan to drive (see the module's docstring)."""
+
+    def __init__(self, config: GuardConfig | None = None) -> None:
+        self.cfg = config or GuardConfig()
+        self._follower = TrajectoryFollower(FollowerConfig())
+        self.interventions = 0  # decisions changed, this episode
+        self.gear_swaps = 0
+
+    def reset(self) -> None:
+        self.interventions = self.gear_swaps = 0
+
+    def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray) -> tuple[float, float] | None:
+        """(time s, distance travelled m) of the plan's first contact within the horizon, or None."""
+        cfg = self.cfg
+        slow = abs(speed_mps) < cfg.slow_speed_mps
+        poses = rollout(plan, speed_mps, steer_rad, cfg.slow_horizon_s if slow else cfg.horizon_s, cfg.step_s,
+                        self._follower)
+        k = first_contact(poses, obstacles, *((cfg.slow_margin_long_m, cfg.slow_margin_lat_m) if slow
+                                               else (cfg.margin_long_m, cfg.margin_lat_m)))
+        if k is None:
+            return None
+        path = np.vstack([[0.0, 0.0], poses[:k + 1, :2]])
+        return (k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+
+    def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
+              alternative: Plan | None = None) -> Verdict:
+        """The plan to drive. ``alternative``: the network's plan for the other gear, tried near a standstill."""
+        cfg = self.cfg
+        if not cfg.enabled:
+            return Verdict(plan)
+        obstacles = obstacle_points(points, cfg)
+        hit = self.contact(plan, speed_mps, steer_rad, obstacles)
+        if hit is None:
+            return Verdict(plan)
+        self.interventions += 1
+        t_s, dist_m = hit
+        for candidate, what in self._fallbacks(plan, speed_mps, alternative):
+            if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
+                if candidate.gear != plan.gear:
+                    self.gear_swaps += 1
+                return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
+        # the contact is the margin's: stopping where it begins keeps the margin clear
+        return Verdict(brake_plan(plan.gear, speed_mps, dist_m, cfg),
+                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); braking", t_s)
+
+    def _fallbacks(self, plan: Plan, speed_mps: float, alternative: Plan | None) -> list[tuple[Plan, str]]:
+        """What else may be driven, in order of preference, at manoeuvring speeds only: the network's plan
+        with its turn eased (half, then none: backing straight out of a bay before turning, as a driver
+        does), then the other gear's plan, likewise. On the road nothing but braking is safe to make up."""
+        if abs(speed_mps) >= self.cfg.slow_speed_mps:
+            return []
+        out = [(straightened(plan, a), f"its {_gear(plan.gear)} plan with {int(100 * (1 - a))} % less turn")
+               for a in (0.5, 0.0)]
+        if alternative is not None and alternative.gear != plan.gear \
+                and abs(speed_mps) <= self.cfg.swap_gear_max_speed_mps:
+            out += [(straightened(alternative, a), f"its {_gear(alternative.gear)} plan"
+                     + (f" with {int(100 * (1 - a))} % less turn" if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
+        return out
+
+
+def straightened(plan: Plan, amount: float) -> Plan:
+    """The plan with its sideways offsets and heading changes scaled by ``amount`` (0: straight along the
+    car's axis), its progress along the axis kept."""
+    p = plan.poses.copy()
+    p[:, 1:] *= amount
+    return Plan(p, plan.gear, plan.dt_s)
+
+
+def _gear(g: int) -> str:
+    return "forward" if g == FORWARD else "reverse"

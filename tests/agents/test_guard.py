@@ -1,0 +1,133 @@
+"""The LiDAR plan guard: the rollout follows the plan, contacts are found where they are, and the
+verdicts (drive it, ease the turn, the other gear, brake) are the ones the module promises."""
+import numpy as np
+import pytest
+
+from dualdrive.agents.base import FORWARD, PLAN_DT_S, REVERSE, Plan
+from dualdrive.agents.guard import (GuardConfig, PlanGuard, brake_plan, first_contact, obstacle_points, rollout,
+                                    straightened)
+
+
+def straight(speed_mps: float, gear: int = FORWARD) -> Plan:
+    t = PLAN_DT_S * np.arange(1, 9)
+    return Plan(np.column_stack([gear * speed_mps * t, np.zeros(8), np.zeros(8)]), gear)
+
+
+def arc(speed_mps: float, radius_m: float, gear: int = FORWARD) -> Plan:
+    """A plan along a circle of ``radius_m`` (> 0: to the left), driven in ``gear``."""
+    s = gear * speed_mps * PLAN_DT_S * np.arange(1, 9)
+    th = s / radius_m
+    return Plan(np.column_stack([radius_m * np.sin(th), radius_m * (1 - np.cos(th)), th]), gear)
+
+
+def wall(x_m: float, y_from: float = -3.0, y_to: float = 3.0, z_m: float = 1.0) -> np.ndarray:
+    """LiDAR returns (x, y, z, intensity) off a wall across the road at ``x_m``."""
+    y = np.linspace(y_from, y_to, 60)
+    return np.column_stack([np.full_like(y, x_m), y, np.full_like(y, z_m), np.full_like(y, 0.5)])
+
+
+def bay(gap_m: float = 0.65, length_m: float = 5.0) -> np.ndarray:
+    """Two cars parked beside the ego, ``gap_m`` from its sides, over the ego's length."""
+    x = np.linspace(-length_m / 2, length_m / 2, 50)
+    side = 1.0 + gap_m
+    return np.vstack([np.column_stack([x, np.full_like(x, s * side), np.full_like(x, 1.2), np.full_like(x, 0.6)])
+                      for s in (-1, 1)])
+
+
+def test_rollout_follows_a_straight_plan_at_its_speed():
+    poses = rollout(straight(5.0), 5.0, 0.0, horizon_s=2.0)
+    assert poses.shape == (20, 3)
+    np.testing.assert_allclose(poses[-1, 0], 10.0, atol=0.3)
+    assert np.abs(poses[:, 1:]).max() < 1e-6
+
+
+def test_rollout_turns_with_the_plan_and_reverses_with_it():
+    left = rollout(arc(3.0, 10.0), 3.0, 0.0, horizon_s=2.0)
+    assert left[-1, 1] > 0.5 and left[-1, 2] > 0.2
+    back = rollout(straight(1.5, REVERSE), 0.0, 0.0, horizon_s=2.0)
+    assert back[-1, 0] < -1.0 and np.all(np.diff(back[:, 0]) <= 1e-9)
+
+
+def test_ground_and_overhead_returns_are_not_obstacles():
+    pts = np.vstack([wall(5.0, z_m=0.02), wall(6.0, z_m=4.0), wall(7.0, z_m=1.0)])
+    obs = obstacle_points(pts, GuardConfig())
+    assert len(obs) == 60 and np.allclose(obs[:, 0], 7.0)
+
+
+def test_contact_ahead_is_found_and_one_beside_the_path_is_not():
+    poses = rollout(straight(5.0), 5.0, 0.0, horizon_s=2.0)
+    k = first_contact(poses, obstacle_points(wall(8.0), GuardConfig()), 0.3, 0.1)
+    assert k is not None and 3 <= k <= 12  # the bumper (2.5 m) plus the margin reaches x = 8 at ~5.2 m driven
+    beside = obstacle_points(wall(8.0, y_from=1.5, y_to=3.0), GuardConfig())
+    assert first_contact(poses, beside, 0.3, 0.1) is None
+
+
+def test_points_already_inside_the_footprint_do_not_block_moving_away():
+    inside = obstacle_points(wall(2.0, y_from=-0.5, y_to=0.5), GuardConfig())  # touching the front bumper
+    poses = rollout(straight(1.0, REVERSE), 0.0, 0.0, horizon_s=2.0)
+    assert first_contact(poses, inside, 0.2, 0.05) is None
+
+
+def test_a_clear_plan_is_driven_unchanged():
+    plan = straight(5.0)
+    v = PlanGuard().check(plan, 5.0, 0.0, wall(40.0))
+    assert v.plan is plan and v.reason is None
+
+
+def test_a_plan_into_a_wall_at_speed_brakes_short_of_it():
+    guard = PlanGuard()
+    v = guard.check(straight(8.0), 8.0, 0.0, wall(9.0))
+    assert v.reason and "braking" in v.reason and guard.interventions == 1
+    assert v.plan.gear == FORWARD and np.all(np.diff(v.plan.poses[:, 0]) >= -1e-9)
+    stop_x = v.plan.poses[-1, 0]
+    assert stop_x + 2.5 < 9.0  # the front bumper stops before the wall
+
+
+def test_turning_out_of_a_bay_too_early_is_eased_into_backing_straight():
+    guard = PlanGuard()
+    tight = arc(1.5, 4.0, REVERSE)  # swings the front corner into the neighbour
+    v = guard.check(tight, 0.0, 0.0, bay())
+    assert v.reason and "less turn" in v.reason and v.plan.gear == REVERSE
+    assert np.abs(v.plan.poses[:, 1]).max() < np.abs(tight.poses[:, 1]).max()
+
+
+def test_the_other_gears_plan_is_driven_when_this_one_is_blocked_in_the_car_park():
+    guard = PlanGuard()
+    blocked_ahead = wall(3.2)
+    v = guard.check(straight(1.0), 0.0, 0.0, blocked_ahead, alternative=straight(1.0, REVERSE))
+    assert v.plan.gear == REVERSE and guard.gear_swaps == 1
+    # at speed there is no gear swap and no path made up: it brakes
+    v = PlanGuard().check(straight(6.0), 6.0, 0.0, wall(7.0), alternative=straight(1.0, REVERSE))
+    assert v.plan.gear == FORWARD and "braking" in v.reason
+
+
+def test_a_disabled_guard_passes_every_plan():
+    plan = straight(8.0)
+    assert PlanGuard(GuardConfig(enabled=False)).check(plan, 8.0, 0.0, wall(5.0)).plan is plan
+
+
+def test_brake_plan_stops_within_the_distance():
+    plan = brake_plan(FORWARD, 10.0, 6.0, GuardConfig())
+    assert plan.poses[-1, 0] <= 6.0 + 1e-9 and np.all(np.diff(plan.poses[:, 0]) >= -1e-9)
+    assert np.allclose(brake_plan(REVERSE, 1.0, 0.0, GuardConfig()).poses, 0.0)
+
+
+def test_straightened_keeps_progress_and_scales_the_turn():
+    plan = arc(3.0, 8.0)
+    half = straightened(plan, 0.5)
+    np.testing.assert_allclose(half.poses[:, 0], plan.poses[:, 0])
+    np.testing.assert_allclose(half.poses[:, 1:], 0.5 * plan.poses[:, 1:])
+
+
+@pytest.mark.parametrize("field,value", [("horizon_s", 0.0), ("margin_lat_m", -0.1), ("min_height_m", 3.0)])
+def test_bad_guard_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match="guard"):
+        GuardConfig(**{field: value})
+
+
+def test_a_point_within_the_margin_still_blocks_driving_into_it():
+    near = obstacle_points(wall(2.7, y_from=-0.5, y_to=0.5), GuardConfig())  # 0.2 m off the bumper
+    poses = rollout(straight(1.0), 0.0, 0.0, horizon_s=2.0)
+    assert first_contact(poses, near, 0.3, 0.1) is not None
+    away = rollout(straight(1.0, REVERSE), 0.0, 0.0, horizon_s=2.0)
+    assert first_contact(away, near, 0.3, 0.1) is None
