@@ -10,9 +10,11 @@ The world is taken to stand still for the check, which is right for what it is f
 kerbs, cones, a stopped queue) and wrong for traffic that moves away; so the horizon is short at
 speed (an emergency check) and longer at manoeuvring speeds, where everything near is parked.
 
-What it does with a plan that would touch something: in the car park (leaving the spot, parking) it
-tries the network's plan for the other gear (the backing-up a driver does when the nose will not
-clear); else it brakes to a stop short of the first contact. It never makes up a new path.
+What it does with a plan that would touch something: in a car-park manoeuvre (leaving the spot,
+parking) or stopped and boxed in, at manoeuvring speeds, it tries variants of the network's plan (its
+turn eased, or turned a little about the car) and the network's plan for the other gear (the backing-up a driver does when the nose will not clear),
+keeping to that gear for a while; failing those, or at speed, it brakes to a stop short of the first
+contact. Every path it drives is the network's, or the network's bent a little.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dualdrive.agents.base import FORWARD, PLAN_DT_S, Plan
+from dualdrive.agents.base import FORWARD, Plan
 from dualdrive.agents.follower import WHEELBASE_M, FollowerConfig, TrajectoryFollower
 
 # the ego's footprint as the drive loop's bicycle model has it (highway-env's Vehicle: 5 m x 2 m, centre reference)
@@ -43,10 +45,15 @@ class GuardConfig:
     min_height_m: float = 0.3  # LiDAR returns below this are the ground
     max_height_m: float = 2.6  # ... and above this pass over the car
     swap_gear_max_speed_mps: float = 1.0  # the other gear's plan is tried only near a standstill
-    brake_mps2: float = 6.0  # the stop short of a contact (the follower brakes up to 7)
+    boxed_in_m: float = 1.0  # off a car-park manoeuvre, only when stopped this close to what blocks the way
+    turn_nudges_rad: tuple[float, ...] = (0.15, -0.15, 0.3, -0.3)  # the plan turned about the car, tried in order
+    # after a change of gear the guard made, the network's plan for that gear is kept for this many decisions
+    # (while it stays clear) even where the network turns back: a driver backing up to make room backs up
+    # far enough, rather than changing gear every tick at the edge of what the check allows
+    commit_decisions: int = 15
 
     def __post_init__(self) -> None:
-        for name in ("step_s", "horizon_s", "slow_horizon_s", "brake_mps2"):
+        for name in ("step_s", "horizon_s", "slow_horizon_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"guard.{name}={getattr(self, name)} must be positive")
         if min(self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m) < 0 or self.min_height_m >= self.max_height_m:
@@ -104,6 +111,8 @@ def rollout(plan: Plan, speed_mps: float, steer_rad: float, horizon_s: float, st
         v_new = v + a * step_s
         v = 0.0 if v_new * ctrl.gear < 0 and v * ctrl.gear >= 0 else v_new  # braking does not reverse the car
         out.append((x, y, h))
+        if v == 0.0 and a * ctrl.gear <= 0.0:  # stopped and staying: the rest of the rollout is this pose
+            break
     return np.asarray(out, dtype=float).reshape(-1, 3)
 
 
@@ -129,19 +138,6 @@ def first_contact(poses: np.ndarray, obstacles: np.ndarray, margin_long_m: float
     return int(hit[0]) if len(hit) else None
 
 
-def brake_plan(gear: int, speed_mps: float, distance_m: float, cfg: GuardConfig) -> Plan:
-    """Straight on in ``gear`` to a standstill within ``distance_m`` (at ``cfg.brake_mps2`` or harder when
-    nearer), the follower stopping at its last pose."""
-    v = abs(speed_mps) if np.isfinite(speed_mps) else 0.0
-    d = max(distance_m, 0.0)
-    decel = max(cfg.brake_mps2, v * v / (2 * d)) if d > 1e-3 else np.inf
-    t = PLAN_DT_S * np.arange(1, 9)
-    t_stop = v / decel if np.isfinite(decel) else 0.0
-    te = np.minimum(t, t_stop)
-    dist = v * te - 0.5 * (decel if np.isfinite(decel) else 0.0) * te**2
-    return Plan(np.column_stack([gear * dist, np.zeros(8), np.zeros(8)]), gear)
-
-
 class PlanGuard:
     """Checks a plan against the LiDAR and returns the plan to drive (see the module's docstring)."""
 
@@ -150,14 +146,18 @@ class PlanGuard:
         self._follower = TrajectoryFollower(FollowerConfig())
         self.interventions = 0  # decisions changed, this episode
         self.gear_swaps = 0
+        self._commit_gear, self._commit_left = 0, 0
 
     def reset(self) -> None:
         self.interventions = self.gear_swaps = 0
+        self._commit_gear, self._commit_left = 0, 0
 
     def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray) -> tuple[float, float] | None:
         """(time s, distance travelled m) of the plan's first contact within the horizon, or None."""
         cfg = self.cfg
         slow = abs(speed_mps) < cfg.slow_speed_mps
+        if not _anything_near(plan, speed_mps, obstacles, cfg.slow_horizon_s if slow else cfg.horizon_s):
+            return None
         poses = rollout(plan, speed_mps, steer_rad, cfg.slow_horizon_s if slow else cfg.horizon_s, cfg.step_s,
                         self._follower)
         k = first_contact(poses, obstacles, *((cfg.slow_margin_long_m, cfg.slow_margin_lat_m) if slow
@@ -168,39 +168,88 @@ class PlanGuard:
         return (k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
 
     def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
-              alternative: Plan | None = None) -> Verdict:
-        """The plan to drive. ``alternative``: the network's plan for the other gear, tried near a standstill."""
+              alternative: Plan | None = None, car_park: bool = False) -> Verdict:
+        """The plan to drive. ``alternative``: the network's plan for the other gear, tried near a standstill
+        in a car-park manoeuvre (``car_park``) and elsewhere only when boxed in (``GuardConfig.boxed_in_m``)."""
         cfg = self.cfg
         if not cfg.enabled:
             return Verdict(plan)
         obstacles = obstacle_points(points, cfg)
+        if self._commit_left > 0:
+            self._commit_left -= 1
+            if plan.gear != self._commit_gear and alternative is not None and alternative.gear == self._commit_gear:
+                if self.contact(alternative, speed_mps, steer_rad, obstacles) is None:
+                    self.interventions += 1
+                    return Verdict(alternative, f"keeps to its {_gear(alternative.gear)} plan "
+                                                f"({self._commit_left} more decisions) to make room")
+                self._commit_left = 0
         hit = self.contact(plan, speed_mps, steer_rad, obstacles)
         if hit is None:
             return Verdict(plan)
         self.interventions += 1
         t_s, dist_m = hit
-        for candidate, what in self._fallbacks(plan, speed_mps, alternative):
-            if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
-                if candidate.gear != plan.gear:
-                    self.gear_swaps += 1
-                return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
-        # the contact is the margin's: stopping where it begins keeps the margin clear
-        return Verdict(brake_plan(plan.gear, speed_mps, dist_m, cfg),
-                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); braking", t_s)
+        # variants are made up only where the network's path is known to be a manoeuvre (leaving the spot,
+        # parking) or where the car stands boxed in; in town a bent path is as likely to leave the road
+        boxed_in = abs(speed_mps) <= 0.5 and dist_m < cfg.boxed_in_m
+        if car_park or boxed_in:
+            for candidate, what in self._fallbacks(plan, speed_mps, alternative):
+                if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
+                    if candidate.gear != plan.gear:
+                        self.gear_swaps += 1
+                        self._commit_gear, self._commit_left = candidate.gear, cfg.commit_decisions
+                    return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
+        # the network's path, up to where the margin's contact begins, and a stop there: the car keeps
+        # creeping up to what is in the way (it may move off; close to it, the fallbacks above apply)
+        return Verdict(truncated(plan, dist_m),
+                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); stopping short", t_s)
 
     def _fallbacks(self, plan: Plan, speed_mps: float, alternative: Plan | None) -> list[tuple[Plan, str]]:
         """What else may be driven, in order of preference, at manoeuvring speeds only: the network's plan
         with its turn eased (half, then none: backing straight out of a bay before turning, as a driver
-        does), then the other gear's plan, likewise. On the road nothing but braking is safe to make up."""
-        if abs(speed_mps) >= self.cfg.slow_speed_mps:
+        does), turned a little about the car (round the corner of a parked car), then the other gear's plan,
+        likewise eased. On the road nothing but braking is safe to make up."""
+        cfg = self.cfg
+        if abs(speed_mps) >= cfg.slow_speed_mps:
             return []
-        out = [(straightened(plan, a), f"its {_gear(plan.gear)} plan with {int(100 * (1 - a))} % less turn")
-               for a in (0.5, 0.0)]
+        g = _gear(plan.gear)
+        out = [(straightened(plan, a), f"its {g} plan with {int(100 * (1 - a))} % less turn") for a in (0.5, 0.0)]
+        out += [(turned(plan, a), f"its {g} plan turned {np.degrees(a):+.0f} deg") for a in cfg.turn_nudges_rad]
         if alternative is not None and alternative.gear != plan.gear \
-                and abs(speed_mps) <= self.cfg.swap_gear_max_speed_mps:
+                and abs(speed_mps) <= cfg.swap_gear_max_speed_mps:
             out += [(straightened(alternative, a), f"its {_gear(alternative.gear)} plan"
                      + (f" with {int(100 * (1 - a))} % less turn" if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
         return out
+
+
+def _anything_near(plan: Plan, speed_mps: float, obstacles: np.ndarray, horizon_s: float) -> bool:
+    """Whether any obstacle point is near enough to the plan for the rollout to be worth running: within
+    the footprint's reach (plus the largest margin and a metre for the follower cutting corners) of the
+    plan's path, itself no longer than the car can drive in the horizon at up to 3 m/s^2."""
+    if len(obstacles) == 0:
+        return False
+    reach = np.hypot(EGO_LENGTH_M / 2 + 0.5, EGO_WIDTH_M / 2 + 0.5) + 1.0
+    travel = abs(speed_mps) * horizon_s + 1.5 * horizon_s**2 + reach
+    pts = obstacles[np.hypot(obstacles[:, 0], obstacles[:, 1]) <= travel]
+    if len(pts) == 0:
+        return False
+    path = np.vstack([[0.0, 0.0], plan.poses[:, :2]])
+    dense = np.vstack([path[0]] + [np.linspace(a, b, max(2, int(np.ceil(np.linalg.norm(b - a) / 0.5)) + 1))[1:]
+                                   for a, b in zip(path[:-1], path[1:])])
+    near = np.min(((pts[:, None, :] - dense[None, :, :]) ** 2).sum(axis=2), axis=1)
+    return bool(np.any(near <= reach**2))
+
+
+def truncated(plan: Plan, distance_m: float) -> Plan:
+    """The plan's path cut ``distance_m`` along it (its poses' timing kept up to there), at rest from then on:
+    the follower brakes to a stop at the cut."""
+    path = np.vstack([[0.0, 0.0, 0.0], plan.poses])
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path[:, :2], axis=0), axis=1))])
+    d = float(np.clip(distance_m, 0.0, arc[-1]))
+    end = np.array([np.interp(d, arc, path[:, i]) for i in range(3)])
+    poses = plan.poses.copy()
+    beyond = arc[1:] >= d
+    poses[beyond] = end
+    return Plan(poses, plan.gear, plan.dt_s)
 
 
 def straightened(plan: Plan, amount: float) -> Plan:
@@ -209,6 +258,14 @@ def straightened(plan: Plan, amount: float) -> Plan:
     p = plan.poses.copy()
     p[:, 1:] *= amount
     return Plan(p, plan.gear, plan.dt_s)
+
+
+def turned(plan: Plan, angle_rad: float) -> Plan:
+    """The plan rotated about the car's centre by ``angle_rad`` (> 0: to the left)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    p = plan.poses
+    return Plan(np.column_stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2] + angle_rad]),
+                plan.gear, plan.dt_s)
 
 
 def _gear(g: int) -> str:

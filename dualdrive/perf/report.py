@@ -46,12 +46,13 @@ def bench_e2e_decision(n: int = 50) -> dict:
     """ms per E2E decision (observation -> Plan) at 1 thread, with the shipped checkpoint's config and size
     (the architecture's defaults when none is shipped: the cost depends on the config, not the weights)."""
     from dualdrive.agents.e2e.agent import DEFAULT_CHECKPOINT
-    from dualdrive.agents.e2e.bench import measure_latency
+    from dualdrive.agents.e2e.bench import measure_guard, measure_latency
     from dualdrive.agents.e2e.checkpoint import read_info, sidecar_path
     from dualdrive.agents.e2e.config import E2EConfig
     shipped = DEFAULT_CHECKPOINT.is_file()
     cfg = read_info(DEFAULT_CHECKPOINT).config if shipped else E2EConfig()
-    res = {"threads": 1, "checkpoint": str(DEFAULT_CHECKPOINT) if shipped else None, **measure_latency(cfg, n, threads=1)}
+    res = {"threads": 1, "checkpoint": str(DEFAULT_CHECKPOINT) if shipped else None, **measure_latency(cfg, n, threads=1),
+           **measure_guard(n)}
     if shipped:
         res["checkpoint_mb"] = (DEFAULT_CHECKPOINT.stat().st_size + sidecar_path(DEFAULT_CHECKPOINT).stat().st_size) / 1e6
     return res

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, REVERSE, Plan
-from dualdrive.agents.guard import (GuardConfig, PlanGuard, brake_plan, first_contact, obstacle_points, rollout,
-                                    straightened)
+from dualdrive.agents.guard import (GuardConfig, PlanGuard, first_contact, obstacle_points, rollout, straightened,
+                                    truncated, turned)
 
 
 def straight(speed_mps: float, gear: int = FORWARD) -> Plan:
@@ -77,16 +77,16 @@ def test_a_clear_plan_is_driven_unchanged():
 def test_a_plan_into_a_wall_at_speed_brakes_short_of_it():
     guard = PlanGuard()
     v = guard.check(straight(8.0), 8.0, 0.0, wall(9.0))
-    assert v.reason and "braking" in v.reason and guard.interventions == 1
+    assert v.reason and "stopping short" in v.reason and guard.interventions == 1
     assert v.plan.gear == FORWARD and np.all(np.diff(v.plan.poses[:, 0]) >= -1e-9)
     stop_x = v.plan.poses[-1, 0]
-    assert stop_x + 2.5 < 9.0  # the front bumper stops before the wall
+    assert stop_x + 2.5 < 9.0 and np.allclose(v.plan.poses[-2], v.plan.poses[-1])  # it stops before the wall
 
 
 def test_turning_out_of_a_bay_too_early_is_eased_into_backing_straight():
     guard = PlanGuard()
     tight = arc(1.5, 4.0, REVERSE)  # swings the front corner into the neighbour
-    v = guard.check(tight, 0.0, 0.0, bay())
+    v = guard.check(tight, 0.0, 0.0, bay(), car_park=True)
     assert v.reason and "less turn" in v.reason and v.plan.gear == REVERSE
     assert np.abs(v.plan.poses[:, 1]).max() < np.abs(tight.poses[:, 1]).max()
 
@@ -94,11 +94,25 @@ def test_turning_out_of_a_bay_too_early_is_eased_into_backing_straight():
 def test_the_other_gears_plan_is_driven_when_this_one_is_blocked_in_the_car_park():
     guard = PlanGuard()
     blocked_ahead = wall(3.2)
-    v = guard.check(straight(1.0), 0.0, 0.0, blocked_ahead, alternative=straight(1.0, REVERSE))
+    v = guard.check(straight(1.0), 0.0, 0.0, blocked_ahead, alternative=straight(1.0, REVERSE), car_park=True)
     assert v.plan.gear == REVERSE and guard.gear_swaps == 1
+    # off a car-park manoeuvre only when boxed in: a wall 2 m off the bumper is a stop, not a reason to reverse
+    v = PlanGuard().check(straight(1.0), 0.0, 0.0, wall(4.7), alternative=straight(1.0, REVERSE))
+    assert v.plan.gear == FORWARD and "stopping short" in v.reason
+    v = PlanGuard().check(straight(1.0), 0.0, 0.0, wall(3.2), alternative=straight(1.0, REVERSE))
+    assert v.plan.gear == REVERSE
     # at speed there is no gear swap and no path made up: it brakes
     v = PlanGuard().check(straight(6.0), 6.0, 0.0, wall(7.0), alternative=straight(1.0, REVERSE))
-    assert v.plan.gear == FORWARD and "braking" in v.reason
+    assert v.plan.gear == FORWARD and "stopping short" in v.reason
+
+
+def test_a_plan_that_clips_a_corner_ahead_is_turned_round_it():
+    corner = np.array([[x, y, 1.0, 0.6] for x in np.linspace(4.5, 8.0, 20) for y in np.linspace(-3.0, -0.9, 10)])
+    v = PlanGuard().check(straight(1.0), 1.0, 0.0, corner, car_park=True)
+    assert v.reason and "turned +" in v.reason and v.plan.poses[-1, 1] > 0.3  # to the left, away from it
+    # in town nothing is made up while the car is still rolling: it brakes
+    v = PlanGuard().check(straight(1.0), 1.0, 0.0, corner)
+    assert "stopping short" in v.reason
 
 
 def test_a_disabled_guard_passes_every_plan():
@@ -106,10 +120,14 @@ def test_a_disabled_guard_passes_every_plan():
     assert PlanGuard(GuardConfig(enabled=False)).check(plan, 8.0, 0.0, wall(5.0)).plan is plan
 
 
-def test_brake_plan_stops_within_the_distance():
-    plan = brake_plan(FORWARD, 10.0, 6.0, GuardConfig())
-    assert plan.poses[-1, 0] <= 6.0 + 1e-9 and np.all(np.diff(plan.poses[:, 0]) >= -1e-9)
-    assert np.allclose(brake_plan(REVERSE, 1.0, 0.0, GuardConfig()).poses, 0.0)
+def test_truncated_keeps_the_path_up_to_the_cut_and_stops_there():
+    plan = arc(4.0, 10.0)
+    cut = truncated(plan, 5.0)
+    path = np.vstack([[0.0, 0.0], cut.poses[:, :2]])
+    assert np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)) == pytest.approx(5.0, abs=1e-6)
+    np.testing.assert_allclose(cut.poses[:2], plan.poses[:2])  # 4 m/s: the first two poses lie before 5 m
+    assert np.allclose(cut.poses[3:], cut.poses[-1]) and cut.poses[-1, 1] > 0  # at rest, on the arc
+    assert np.allclose(truncated(plan, 0.0).poses, 0.0)
 
 
 def test_straightened_keeps_progress_and_scales_the_turn():
@@ -117,6 +135,13 @@ def test_straightened_keeps_progress_and_scales_the_turn():
     half = straightened(plan, 0.5)
     np.testing.assert_allclose(half.poses[:, 0], plan.poses[:, 0])
     np.testing.assert_allclose(half.poses[:, 1:], 0.5 * plan.poses[:, 1:])
+
+
+def test_turned_rotates_the_plan_about_the_car():
+    plan = turned(straight(2.0), np.pi / 2)
+    np.testing.assert_allclose(plan.poses[:, 0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(plan.poses[:, 2], np.pi / 2)
+    assert np.all(plan.poses[:, 1] > 0)
 
 
 @pytest.mark.parametrize("field,value", [("horizon_s", 0.0), ("margin_lat_m", -0.1), ("min_height_m", 3.0)])
@@ -131,3 +156,16 @@ def test_a_point_within_the_margin_still_blocks_driving_into_it():
     assert first_contact(poses, near, 0.3, 0.1) is not None
     away = rollout(straight(1.0, REVERSE), 0.0, 0.0, horizon_s=2.0)
     assert first_contact(away, near, 0.3, 0.1) is None
+
+
+def test_after_a_gear_change_it_keeps_to_that_gear_for_a_while():
+    guard = PlanGuard(GuardConfig(commit_decisions=3))
+    forward, back = straight(1.0), straight(1.0, REVERSE)
+    assert guard.check(forward, 0.0, 0.0, wall(3.2), alternative=back, car_park=True).plan.gear == REVERSE
+    open_road = wall(40.0)  # the way ahead is clear now, and the network wants to go forward again
+    gears = [guard.check(forward, 0.0, 0.0, open_road, alternative=back, car_park=True).plan.gear for _ in range(5)]
+    assert gears == [REVERSE] * 3 + [FORWARD] * 2
+    # a committed gear that becomes blocked is dropped at once
+    guard = PlanGuard(GuardConfig(commit_decisions=3))
+    guard.check(forward, 0.0, 0.0, wall(3.2), alternative=back, car_park=True)
+    assert guard.check(forward, 0.0, 0.0, wall(-3.2), alternative=back, car_park=True).plan.gear == FORWARD

@@ -221,11 +221,12 @@ class E2EAgent(Agent):
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
             return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
         other = None
-        if car_park and "plans" in out:  # the other gear's plan: backing up when the nose will not clear
+        if "plans" in out:  # the other gear's plan: backing up when the nose will not clear
             other_poses = out["plans"][0, 0 if reverse else 1].double().cpu().numpy()
             if np.all(np.isfinite(other_poses)):
                 other = Plan(other_poses, FORWARD if reverse else REVERSE)
-        verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other)
+        verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other,
+                                   car_park=car_park)
         self.debug = {"guard": verdict.reason} if verdict.reason else {}
         return verdict.plan
 

@@ -76,6 +76,30 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
             "checkpoint_mb": size_mb}
 
 
+def measure_guard(n: int = 50) -> dict[str, float]:
+    """ms of the LiDAR plan guard alone (dualdrive.agents.guard), in the scene it works hardest in: the car
+    in a bay between two parked cars (0.65 m a side). ``clear``: a plan backing straight out (one rollout,
+    the usual tick); ``blocked``: a plan turning too early, eased into backing straight (three rollouts);
+    ``boxed_in``: a plan into a wall, where every fallback is tried before braking."""
+    from dualdrive.agents.base import PLAN_DT_S, REVERSE, Plan
+    from dualdrive.agents.guard import PlanGuard
+    x = np.linspace(-2.5, 2.5, 200)
+    bay = np.vstack([np.column_stack([x, np.full_like(x, side), np.full_like(x, 1.2), np.full_like(x, 0.6)])
+                     for side in (-1.65, 1.65)])
+    y = np.linspace(-3.0, 3.0, 100)
+    boxed = np.vstack([bay, np.column_stack([np.full_like(y, 3.2), y, np.full_like(y, 1.0), np.full_like(y, 0.5)])])
+    t = PLAN_DT_S * np.arange(1, 9)
+    back = Plan(np.column_stack([-1.5 * t, np.zeros(8), np.zeros(8)]), REVERSE)
+    th = -1.5 * t / 4.0
+    turning = Plan(np.column_stack([4.0 * np.sin(th), 4.0 * (1 - np.cos(th)), th]), REVERSE)
+    ahead = Plan(np.column_stack([1.5 * t, np.zeros(8), np.zeros(8)]))
+    guard = PlanGuard()
+    out = {}
+    for name, plan, pts in (("clear", back, bay), ("blocked", turning, bay), ("boxed_in", ahead, boxed)):
+        out[f"guard_{name}_ms"] = float(np.mean(time_ms(lambda: guard.check(plan, 0.0, 0.0, pts), n)))
+    return out
+
+
 def _tensors(obs: dict, agent: E2EAgent) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.asarray(v)) for k, v in observation_to_inputs(obs, agent.info.config).items()}
 

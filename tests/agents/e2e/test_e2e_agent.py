@@ -7,7 +7,7 @@ import torch
 
 from dualdrive.agents.base import FORWARD, REVERSE, Plan
 from dualdrive.agents.e2e.agent import CHECKPOINT_ENV, GUARD_ENV, REVERSE_COMMANDS, E2EAgent, observation_to_inputs, stop_plan
-from dualdrive.agents.e2e.bench import measure_latency, synthetic_observation
+from dualdrive.agents.e2e.bench import measure_guard, measure_latency, synthetic_observation
 from dualdrive.agents.e2e.checkpoint import CheckpointError, save_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.model import E2EModel
@@ -60,7 +60,10 @@ def test_the_guard_checks_the_plan_against_the_lidar(checkpoint):
     obs["speed_mps"][:] = 0.0
     plan = guarded.act(obs)
     assert "guard" in guarded.debug and guarded.guard.interventions == 1
-    assert np.abs(plan.poses[:, :2]).max() < 0.3  # it stops short of the car it would have hit
+    # what it drives instead does not touch the car it would have hit
+    from dualdrive.agents.guard import obstacle_points
+    assert guarded.guard.contact(plan, 0.0, 0.0, obstacle_points(obs["lidar_points_m"][:len(ring)],
+                                                                  guarded.guard.cfg)) is None
 
 
 @pytest.mark.parametrize("value,on", [("0", False), ("off", False), ("1", True), (None, True)])
@@ -182,6 +185,11 @@ def test_measure_latency_reports_size_and_time():
     assert set(r) == {"ms_mean", "ms_p95", "cpu_ms_mean", "model_ms_mean", "params", "checkpoint_mb"}
     assert r["params"] == sum(p.numel() for p in E2EModel(TINY).parameters())
     assert 0 < r["checkpoint_mb"] < 1 and r["ms_mean"] > 0 and r["ms_p95"] > 0 and r["model_ms_mean"] > 0
+
+
+def test_measure_guard_times_each_case():
+    r = measure_guard(n=2)
+    assert set(r) == {"guard_clear_ms", "guard_blocked_ms", "guard_boxed_in_ms"} and min(r.values()) > 0
 
 
 def test_agent_drives_a_few_ticks_on_the_real_sensor_suite(checkpoint):
