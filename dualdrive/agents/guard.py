@@ -12,7 +12,8 @@ speed (an emergency check) and longer at manoeuvring speeds, where everything ne
 
 What it does with a plan that would touch something: in a car-park manoeuvre (leaving the spot,
 parking) or stopped and boxed in, at manoeuvring speeds, it tries variants of the network's plan (its
-turn eased, or turned a little about the car) and the network's plan for the other gear (the backing-up a driver does when the nose will not clear),
+turn eased, or turned a little about the car) and, in the car park only, the network's plan for the
+other gear (the backing-up a driver does when the nose will not clear),
 keeping to that gear for a while; failing those, or at speed, it brakes to a stop short of the first
 contact. Every path it drives is the network's, or the network's bent a little.
 """
@@ -170,7 +171,8 @@ class PlanGuard:
     def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
               alternative: Plan | None = None, car_park: bool = False) -> Verdict:
         """The plan to drive. ``alternative``: the network's plan for the other gear, tried near a standstill
-        in a car-park manoeuvre (``car_park``) and elsewhere only when boxed in (``GuardConfig.boxed_in_m``)."""
+        in a car-park manoeuvre (``car_park``); elsewhere only the network's own plan, bent, and only when
+        the car stands boxed in (``GuardConfig.boxed_in_m``)."""
         cfg = self.cfg
         if not cfg.enabled:
             return Verdict(plan)
@@ -192,7 +194,9 @@ class PlanGuard:
         # parking) or where the car stands boxed in; in town a bent path is as likely to leave the road
         boxed_in = abs(speed_mps) <= 0.5 and dist_m < cfg.boxed_in_m
         if car_park or boxed_in:
-            for candidate, what in self._fallbacks(plan, speed_mps, alternative):
+            # the other gear only in the car park: on a road what blocks the way is mostly traffic that
+            # will move, and backing up into the cars behind to get round it is the worse mistake
+            for candidate, what in self._fallbacks(plan, speed_mps, alternative if car_park else None):
                 if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
                     if candidate.gear != plan.gear:
                         self.gear_swaps += 1
@@ -261,10 +265,12 @@ def straightened(plan: Plan, amount: float) -> Plan:
 
 
 def turned(plan: Plan, angle_rad: float) -> Plan:
-    """The plan rotated about the car's centre by ``angle_rad`` (> 0: to the left)."""
+    """The plan rotated by ``angle_rad`` (> 0: to the left) about the rear axle, the point the follower
+    steers (rotated about the car's centre, the path would barely move where the follower looks)."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)
     p = plan.poses
-    return Plan(np.column_stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2] + angle_rad]),
+    x, y = p[:, 0] + WHEELBASE_M / 2, p[:, 1]
+    return Plan(np.column_stack([c * x - s * y - WHEELBASE_M / 2, s * x + c * y, p[:, 2] + angle_rad]),
                 plan.gear, plan.dt_s)
 
 

@@ -96,11 +96,12 @@ def test_the_other_gears_plan_is_driven_when_this_one_is_blocked_in_the_car_park
     blocked_ahead = wall(3.2)
     v = guard.check(straight(1.0), 0.0, 0.0, blocked_ahead, alternative=straight(1.0, REVERSE), car_park=True)
     assert v.plan.gear == REVERSE and guard.gear_swaps == 1
-    # off a car-park manoeuvre only when boxed in: a wall 2 m off the bumper is a stop, not a reason to reverse
+    # off a car-park manoeuvre, a wall 2 m off the bumper is a stop, not a reason to reverse
     v = PlanGuard().check(straight(1.0), 0.0, 0.0, wall(4.7), alternative=straight(1.0, REVERSE))
     assert v.plan.gear == FORWARD and "stopping short" in v.reason
-    v = PlanGuard().check(straight(1.0), 0.0, 0.0, wall(3.2), alternative=straight(1.0, REVERSE))
-    assert v.plan.gear == REVERSE
+    # nor when boxed in on a road: the way ahead is bent round what blocks it, never backed out of
+    v = PlanGuard().check(straight(1.0), 0.0, 0.0, wall(3.2, y_from=-3.0, y_to=-0.95), alternative=straight(1.0, REVERSE))
+    assert v.plan.gear == FORWARD and "turned +" in v.reason
     # at speed there is no gear swap and no path made up: it brakes
     v = PlanGuard().check(straight(6.0), 6.0, 0.0, wall(7.0), alternative=straight(1.0, REVERSE))
     assert v.plan.gear == FORWARD and "stopping short" in v.reason
@@ -137,11 +138,11 @@ def test_straightened_keeps_progress_and_scales_the_turn():
     np.testing.assert_allclose(half.poses[:, 1:], 0.5 * plan.poses[:, 1:])
 
 
-def test_turned_rotates_the_plan_about_the_car():
+def test_turned_rotates_the_plan_about_the_rear_axle():
     plan = turned(straight(2.0), np.pi / 2)
-    np.testing.assert_allclose(plan.poses[:, 0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(plan.poses[:, 0], -2.5, atol=1e-9)  # the rear axle is 2.5 m behind the centre
     np.testing.assert_allclose(plan.poses[:, 2], np.pi / 2)
-    assert np.all(plan.poses[:, 1] > 0)
+    assert np.all(plan.poses[:, 1] > 2.5)
 
 
 @pytest.mark.parametrize("field,value", [("horizon_s", 0.0), ("margin_lat_m", -0.1), ("min_height_m", 3.0)])
