@@ -47,6 +47,11 @@ class GuardConfig:
     max_height_m: float = 2.6  # ... and above this pass over the car
     swap_gear_max_speed_mps: float = 1.0  # the other gear's plan is tried only near a standstill
     boxed_in_m: float = 1.0  # off a car-park manoeuvre, only when stopped this close to what blocks the way
+    # ... and the other gear's plan off a car-park manoeuvre only once boxed in this many decisions in a row
+    # (a car-park aisle after the spot is left looks like a road to the command; a queue ahead moves off
+    # within seconds, and there the network's own plan stands still, so the guard never gets here)
+    stuck_decisions: int = 30
+    min_creep_m: float = 0.3  # a stop nearer than this is a stop where the car is: no creeping up to contact
     turn_nudges_rad: tuple[float, ...] = (0.15, -0.15, 0.3, -0.3)  # the plan turned about the car, tried in order
     # after a change of gear the guard made, the network's plan for that gear is kept for this many decisions
     # (while it stays clear) even where the network turns back: a driver backing up to make room backs up
@@ -148,13 +153,16 @@ class PlanGuard:
         self.interventions = 0  # decisions changed, this episode
         self.gear_swaps = 0
         self._commit_gear, self._commit_left = 0, 0
+        self._stuck = 0  # decisions in a row boxed in with nothing to drive
 
     def reset(self) -> None:
         self.interventions = self.gear_swaps = 0
         self._commit_gear, self._commit_left = 0, 0
+        self._stuck = 0
 
     def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray) -> tuple[float, float] | None:
-        """(time s, distance travelled m) of the plan's first contact within the horizon, or None."""
+        """(time s, free distance m) of the plan's first contact within the horizon, or None: when the rollout
+        first touches something, and how far along it the car is still clear of it."""
         cfg = self.cfg
         slow = abs(speed_mps) < cfg.slow_speed_mps
         if not _anything_near(plan, speed_mps, obstacles, cfg.slow_horizon_s if slow else cfg.horizon_s):
@@ -165,7 +173,7 @@ class PlanGuard:
                                                else (cfg.margin_long_m, cfg.margin_lat_m)))
         if k is None:
             return None
-        path = np.vstack([[0.0, 0.0], poses[:k + 1, :2]])
+        path = np.vstack([[0.0, 0.0], poses[:k, :2]])  # up to the last pose clear of it
         return (k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
 
     def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
@@ -187,24 +195,28 @@ class PlanGuard:
                 self._commit_left = 0
         hit = self.contact(plan, speed_mps, steer_rad, obstacles)
         if hit is None:
+            self._stuck = 0
             return Verdict(plan)
         self.interventions += 1
         t_s, dist_m = hit
         # variants are made up only where the network's path is known to be a manoeuvre (leaving the spot,
-        # parking) or where the car stands boxed in; in town a bent path is as likely to leave the road
+        # parking) or where the car stands boxed in; in town a bent path is as likely to leave the road.
+        # The other gear only in the car park or when stuck: on a road what blocks the way is mostly traffic
+        # that will move, and backing into the cars behind to get round it is the worse mistake
         boxed_in = abs(speed_mps) <= 0.5 and dist_m < cfg.boxed_in_m
+        self._stuck = self._stuck + 1 if boxed_in else 0
         if car_park or boxed_in:
-            # the other gear only in the car park: on a road what blocks the way is mostly traffic that
-            # will move, and backing up into the cars behind to get round it is the worse mistake
-            for candidate, what in self._fallbacks(plan, speed_mps, alternative if car_park else None):
+            other = alternative if car_park or self._stuck >= cfg.stuck_decisions else None
+            for candidate, what in self._fallbacks(plan, speed_mps, other):
                 if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
                     if candidate.gear != plan.gear:
                         self.gear_swaps += 1
                         self._commit_gear, self._commit_left = candidate.gear, cfg.commit_decisions
+                    self._stuck = 0
                     return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
         # the network's path, up to where the margin's contact begins, and a stop there: the car keeps
         # creeping up to what is in the way (it may move off; close to it, the fallbacks above apply)
-        return Verdict(truncated(plan, dist_m),
+        return Verdict(truncated(plan, dist_m if dist_m >= cfg.min_creep_m else 0.0),
                        f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); stopping short", t_s)
 
     def _fallbacks(self, plan: Plan, speed_mps: float, alternative: Plan | None) -> list[tuple[Plan, str]]:

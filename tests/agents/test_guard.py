@@ -116,6 +116,14 @@ def test_a_plan_that_clips_a_corner_ahead_is_turned_round_it():
     assert "stopping short" in v.reason
 
 
+def test_stuck_off_the_car_park_it_backs_up_after_a_while_and_never_creeps_into_contact():
+    guard = PlanGuard(GuardConfig(stuck_decisions=3))
+    blocked = wall(2.9)  # 0.4 m off the bumper, right across
+    verdicts = [guard.check(straight(1.0), 0.0, 0.0, blocked, alternative=straight(1.0, REVERSE)) for _ in range(3)]
+    assert [v.plan.gear for v in verdicts] == [FORWARD, FORWARD, REVERSE]
+    assert np.allclose(verdicts[0].plan.poses, 0.0)  # the contact is 0.2 m off: a stop where it stands
+
+
 def test_a_disabled_guard_passes_every_plan():
     plan = straight(8.0)
     assert PlanGuard(GuardConfig(enabled=False)).check(plan, 8.0, 0.0, wall(5.0)).plan is plan

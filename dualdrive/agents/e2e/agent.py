@@ -227,7 +227,9 @@ class E2EAgent(Agent):
                 other = Plan(other_poses, FORWARD if reverse else REVERSE)
         verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other,
                                    car_park=car_park)
-        self.debug = {"guard": verdict.reason} if verdict.reason else {}
+        # the video's caption shows what the guard did (the dual agent puts System 2's caption over it)
+        self.debug = {"guard": verdict.reason, "phase": "guard: " + verdict.reason.split("; ")[-1]} \
+            if verdict.reason else {}
         return verdict.plan
 
     def _stop(self, reason: str, speed_mps: float) -> Plan:

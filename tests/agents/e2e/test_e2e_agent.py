@@ -121,7 +121,7 @@ def test_a_dropped_frame_is_zeros_with_its_flag_off(checkpoint):
     obs["camera_front_valid"] = np.array([0], np.int8)
     x = observation_to_inputs(obs, TINY)
     assert x["valid_camera"] == 0 and x["camera"].sum() == 0 and x["valid_lidar"] == 1
-    plan = E2EAgent(checkpoint).act(obs)
+    plan = E2EAgent(checkpoint, guard=False).act(obs)  # the network alone (random points block the guard)
     assert np.abs(plan.poses).sum() > 0  # one dropped sensor: still the model's plan
 
 
