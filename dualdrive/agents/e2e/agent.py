@@ -39,6 +39,9 @@ REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
 # "reverse" at a standstill is a misreading of a parking-like scene, and reversing on a carriageway runs
 # into the cars behind: the forward plan of a per-gear model is driven instead
 REVERSE_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK))
+# where the plan guard may bend the network's plan and back up (dualdrive.agents.guard): the car-park
+# manoeuvres and the search for a spot, all at walking pace among parked cars
+GUARD_CAR_PARK_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK), int(Command.ENTER_LOT))
 REQUIRED_KEYS = ("lidar_points_m", "lidar_num_points", "speed_mps", "command", "route_xy_ego_m", CAMERA_KEY)
 
 
@@ -210,8 +213,7 @@ class E2EAgent(Agent):
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
         plan = out["plan"][0]
-        car_park = int(x["command"]) in REVERSE_COMMANDS
-        if reverse and "plans" in out and not car_park:
+        if reverse and "plans" in out and int(x["command"]) not in REVERSE_COMMANDS:
             plan, reverse = out["plans"][0, 0], False  # no reversing on the road: the forward plan
             self.reverse_vetoed += 1
         poses = plan.double().cpu().numpy()
@@ -226,7 +228,7 @@ class E2EAgent(Agent):
             if np.all(np.isfinite(other_poses)):
                 other = Plan(other_poses, FORWARD if reverse else REVERSE)
         verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other,
-                                   car_park=car_park)
+                                   car_park=int(x["command"]) in GUARD_CAR_PARK_COMMANDS)
         # the video's caption shows what the guard did (the dual agent puts System 2's caption over it)
         self.debug = {"guard": verdict.reason, "phase": "guard: " + verdict.reason.split("; ")[-1]} \
             if verdict.reason else {}
