@@ -30,6 +30,10 @@ def main() -> None:
 
 S2_CONFIDENCE_HELP = ("--agent dual: act on System 2 only when its confidence in its first meta-action is at least "
                       "this (0-1; the builtin VLM gives one; `dualdrive eval-vlm` shows how far it can be trusted)")
+GUARD_HELP = ("--agent e2e/dual: check System 1's plan against the LiDAR before it is driven (the plan guard, "
+              "dualdrive.agents.guard; default: $DUALDRIVE_E2E_GUARD, else on)")
+
+
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -49,11 +53,13 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
                                             "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
           s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
-          s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP)) -> None:
+          s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
+          guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP)) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
+    _use_guard(guard)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
     _use_s2_confidence(s2_min_confidence)
@@ -164,7 +170,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              vlm: Optional[str] = typer.Option(None, help="System 2 of --agent dual: builtin, builtin:CHECKPOINT, "
                                                "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
              s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
-             s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP)) -> None:
+             s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
+             guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -172,6 +179,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     vlm_spec = _use_vlm(vlm)
     s2_latency = _use_s2_latency(s2_latency)
     s2_conf = _use_s2_confidence(s2_min_confidence)
+    guard_on = _use_guard(guard)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -181,7 +189,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
         cfg = EvalConfig(agent, parse_seeds(seeds), out, suite, env, workers, record, episode_timeout, address,
                          {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {}),
                           **({"s2_sim_latency_s": s2_latency} if s2_latency is not None else {}),
-                          **({"s2_min_confidence": s2_conf} if s2_conf is not None else {})})
+                          **({"s2_min_confidence": s2_conf} if s2_conf is not None else {}),
+                          **({"e2e_guard": "on" if guard_on else "off"} if agent in ("e2e", "dual") else {})})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -506,9 +515,11 @@ def human_figure(agent: str = typer.Option("e2e", help="agent name or module:Cla
     from dualdrive.human.pack import HumanDataError, folder_files, split_files
     from dualdrive.human.replay import FUTURE_S, HISTORY_S
     from dualdrive.sensors.suite import SensorSuite
+    from dualdrive.agents.e2e.agent import guard_env
     _use_checkpoint(checkpoint)
     try:
-        a = load_agent(agent)
+        with guard_env(False):  # the network's plan, as eval-openloop scores it
+            a = load_agent(agent)
         files = folder_files(scenarios) if scenarios is not None else split_files(split)
         clips = load_clips(files, HISTORY_S, FUTURE_S, 1.0)
         if clip >= len(clips):
@@ -616,6 +627,19 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
     return spec
 
 
+def _use_guard(guard: Optional[bool]) -> bool:
+    """Hand ``--guard/--no-guard`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
+    import os
+
+    from dualdrive.agents.e2e.agent import GUARD_ENV, guard_from_env
+    if guard is not None:
+        os.environ[GUARD_ENV] = "1" if guard else "0"
+    try:
+        return guard_from_env()
+    except ValueError as e:
+        _fail(str(e))
+
+
 def _use_checkpoint(checkpoint: Optional[Path]) -> Optional[Path]:
     """Check ``--checkpoint`` and hand it to the e2e agent (and the Ray workers) through its env var."""
     if checkpoint is None:
@@ -694,8 +718,10 @@ def eval_openloop(agent: str = typer.Option("e2e", help="agent name or module:Cl
     with constant-velocity/acceleration baselines, or an E2E model against the expert on recorded episodes."""
     import json
     if scenarios is not None or data == ["ngsim"]:
+        from dualdrive.agents.e2e.agent import guard_env
         _use_checkpoint(checkpoint)
-        res = _human_openloop(agent, split, scenarios, stride_s, max_clips)
+        with guard_env(False):  # open loop scores the network's plan; the plan guard is a closed-loop check
+            res = _human_openloop(agent, split, scenarios, stride_s, max_clips)
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(res, indent=1))

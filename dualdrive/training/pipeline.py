@@ -283,18 +283,18 @@ class PipelineRun:
         return True
 
 
-def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int) -> dict:
-    """``dualdrive eval --agent e2e --checkpoint CKPT --suite SUITE --seeds SEEDS``, as a function;
-    a results file of other weights at ``out`` is replaced, not resumed."""
-    from dualdrive.agents.e2e.agent import checkpoint_env
+def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, guard: bool = True) -> dict:
+    """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard] --suite SUITE --seeds SEEDS``, as a function;
+    a results file of other weights or another guard setting at ``out`` is replaced, not resumed."""
+    from dualdrive.agents.e2e.agent import checkpoint_env, guard_env
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
-    if out.is_file() and json.loads(out.read_text())["meta"].get("checkpoint") != str(ckpt):
+    extra = {"checkpoint": str(ckpt), "e2e_guard": "on" if guard else "off"}
+    if out.is_file() and any(json.loads(out.read_text())["meta"].get(k) != v for k, v in extra.items()):
         out.unlink()
         journal_path(out).unlink(missing_ok=True)
-    with checkpoint_env(ckpt):
-        return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None,
-                                   {"checkpoint": str(ckpt)}))
+    with checkpoint_env(ckpt), guard_env(guard):
+        return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 
 def _epochs_done(run_dir: Path) -> int:

@@ -175,6 +175,21 @@ def guard_from_env() -> bool:
     return value in ("1", "on", "true")
 
 
+@contextmanager
+def guard_env(on: bool) -> Iterator[None]:
+    """Within the block, ``E2EAgent()`` has the plan guard on or off, here and in the Ray workers started in it
+    (DAgger drives the network alone: the states it gets wrong are the ones to label)."""
+    old = os.environ.get(GUARD_ENV)
+    os.environ[GUARD_ENV] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(GUARD_ENV, None)
+        else:
+            os.environ[GUARD_ENV] = old
+
+
 class E2EAgent(Agent):
     """Drives with the learned E2E model from a safetensors checkpoint (see dualdrive.agents.e2e.checkpoint)."""
 

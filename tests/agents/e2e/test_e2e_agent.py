@@ -206,3 +206,11 @@ def test_agent_drives_a_few_ticks_on_the_real_sensor_suite(checkpoint):
         assert isinstance(plan, Plan) and np.abs(plan.poses).sum() > 0  # the model's plan, not a stop plan
         obs, *_ = env.step(follower.update(plan, float(obs["speed_mps"][0])).to_action())
     env.close()
+
+
+def test_guard_env_sets_and_restores(monkeypatch, checkpoint):
+    from dualdrive.agents.e2e.agent import guard_env
+    monkeypatch.setenv(GUARD_ENV, "1")
+    with guard_env(False):
+        assert E2EAgent(checkpoint).guard.cfg.enabled is False
+    assert E2EAgent(checkpoint).guard.cfg.enabled is True
