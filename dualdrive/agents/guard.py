@@ -205,19 +205,34 @@ class PlanGuard:
         # that will move, and backing into the cars behind to get round it is the worse mistake
         boxed_in = abs(speed_mps) <= 0.5 and dist_m < cfg.boxed_in_m
         self._stuck = self._stuck + 1 if boxed_in else 0
+        best: tuple[Plan, str, float] = (plan, "its plan", dist_m)
         if car_park or boxed_in:
             other = alternative if car_park or self._stuck >= cfg.stuck_decisions else None
             for candidate, what in self._fallbacks(plan, speed_mps, other):
-                if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
-                    if candidate.gear != plan.gear:
-                        self.gear_swaps += 1
-                        self._commit_gear, self._commit_left = candidate.gear, cfg.commit_decisions
-                    self._stuck = 0
+                c_hit = self.contact(candidate, speed_mps, steer_rad, obstacles)
+                if c_hit is None:
+                    self._drove(candidate, plan)
                     return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
-        # the network's path, up to where the margin's contact begins, and a stop there: the car keeps
-        # creeping up to what is in the way (it may move off; close to it, the fallbacks above apply)
-        return Verdict(truncated(plan, dist_m if dist_m >= cfg.min_creep_m else 0.0),
-                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); stopping short", t_s)
+                if c_hit[1] > best[2] + 0.05:
+                    best = (candidate, what, c_hit[1])
+        # nothing is clear all the way: the path that goes furthest before it is not (the network's unless a
+        # variant goes further), up to where the margin's contact begins, and a stop there. Closer than
+        # min_creep_m it stops where it is: no creeping up to contact
+        candidate, what, free_m = best
+        if free_m < cfg.min_creep_m:
+            return Verdict(truncated(plan, 0.0), f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); "
+                                                 "stopping", t_s)
+        if candidate is not plan:
+            self._drove(candidate, plan)
+        return Verdict(truncated(candidate, free_m),
+                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); {what} up to {free_m:.1f} m", t_s)
+
+    def _drove(self, candidate: Plan, plan: Plan) -> None:
+        """Book-keeping for a variant driven instead of the network's plan: a change of gear is kept a while."""
+        if candidate.gear != plan.gear:
+            self.gear_swaps += 1
+            self._commit_gear, self._commit_left = candidate.gear, self.cfg.commit_decisions
+        self._stuck = 0
 
     def _fallbacks(self, plan: Plan, speed_mps: float, alternative: Plan | None) -> list[tuple[Plan, str]]:
         """What else may be driven, in order of preference, at manoeuvring speeds only: the network's plan
@@ -232,8 +247,12 @@ class PlanGuard:
         out += [(turned(plan, a), f"its {g} plan turned {np.degrees(a):+.0f} deg") for a in cfg.turn_nudges_rad]
         if alternative is not None and alternative.gear != plan.gear \
                 and abs(speed_mps) <= cfg.swap_gear_max_speed_mps:
-            out += [(straightened(alternative, a), f"its {_gear(alternative.gear)} plan"
-                     + (f" with {int(100 * (1 - a))} % less turn" if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
+            ga = _gear(alternative.gear)
+            out += [(straightened(alternative, a), f"its {ga} plan" + (f" with {int(100 * (1 - a))} % less turn"
+                                                                        if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
+            # wedged across an aisle, a driver backs out turning the other way: the multi-point turn
+            out += [(turned(straightened(alternative, 0.0), a), f"its {ga} plan straight, turned {np.degrees(a):+.0f} deg")
+                    for a in cfg.turn_nudges_rad]
         return out
 
 
