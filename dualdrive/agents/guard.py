@@ -188,10 +188,10 @@ class PlanGuard:
         if self._commit_left > 0:
             self._commit_left -= 1
             if plan.gear != self._commit_gear and alternative is not None and alternative.gear == self._commit_gear:
-                if self.contact(alternative, speed_mps, steer_rad, obstacles) is None:
-                    self.interventions += 1
-                    return Verdict(alternative, f"keeps to its {_gear(alternative.gear)} plan "
-                                                f"({self._commit_left} more decisions) to make room")
+                for candidate, what in self._gear_variants(alternative):  # as it was chosen: eased, turned
+                    if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
+                        self.interventions += 1
+                        return Verdict(candidate, f"keeps to {what} ({self._commit_left} more decisions) to make room")
                 self._commit_left = 0
         hit = self.contact(plan, speed_mps, steer_rad, obstacles)
         if hit is None:
@@ -247,13 +247,17 @@ class PlanGuard:
         out += [(turned(plan, a), f"its {g} plan turned {np.degrees(a):+.0f} deg") for a in cfg.turn_nudges_rad]
         if alternative is not None and alternative.gear != plan.gear \
                 and abs(speed_mps) <= cfg.swap_gear_max_speed_mps:
-            ga = _gear(alternative.gear)
-            out += [(straightened(alternative, a), f"its {ga} plan" + (f" with {int(100 * (1 - a))} % less turn"
-                                                                        if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
-            # wedged across an aisle, a driver backs out turning the other way: the multi-point turn
-            out += [(turned(straightened(alternative, 0.0), a), f"its {ga} plan straight, turned {np.degrees(a):+.0f} deg")
-                    for a in cfg.turn_nudges_rad]
+            out += self._gear_variants(alternative)
         return out
+
+    def _gear_variants(self, alternative: Plan) -> list[tuple[Plan, str]]:
+        """The other gear's plan as the network gives it, eased, and straight but turned (wedged across an
+        aisle, a driver backs out turning the other way: the multi-point turn)."""
+        ga = _gear(alternative.gear)
+        out = [(straightened(alternative, a), f"its {ga} plan" + (f" with {int(100 * (1 - a))} % less turn"
+                                                                  if a < 1 else "")) for a in (1.0, 0.5, 0.0)]
+        return out + [(turned(straightened(alternative, 0.0), a), f"its {ga} plan straight, turned "
+                       f"{np.degrees(a):+.0f} deg") for a in self.cfg.turn_nudges_rad]
 
 
 def _anything_near(plan: Plan, speed_mps: float, obstacles: np.ndarray, horizon_s: float) -> bool:
