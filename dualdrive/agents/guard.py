@@ -10,12 +10,13 @@ The world is taken to stand still for the check, which is right for what it is f
 kerbs, cones, a stopped queue) and wrong for traffic that moves away; so the horizon is short at
 speed (an emergency check) and longer at manoeuvring speeds, where everything near is parked.
 
-What it does with a plan that would touch something: in a car-park manoeuvre (leaving the spot,
-parking) or stopped and boxed in, at manoeuvring speeds, it tries variants of the network's plan (its
-turn eased, or turned a little about the car) and, in the car park only, the network's plan for the
-other gear (the backing-up a driver does when the nose will not clear),
-keeping to that gear for a while; failing those, or at speed, it brakes to a stop short of the first
-contact. Every path it drives is the network's, or the network's bent a little.
+What it does with a plan that would touch something, at walking pace in a car-park manoeuvre (leaving
+the spot, searching, parking) or standing boxed in: it tries variants of the network's plan (its turn
+eased, or turned a little about the rear axle) and, in the car park (elsewhere only after some seconds
+boxed in), the network's plan for the other gear, as a driver backs up when the nose will not clear,
+keeping to that gear a while so that a multi-point turn holds. With nothing clear all the way, it
+drives the candidate that goes furthest, cut where it stops being clear; at speed, the network's path
+cut short of the contact. Every path it drives is the network's: eased, turned or cut, never invented.
 """
 from __future__ import annotations
 
@@ -52,17 +53,19 @@ class GuardConfig:
     # within seconds, and there the network's own plan stands still, so the guard never gets here)
     stuck_decisions: int = 30
     min_creep_m: float = 0.3  # a stop nearer than this is a stop where the car is: no creeping up to contact
-    turn_nudges_rad: tuple[float, ...] = (0.15, -0.15, 0.3, -0.3)  # the plan turned about the car, tried in order
-    # after a change of gear the guard made, the network's plan for that gear is kept for this many decisions
-    # (while it stays clear) even where the network turns back: a driver backing up to make room backs up
-    # far enough, rather than changing gear every tick at the edge of what the check allows
+    turn_nudges_rad: tuple[float, ...] = (0.15, -0.15, 0.3, -0.3)  # the plan turned about the rear axle, in order
+    # after a change of gear the guard made, the network's plan for that gear (eased or turned as it was
+    # chosen) is kept for this many decisions while it stays clear, even where the network turns back: a
+    # driver backing up to make room backs up far enough, rather than changing gear every tick at the edge
+    # of what the check allows
     commit_decisions: int = 15
 
     def __post_init__(self) -> None:
         for name in ("step_s", "horizon_s", "slow_horizon_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"guard.{name}={getattr(self, name)} must be positive")
-        if min(self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m) < 0 or self.min_height_m >= self.max_height_m:
+        margins = (self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m)
+        if min(margins) < 0 or self.min_height_m >= self.max_height_m:
             raise ValueError("guard margins must be >= 0 and guard.min_height_m < guard.max_height_m")
 
 
@@ -160,7 +163,8 @@ class PlanGuard:
         self._commit_gear, self._commit_left = 0, 0
         self._stuck = 0
 
-    def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray) -> tuple[float, float] | None:
+    def contact(self, plan: Plan, speed_mps: float, steer_rad: float,
+                obstacles: np.ndarray) -> tuple[float, float] | None:
         """(time s, free distance m) of the plan's first contact within the horizon, or None: when the rollout
         first touches something, and how far along it the car is still clear of it."""
         cfg = self.cfg
@@ -191,7 +195,8 @@ class PlanGuard:
                 for candidate, what in self._gear_variants(alternative):  # as it was chosen: eased, turned
                     if self.contact(candidate, speed_mps, steer_rad, obstacles) is None:
                         self.interventions += 1
-                        return Verdict(candidate, f"keeps to {what} ({self._commit_left} more decisions) to make room")
+                        return Verdict(candidate, f"keeps to {what} ({self._commit_left} more decisions) "
+                                                  "to make room")
                 self._commit_left = 0
         hit = self.contact(plan, speed_mps, steer_rad, obstacles)
         if hit is None:
@@ -224,8 +229,8 @@ class PlanGuard:
                                                  "stopping", t_s)
         if candidate is not plan:
             self._drove(candidate, plan)
-        return Verdict(truncated(candidate, free_m),
-                       f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); {what} up to {free_m:.1f} m", t_s)
+        return Verdict(truncated(candidate, free_m), f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); "
+                                                     f"{what} up to {free_m:.1f} m", t_s)
 
     def _drove(self, candidate: Plan, plan: Plan) -> None:
         """Book-keeping for a variant driven instead of the network's plan: a change of gear is kept a while."""
@@ -237,8 +242,8 @@ class PlanGuard:
     def _fallbacks(self, plan: Plan, speed_mps: float, alternative: Plan | None) -> list[tuple[Plan, str]]:
         """What else may be driven, in order of preference, at manoeuvring speeds only: the network's plan
         with its turn eased (half, then none: backing straight out of a bay before turning, as a driver
-        does), turned a little about the car (round the corner of a parked car), then the other gear's plan,
-        likewise eased. On the road nothing but braking is safe to make up."""
+        does), turned a little about the rear axle (round the corner of a parked car), then the other gear's
+        plan, likewise. At speed nothing but cutting the plan short is safe to make up."""
         cfg = self.cfg
         if abs(speed_mps) >= cfg.slow_speed_mps:
             return []
