@@ -254,7 +254,8 @@ class PipelineRun:
         ran = False
         for suite in self.cfg.closed_loop_suites:
             out = self.out / "closed_loop" / f"{suite}.json"
-            if out.is_file() and json.loads(out.read_text())["meta"].get("checkpoint") == str(ckpt):
+            meta = json.loads(out.read_text())["meta"] if out.is_file() else {}
+            if meta.get("checkpoint") == str(ckpt) and meta.get("e2e_guard") == "on":  # the agent as shipped
                 continue
             res = evaluate_checkpoint(ckpt, suite, self.cfg.closed_loop_seeds, out, self.cfg.workers)
             s = res["summary"]
