@@ -74,15 +74,22 @@ def checkpoint_env(path: str | Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    old = os.environ.get(CHECKPOINT_ENV)
-    os.environ[CHECKPOINT_ENV] = str(Path(path).resolve())
+    with _scoped_env(CHECKPOINT_ENV, str(Path(path).resolve())):
+        yield
+
+
+@contextmanager
+def _scoped_env(name: str, value: str) -> Iterator[None]:
+    """``$name`` = ``value`` within the block (Ray workers started in it inherit it), as it was after."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(CHECKPOINT_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[CHECKPOINT_ENV] = old
+            os.environ[name] = old
 
 
 def observation_to_inputs(obs: dict[str, Any], cfg: E2EConfig = E2EConfig()) -> dict[str, np.ndarray]:
@@ -179,15 +186,8 @@ def guard_from_env() -> bool:
 def guard_env(on: bool) -> Iterator[None]:
     """Within the block, ``E2EAgent()`` has the plan guard on or off, here and in the Ray workers started in it
     (DAgger drives the network alone: the states it gets wrong are the ones to label)."""
-    old = os.environ.get(GUARD_ENV)
-    os.environ[GUARD_ENV] = "1" if on else "0"
-    try:
+    with _scoped_env(GUARD_ENV, "1" if on else "0"):
         yield
-    finally:
-        if old is None:
-            os.environ.pop(GUARD_ENV, None)
-        else:
-            os.environ[GUARD_ENV] = old
 
 
 class E2EAgent(Agent):
