@@ -32,8 +32,6 @@ S2_CONFIDENCE_HELP = ("--agent dual: act on System 2 only when its confidence in
                       "this (0-1; the builtin VLM gives one; `dualdrive eval-vlm` shows how far it can be trusted)")
 GUARD_HELP = ("--agent e2e/dual: check System 1's plan against the LiDAR before it is driven (the plan guard, "
               "dualdrive.agents.guard; default: $DUALDRIVE_E2E_GUARD, else on)")
-
-
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -514,8 +512,8 @@ def human_figure(agent: str = typer.Option("e2e", help="agent name or module:Cla
     from dualdrive.human.openloop import load_clips
     from dualdrive.human.pack import HumanDataError, folder_files, split_files
     from dualdrive.human.replay import FUTURE_S, HISTORY_S
-    from dualdrive.sensors.suite import SensorSuite
     from dualdrive.agents.e2e.agent import guard_env
+    from dualdrive.sensors.suite import SensorSuite
     _use_checkpoint(checkpoint)
     try:
         with guard_env(False):  # the network's plan, as eval-openloop scores it

@@ -101,7 +101,8 @@ def _collect_round(cfg: DaggerConfig, r: int, learner: Path, log: Callable[[str]
     # guard (dualdrive.agents.guard) would hide
     with checkpoint_env(learner), guard_env(False):
         res = collect(CollectConfig(out, cfg.suite, "e2e", None, seeds, cfg.workers, 0.0, cfg.frame_stride,
-                                    cfg.max_duration_s, meta_extra={"learner_checkpoint": str(learner)}),
+                                    cfg.max_duration_s, meta_extra={"learner_checkpoint": str(learner),
+                                                                 "learner_guard": "off"}),
                       on_done=lambda row, k, n: log(f"  collect {k}/{n} {row['key']}: {row['frames']} frames, "
                                                     f"{'ok' if row['status'] == 'ok' else row['error']}"))
     if res["card"]["episodes"] == 0:

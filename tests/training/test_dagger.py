@@ -30,6 +30,9 @@ def test_one_dagger_round_end_to_end_and_resume(tiny_demos, tiny_suite, tmp_path
     # the network drove and was scored alone: the plan guard would hide the states DAgger is there to label
     scored = json.loads((run / "dagger" / "round_1" / "closed_loop.json").read_text())["meta"]
     assert scored["e2e_guard"] == "off"
+    from dualdrive.data.format import META_NAME
+    collected = json.loads((run / "dagger" / "round_1" / "demos" / META_NAME).read_text())["runs"][-1]
+    assert collected["learner_guard"] == "off"
     card = json.loads((run / "dagger" / "round_1" / "demos" / "card.json").read_text())
     assert card["driver"] == "e2e" and card["labeller"] == "expert"
     meta = json.loads((run / "dagger" / "round_1" / "train" / "best.json").read_text())["metadata"]
