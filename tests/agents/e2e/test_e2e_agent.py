@@ -60,6 +60,7 @@ def test_the_guard_checks_the_plan_against_the_lidar(checkpoint):
     obs["speed_mps"][:] = 0.0
     plan = guarded.act(obs)
     assert "guard" in guarded.debug and guarded.guard.interventions == 1
+    assert guarded.debug["phase"].startswith("guard: ")  # the video's caption says what it did
     # what it drives instead does not touch the car it would have hit
     from dualdrive.agents.guard import obstacle_points
     assert guarded.guard.contact(plan, 0.0, 0.0, obstacle_points(obs["lidar_points_m"][:len(ring)],
