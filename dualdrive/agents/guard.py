@@ -75,7 +75,6 @@ class Verdict:
 
     plan: Plan
     reason: str | None = None
-    contact_s: float | None = None  # when the given plan would have touched something
 
 
 def obstacle_points(points: np.ndarray, cfg: GuardConfig) -> np.ndarray:
@@ -217,7 +216,7 @@ class PlanGuard:
                 c_hit = self.contact(candidate, speed_mps, steer_rad, obstacles)
                 if c_hit is None:
                     self._drove(candidate, plan)
-                    return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}", t_s)
+                    return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}")
                 if c_hit[1] > best[2] + 0.05:
                     best = (candidate, what, c_hit[1])
         # nothing is clear all the way: the path that goes furthest before it is not (the network's unless a
@@ -226,11 +225,11 @@ class PlanGuard:
         candidate, what, free_m = best
         if free_m < cfg.min_creep_m:
             return Verdict(truncated(plan, 0.0), f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); "
-                                                 "stopping", t_s)
+                                                 "stopping")
         if candidate is not plan:
             self._drove(candidate, plan)
         return Verdict(truncated(candidate, free_m), f"its plan touches an obstacle in {t_s:.1f} s ({dist_m:.1f} m); "
-                                                     f"{what} up to {free_m:.1f} m", t_s)
+                                                     f"{what} up to {free_m:.1f} m")
 
     def _drove(self, candidate: Plan, plan: Plan) -> None:
         """Book-keeping for a variant driven instead of the network's plan: a change of gear is kept a while."""
