@@ -32,6 +32,9 @@ S2_CONFIDENCE_HELP = ("--agent dual: act on System 2 only when its confidence in
                       "this (0-1; the builtin VLM gives one; `dualdrive eval-vlm` shows how far it can be trusted)")
 GUARD_HELP = ("--agent e2e/dual: check System 1's plan against the LiDAR before it is driven (the plan guard, "
               "dualdrive.agents.guard; default: $DUALDRIVE_E2E_GUARD, else on)")
+PROBE_HELP = ("--agent e2e/dual: below the speed limit, ask System 1 what it would do at the limit and, where it "
+              "would hold that speed, speed up (the speed probe against the inertia problem, "
+              "dualdrive.agents.e2e.probe; default: $DUALDRIVE_E2E_PROBE, else on)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -52,12 +55,14 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
                                             "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
           s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
           s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
-          guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP)) -> None:
+          guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP),
+          probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP)) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
     _use_guard(guard)
+    _use_probe(probe)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
     _use_s2_confidence(s2_min_confidence)
@@ -169,7 +174,8 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
                                                "hf:MODEL_DIR or openai:BASE_URL, optionally after process: (default: $DUALDRIVE_VLM_BACKEND, else builtin)"),
              s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
              s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
-             guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP)) -> None:
+             guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP),
+             probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -178,6 +184,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     s2_latency = _use_s2_latency(s2_latency)
     s2_conf = _use_s2_confidence(s2_min_confidence)
     guard_on = _use_guard(guard)
+    probe_on = _use_probe(probe)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -188,7 +195,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
                          {**({"checkpoint": str(ckpt)} if ckpt else {}), **({"vlm": vlm_spec} if vlm_spec else {}),
                           **({"s2_sim_latency_s": s2_latency} if s2_latency is not None else {}),
                           **({"s2_min_confidence": s2_conf} if s2_conf is not None else {}),
-                          **({"e2e_guard": "on" if guard_on else "off"} if agent in ("e2e", "dual") else {})})
+                          **(_e2e_meta(guard_on, probe_on) if agent in ("e2e", "dual") else {})})
         from dualdrive.agents.registry import load_agent
         load_agent(agent)  # a bad agent name fails here, not in every worker
         jobs, _ = plan_jobs(cfg)
@@ -381,7 +388,8 @@ def bench(out: Path = typer.Option(Path("runs/bench.json"), help="JSON file with
                    f"idle agent, {res['closed_loop_e2e']['steps_per_s']:.0f} with System 1 (e2e) driving")
     e = res["e2e"]
     _console.print(f"e2e decision (observation -> plan, 1 thread): {e['ms_mean']:.1f} ms mean, {e['ms_p95']:.1f} ms p95 "
-                   f"(network {e['model_ms_mean']:.1f} ms); {e['params']:,} parameters, checkpoint {e['checkpoint_mb']:.1f} MB"
+                   f"(network {e['model_ms_mean']:.1f} ms; {e['ms_mean_probing']:.1f} ms with the speed probe asked: "
+                   f"{e['ms_mean_probing'] / e['ms_mean']:.2f}x); {e['params']:,} parameters, checkpoint {e['checkpoint_mb']:.1f} MB"
                    + ("" if e["checkpoint"] else " (no shipped checkpoint: default config)"))
     d = res["dual"]
     _console.print(f"dual: System 2 (builtin VLM, 1 thread) {d['s2_ms_mean']:.0f} ms per answer ({d['s2_ms_p95']:.0f} ms p95, "
@@ -512,11 +520,11 @@ def human_figure(agent: str = typer.Option("e2e", help="agent name or module:Cla
     from dualdrive.human.openloop import load_clips
     from dualdrive.human.pack import HumanDataError, folder_files, split_files
     from dualdrive.human.replay import FUTURE_S, HISTORY_S
-    from dualdrive.agents.e2e.agent import guard_env
+    from dualdrive.agents.e2e.agent import network_alone
     from dualdrive.sensors.suite import SensorSuite
     _use_checkpoint(checkpoint)
     try:
-        with guard_env(False):  # the network's plan, as eval-openloop scores it
+        with network_alone():  # the network's plan, as eval-openloop scores it
             a = load_agent(agent)
         files = folder_files(scenarios) if scenarios is not None else split_files(split)
         clips = load_clips(files, HISTORY_S, FUTURE_S, 1.0)
@@ -625,6 +633,29 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
     return spec
 
 
+def _e2e_meta(guard_on: bool, probe_on: bool) -> dict:
+    """System 1's closed-loop aids as the results record them (and a run of other settings never resumes)."""
+    from dualdrive.agents.e2e.agent import guard_radar_from_env
+    try:
+        radar = guard_on and guard_radar_from_env()
+    except ValueError as e:
+        _fail(str(e))
+    return {"e2e_guard": ("on" if radar else "lidar") if guard_on else "off", "e2e_probe": "on" if probe_on else "off"}
+
+
+def _use_probe(probe: Optional[bool]) -> bool:
+    """Hand ``--probe/--no-probe`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
+    import os
+
+    from dualdrive.agents.e2e.agent import PROBE_ENV, probe_from_env
+    if probe is not None:
+        os.environ[PROBE_ENV] = "1" if probe else "0"
+    try:
+        return probe_from_env()
+    except ValueError as e:
+        _fail(str(e))
+
+
 def _use_guard(guard: Optional[bool]) -> bool:
     """Hand ``--guard/--no-guard`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
     import os
@@ -716,9 +747,9 @@ def eval_openloop(agent: str = typer.Option("e2e", help="agent name or module:Cl
     with constant-velocity/acceleration baselines, or an E2E model against the expert on recorded episodes."""
     import json
     if scenarios is not None or data == ["ngsim"]:
-        from dualdrive.agents.e2e.agent import guard_env
+        from dualdrive.agents.e2e.agent import network_alone
         _use_checkpoint(checkpoint)
-        with guard_env(False):  # open loop scores the network's plan; the plan guard is a closed-loop check
+        with network_alone():  # open loop scores the network's plan; the guard and the probe are closed-loop aids
             res = _human_openloop(agent, split, scenarios, stride_s, max_clips)
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)

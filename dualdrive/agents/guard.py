@@ -6,9 +6,13 @@ every production car has). This one is sensor-only, like the network it guards: 
 forward along the plan through the same trajectory follower and bicycle model the drive loop uses,
 and tests the car's footprint (plus a margin) against the current LiDAR returns above the ground.
 
-The world is taken to stand still for the check, which is right for what it is for (parked cars,
-kerbs, cones, a stopped queue) and wrong for traffic that moves away; so the horizon is short at
-speed (an emergency check) and longer at manoeuvring speeds, where everything near is parked.
+The LiDAR's world is taken to stand still for the check, which is right for what it is for (parked
+cars, kerbs, cones, a stopped queue) and wrong for traffic that moves away; so its horizon is short at
+speed (an emergency check) and longer at manoeuvring speeds, where everything near is parked. At speed
+the front radar adds what the LiDAR cannot tell: how fast what is ahead moves. Each radar return
+ahead (confirmed by LiDAR returns beside it where its echo is as weak as clutter) is carried forward at
+its Doppler velocity, the ego's own motion taken out, read as motion along the road, over a longer horizon:
+the slower car ahead that the plan would run into in two seconds, as a radar AEB / ACC sees it.
 
 What it does with a plan that would touch something, at walking pace in a car-park manoeuvre (leaving
 the spot, searching, parking) or standing boxed in: it tries variants of the network's plan (its turn
@@ -59,9 +63,21 @@ class GuardConfig:
     # driver backing up to make room backs up far enough, rather than changing gear every tick at the edge
     # of what the check allows
     commit_decisions: int = 15
+    # the radar check at speed: each return (the nearest point of what echoed) moves on at its ground speed
+    # along the line of sight; a plan that would bring the footprint plus these margins onto one within the
+    # horizon is cut short of it. The longer margin ahead keeps a gap: the radar point is a car's rear bumper
+    radar: bool = True  # False: the LiDAR check alone (as the guard was before the radar part, for comparison)
+    radar_horizon_s: float = 3.0
+    radar_margin_long_m: float = 2.0
+    radar_margin_lat_m: float = 0.3
+    # a return weaker than this is believed only with LiDAR obstacle returns within radar_confirm_m of it (the
+    # radar's clutter echoes at -15 to -5 dBsm; a car is ~5 dBsm, a pedestrian ~0, a cone ~-7)
+    radar_strong_dbsm: float = -4.0
+    radar_confirm_m: float = 1.5
+    radar_max_azimuth_deg: float = 40.0
 
     def __post_init__(self) -> None:
-        for name in ("step_s", "horizon_s", "slow_horizon_s"):
+        for name in ("step_s", "horizon_s", "slow_horizon_s", "radar_horizon_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"guard.{name}={getattr(self, name)} must be positive")
         margins = (self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m)
@@ -84,6 +100,47 @@ def obstacle_points(points: np.ndarray, cfg: GuardConfig) -> np.ndarray:
     return p[keep, :2]
 
 
+def radar_targets(returns: np.ndarray, speed_mps: float, obstacles: np.ndarray, cfg: GuardConfig) -> np.ndarray:
+    """(M, 4) ego-frame x, y and ground velocity vx, vy of the radar returns to check against. The radar measures
+    the velocity along the line of sight only; with the ego's own motion taken out, it is read as motion along
+    the ego's heading (traffic ahead and oncoming moves along the road: read along the line of sight, an
+    oncoming car in the next lane would head for the radar and look like a collision). Returns wider than
+    ``radar_max_azimuth_deg`` are left to the LiDAR check (beside the car that reading does not hold); weak
+    echoes count only where the LiDAR confirms something is there."""
+    r = np.asarray(returns, dtype=float).reshape(-1, 4) if np.asarray(returns).size else np.zeros((0, 4))
+    r = r[np.all(np.isfinite(r), axis=1) & (np.abs(r[:, 1]) <= np.radians(cfg.radar_max_azimuth_deg))]
+    if len(r) == 0:
+        return np.zeros((0, 4))
+    c, s = np.cos(r[:, 1]), np.sin(r[:, 1])
+    xy = r[:, :1] * np.column_stack([c, s])
+    v_los = r[:, 2] + float(speed_mps) * c  # the target's ground velocity along the line of sight
+    keep = r[:, 3] >= cfg.radar_strong_dbsm
+    if len(obstacles) and not keep.all():
+        d2 = ((xy[~keep, None, :] - obstacles[None, :, :2]) ** 2).sum(axis=2)
+        keep[~keep] = (d2 <= cfg.radar_confirm_m ** 2).any(axis=1)
+    return np.column_stack([xy, v_los / c, np.zeros(len(r))])[keep]
+
+
+def first_moving_contact(poses: np.ndarray, step_s: float, targets: np.ndarray, margin_long_m: float,
+                         margin_lat_m: float) -> int | None:
+    """Index of the first rollout pose (``step_s`` apart, the first one ``step_s`` ahead) whose footprint plus the
+    margins takes in a radar target carried forward at its velocity to that time. A target in the bare
+    footprint now does not count (the LiDAR check has it)."""
+    if len(targets) == 0 or len(poses) == 0:
+        return None
+    inside_now = (np.abs(targets[:, 0]) < EGO_LENGTH_M / 2) & (np.abs(targets[:, 1]) < EGO_WIDTH_M / 2)
+    targets = targets[~inside_now]
+    if len(targets) == 0:
+        return None
+    t = step_s * np.arange(1, len(poses) + 1)[:, None]
+    px, py = targets[None, :, 0] + targets[None, :, 2] * t, targets[None, :, 1] + targets[None, :, 3] * t
+    c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
+    dx, dy = px - poses[:, None, 0], py - poses[:, None, 1]
+    lx, ly = np.abs(c * dx + s * dy), np.abs(-s * dx + c * dy)
+    hit = np.flatnonzero(((lx < EGO_LENGTH_M / 2 + margin_long_m) & (ly < EGO_WIDTH_M / 2 + margin_lat_m)).any(axis=1))
+    return int(hit[0]) if len(hit) else None
+
+
 def _plan_at(times: np.ndarray, poses: np.ndarray, plan: Plan, t_s: float, x: float, y: float, h: float) -> Plan:
     """The plan as it would be re-issued at time ``t_s`` from pose (x, y, h) of the plan's own frame: its
     poses ``dt`` apart from ``t_s`` on (the last one held), in the car's frame there. ``times`` and
@@ -103,6 +160,15 @@ def rollout(plan: Plan, speed_mps: float, steer_rad: float, horizon_s: float, st
     times = plan.dt_s * np.arange(0, len(plan.poses) + 1)
     poses = np.vstack([[0.0, 0.0, 0.0], plan.poses])
     poses[:, 2] = np.unwrap(poses[:, 2])
+    # the car re-plans every tick, so the plan it follows never ends where this one does: beyond its last pose
+    # the plan goes on straight at the speed of its last step (a plan that comes to rest stays at rest). Without this, the
+    # re-issued plan ran out after a second or so, the follower braked for its end, and a rollout at speed
+    # slowed down in the middle of the road (it never reached the slower car it was closing on)
+    tail = max(horizon_s, plan.dt_s)
+    last_step = (poses[-1] - poses[-2]) * (tail / plan.dt_s)
+    last_step[2] = 0.0  # straight on, at the last heading
+    times = np.append(times, times[-1] + tail)
+    poses = np.vstack([poses, poses[-1] + last_step])
     x = y = h = 0.0
     v, steer = float(speed_mps), float(steer_rad)
     out = []
@@ -162,32 +228,44 @@ class PlanGuard:
         self._commit_gear, self._commit_left = 0, 0
         self._stuck = 0
 
-    def contact(self, plan: Plan, speed_mps: float, steer_rad: float,
-                obstacles: np.ndarray) -> tuple[float, float] | None:
+    def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray,
+                targets: np.ndarray | None = None) -> tuple[float, float] | None:
         """(time s, free distance m) of the plan's first contact within the horizon, or None: when the rollout
-        first touches something, and how far along it the car is still clear of it."""
+        first touches something, and how far along it the car is still clear of it. ``targets``: radar
+        targets (:func:`radar_targets`), checked at speed over the radar horizon."""
         cfg = self.cfg
         slow = abs(speed_mps) < cfg.slow_speed_mps
-        if not _anything_near(plan, speed_mps, obstacles, cfg.slow_horizon_s if slow else cfg.horizon_s):
+        horizon = cfg.slow_horizon_s if slow else cfg.horizon_s
+        radar = not slow and plan.gear == FORWARD and targets is not None and len(targets) > 0 \
+            and _anything_near(plan, speed_mps, targets[:, :2], cfg.radar_horizon_s, targets[:, 2:])
+        lidar = _anything_near(plan, speed_mps, obstacles, horizon)
+        if not (lidar or radar):
             return None
-        poses = rollout(plan, speed_mps, steer_rad, cfg.slow_horizon_s if slow else cfg.horizon_s, cfg.step_s,
-                        self._follower)
-        k = first_contact(poses, obstacles, *((cfg.slow_margin_long_m, cfg.slow_margin_lat_m) if slow
-                                               else (cfg.margin_long_m, cfg.margin_lat_m)))
+        poses = rollout(plan, speed_mps, steer_rad, max(horizon, cfg.radar_horizon_s) if radar else horizon,
+                        cfg.step_s, self._follower)
+        n_lidar = int(round(horizon / cfg.step_s))
+        k = first_contact(poses[:n_lidar], obstacles, *((cfg.slow_margin_long_m, cfg.slow_margin_lat_m) if slow
+                                                         else (cfg.margin_long_m, cfg.margin_lat_m))) if lidar else None
+        if radar:
+            k_radar = first_moving_contact(poses, cfg.step_s, targets, cfg.radar_margin_long_m, cfg.radar_margin_lat_m)
+            if k_radar is not None and (k is None or k_radar < k):
+                k = k_radar
         if k is None:
             return None
         path = np.vstack([[0.0, 0.0], poses[:k, :2]])  # up to the last pose clear of it
         return (k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
 
     def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
-              alternative: Plan | None = None, car_park: bool = False) -> Verdict:
+              alternative: Plan | None = None, car_park: bool = False, radar: np.ndarray | None = None) -> Verdict:
         """The plan to drive. ``alternative``: the network's plan for the other gear, tried near a standstill
         in a car-park manoeuvre (``car_park``); elsewhere only the network's own plan, bent, and only when
-        the car stands boxed in (``GuardConfig.boxed_in_m``)."""
+        the car stands boxed in (``GuardConfig.boxed_in_m``). ``radar``: the front radar's returns (rows of
+        range, azimuth, radial velocity, RCS), for the check at speed."""
         cfg = self.cfg
         if not cfg.enabled:
             return Verdict(plan)
         obstacles = obstacle_points(points, cfg)
+        targets = radar_targets(radar, speed_mps, obstacles, cfg) if radar is not None and cfg.radar else None
         if self._commit_left > 0:
             self._commit_left -= 1
             if plan.gear != self._commit_gear and alternative is not None and alternative.gear == self._commit_gear:
@@ -197,7 +275,7 @@ class PlanGuard:
                         return Verdict(candidate, f"keeps to {what} ({self._commit_left} more decisions) "
                                                   "to make room")
                 self._commit_left = 0
-        hit = self.contact(plan, speed_mps, steer_rad, obstacles)
+        hit = self.contact(plan, speed_mps, steer_rad, obstacles, targets)
         if hit is None:
             self._stuck = 0
             return Verdict(plan)
@@ -264,14 +342,18 @@ class PlanGuard:
                        f"{np.degrees(a):+.0f} deg") for a in self.cfg.turn_nudges_rad]
 
 
-def _anything_near(plan: Plan, speed_mps: float, obstacles: np.ndarray, horizon_s: float) -> bool:
+def _anything_near(plan: Plan, speed_mps: float, obstacles: np.ndarray, horizon_s: float,
+                   velocities: np.ndarray | None = None) -> bool:
     """Whether any obstacle point is near enough to the plan for the rollout to be worth running: within
     the footprint's reach (plus the largest margin and a metre for the follower cutting corners) of the
-    plan's path, itself no longer than the car can drive in the horizon at up to 3 m/s^2."""
+    plan's path, itself no longer than the car can drive in the horizon at up to 3 m/s^2. ``velocities``:
+    the points move (radar targets): each is taken anywhere on its way over the horizon."""
     if len(obstacles) == 0:
         return False
-    reach = np.hypot(EGO_LENGTH_M / 2 + 0.5, EGO_WIDTH_M / 2 + 0.5) + 1.0
+    reach = np.hypot(EGO_LENGTH_M / 2 + 2.0, EGO_WIDTH_M / 2 + 0.5) + 1.0
     travel = abs(speed_mps) * horizon_s + 1.5 * horizon_s**2 + reach
+    if velocities is not None:  # where each target is at seven times over the horizon
+        obstacles = np.vstack([obstacles + f * horizon_s * velocities for f in np.linspace(0.0, 1.0, 7)])
     pts = obstacles[np.hypot(obstacles[:, 0], obstacles[:, 1]) <= travel]
     if len(pts) == 0:
         return False

@@ -80,7 +80,7 @@ def plan_jobs(cfg: EvalConfig) -> tuple[list[EpisodeJob], dict]:
         ident = {"agent": cfg.agent, "suite": suite.describe()}
     # the agent's weights, its plan guard and System 2's timing: a run of other weights, guard or timing must
     # not resume this one
-    for key in ("checkpoint", "e2e_guard", "vlm", "s2_sim_latency_s"):
+    for key in ("checkpoint", "e2e_guard", "e2e_probe", "vlm", "s2_sim_latency_s"):
         if cfg.meta_extra.get(key) is not None:
             ident[key] = cfg.meta_extra[key]
     return jobs, ident

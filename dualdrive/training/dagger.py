@@ -93,16 +93,16 @@ def _checkpoint_of(state: dict, r: int) -> Path:
 
 
 def _collect_round(cfg: DaggerConfig, r: int, learner: Path, log: Callable[[str], None]) -> Path:
-    from dualdrive.agents.e2e.agent import checkpoint_env, guard_env
+    from dualdrive.agents.e2e.agent import checkpoint_env, network_alone
     from dualdrive.data.collect import CollectConfig, collect
     out = round_dir(cfg, r) / "demos"
     seeds = range(cfg.seed_start + (r - 1) * cfg.episodes, cfg.seed_start + r * cfg.episodes)
     # the network drives alone: DAgger is to label the states its own mistakes lead to, which the plan
-    # guard (dualdrive.agents.guard) would hide
-    with checkpoint_env(learner), guard_env(False):
+    # guard (dualdrive.agents.guard) and the speed probe (dualdrive.agents.e2e.probe) would hide
+    with checkpoint_env(learner), network_alone():
         res = collect(CollectConfig(out, cfg.suite, "e2e", None, seeds, cfg.workers, 0.0, cfg.frame_stride,
                                     cfg.max_duration_s, meta_extra={"learner_checkpoint": str(learner),
-                                                                 "learner_guard": "off"}),
+                                                                 "learner_guard": "off", "learner_probe": "off"}),
                       on_done=lambda row, k, n: log(f"  collect {k}/{n} {row['key']}: {row['frames']} frames, "
                                                     f"{'ok' if row['status'] == 'ok' else row['error']}"))
     if res["card"]["episodes"] == 0:
@@ -140,9 +140,10 @@ def _score(cfg: DaggerConfig, r: int, ckpt: Path, dirs: list[Path], train_val_l2
     if cfg.val_data is not None:
         from dualdrive.training.openloop import evaluate_openloop
         val_l2 = evaluate_openloop(ckpt, [cfg.val_data])["l2_avg_m"]
-    # the network alone, as it drove the round's episodes (the shipped agent's guard is scored in the pipeline)
+    # the network alone, as it drove the round's episodes (the agent as shipped, guard and probe, is scored in
+    # the pipeline)
     res = evaluate_checkpoint(ckpt, cfg.suite, cfg.val_seeds, round_dir(cfg, r) / "closed_loop.json", cfg.workers,
-                              guard=False)
+                              aids=False)
     s = res["summary"]
     row = {"round": r, "checkpoint": str(ckpt), "datasets": [str(d) for d in dirs],
            "dataset_episodes": sum(len(DemoDataset(d).episodes) for d in dirs),

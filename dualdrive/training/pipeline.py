@@ -255,8 +255,8 @@ class PipelineRun:
         for suite in self.cfg.closed_loop_suites:
             out = self.out / "closed_loop" / f"{suite}.json"
             meta = json.loads(out.read_text())["meta"] if out.is_file() else {}
-            if meta.get("checkpoint") == str(ckpt) and meta.get("e2e_guard") == "on":  # the agent as shipped
-                continue
+            if meta.get("checkpoint") == str(ckpt) and meta.get("e2e_guard") == meta.get("e2e_probe") == "on":
+                continue  # the agent as shipped was scored already
             res = evaluate_checkpoint(ckpt, suite, self.cfg.closed_loop_seeds, out, self.cfg.workers)
             s = res["summary"]
             self.log(f"  {suite}: DS {s['driving_score']['mean']:.1f}, success {s['success_rate']['mean']:.0f}%")
@@ -284,17 +284,19 @@ class PipelineRun:
         return True
 
 
-def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, guard: bool = True) -> dict:
-    """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard] --suite SUITE --seeds SEEDS``, as a function;
-    a results file of other weights or another guard setting at ``out`` is replaced, not resumed."""
-    from dualdrive.agents.e2e.agent import checkpoint_env, guard_env
+def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, aids: bool = True) -> dict:
+    """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard --no-probe] --suite SUITE --seeds SEEDS``, as a
+    function: the agent as shipped (``aids``: the plan guard and the speed probe) or the network alone. A results
+    file of other weights or other settings at ``out`` is replaced, not resumed."""
+    from dualdrive.agents.e2e.agent import checkpoint_env, guard_env, probe_env
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
-    extra = {"checkpoint": str(ckpt), "e2e_guard": "on" if guard else "off"}
+    on = "on" if aids else "off"
+    extra = {"checkpoint": str(ckpt), "e2e_guard": on, "e2e_probe": on}
     if out.is_file() and any(json.loads(out.read_text())["meta"].get(k) != v for k, v in extra.items()):
         out.unlink()
         journal_path(out).unlink(missing_ok=True)
-    with checkpoint_env(ckpt), guard_env(guard):
+    with checkpoint_env(ckpt), guard_env(aids), probe_env(aids):
         return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from dualdrive.agents.base import Agent, Plan
 from dualdrive.agents.dual.agent import DualAgent, DualConfig, _path_length
-from dualdrive.instructions.agent import retime_plan
+from dualdrive.planning.retime import retime_plan
 from dualdrive.vlm.answer import VLMAnswer, render_answer
 from dualdrive.vlm.backend import VLMReply, reply_from_text
 

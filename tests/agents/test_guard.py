@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, REVERSE, Plan
-from dualdrive.agents.guard import (GuardConfig, PlanGuard, first_contact, obstacle_points, rollout, straightened,
-                                    truncated, turned)
+from dualdrive.agents.guard import (GuardConfig, PlanGuard, first_contact, obstacle_points, radar_targets, rollout,
+                                    straightened, truncated, turned)
 
 
 def straight(speed_mps: float, gear: int = FORWARD) -> Plan:
@@ -193,3 +193,54 @@ def test_with_nothing_clear_it_drives_the_variant_that_goes_furthest_and_stops_t
     v = guard.check(plan, 0.0, 0.0, pts)
     assert stops(v) and "less turn up to" in v.reason
     assert v.plan.poses[-1, 0] > 1.5 and v.plan.poses[-1, 0] + 2.5 < 5.5  # further than the network's, short of the wall
+
+
+def radar_return(x_m: float, y_m: float, ground_vx_mps: float, ego_speed_mps: float, rcs_dbsm: float = 5.0) -> list:
+    """The front radar's row (range, azimuth, radial velocity, RCS) for a target at (x, y) in the ego frame that
+    moves along x at ``ground_vx_mps``, seen from the ego driving at ``ego_speed_mps``."""
+    az = np.arctan2(y_m, x_m)
+    return [np.hypot(x_m, y_m), az, (ground_vx_mps - ego_speed_mps) * np.cos(az), rcs_dbsm]
+
+
+def test_radar_targets_take_the_egos_own_motion_out_of_the_doppler_velocity():
+    cfg = GuardConfig()
+    rows = np.array([radar_return(30.0, 0.0, 0.0, 20.0), radar_return(40.0, 0.5, 12.0, 20.0)])
+    t = radar_targets(rows, 20.0, np.zeros((0, 2)), cfg)
+    np.testing.assert_allclose(t[0], [30.0, 0.0, 0.0, 0.0], atol=1e-9)  # a car standing in the lane
+    np.testing.assert_allclose(t[1], [40.0, 0.5, 12.0, 0.0], atol=1e-9)  # a slower car ahead, along the road
+    wide = np.array([radar_return(3.0, 6.0, 0.0, 20.0)])  # 63 degrees off the nose: left to the LiDAR
+    assert len(radar_targets(wide, 20.0, np.zeros((0, 2)), cfg)) == 0
+
+
+def test_a_weak_echo_counts_only_where_the_lidar_sees_something():
+    cfg = GuardConfig()
+    weak = np.array([radar_return(30.0, 0.0, 0.0, 20.0, rcs_dbsm=-10.0)])
+    assert len(radar_targets(weak, 20.0, np.zeros((0, 2)), cfg)) == 0  # clutter
+    assert len(radar_targets(weak, 20.0, np.array([[30.4, 0.3]]), cfg)) == 1  # a cone the LiDAR sees too
+    assert len(radar_targets(np.full((1, 4), np.nan), 20.0, np.zeros((0, 2)), cfg)) == 0
+
+
+def test_rollout_at_speed_keeps_going_past_the_end_of_the_plan():
+    poses = rollout(straight(20.0), 20.0, 0.0, 6.0, 0.2)  # 6 s of a 4 s plan: the car re-plans, it does not brake
+    assert len(poses) == 30 and poses[-1, 0] == pytest.approx(120.0, rel=0.02)
+    assert np.diff(poses[:, 0]).min() > 0.95 * 20.0 * 0.2
+
+
+@pytest.mark.parametrize("lead_mps, stopped", [(11.0, True), (0.0, True), (24.0, False)])
+def test_at_speed_the_radar_brakes_for_a_slower_car_ahead_and_not_for_one_keeping_pace(lead_mps, stopped):
+    guard = PlanGuard()
+    lidar = wall(35.0, -1.0, 1.0)  # the lead car's rear, as the LiDAR sees it now (it cannot tell its speed)
+    v = guard.check(straight(24.0), 24.0, 0.0, lidar, radar=np.array([radar_return(35.0, 0.0, lead_mps, 24.0)]))
+    assert stops(v) is stopped
+    if stopped:  # cut short of where the car ahead will be when the plan would reach it (the follower brakes)
+        lead_then = 35.0 + lead_mps * GuardConfig().radar_horizon_s
+        assert v.plan.poses[-1, 0] < lead_then - 2.5 - GuardConfig().radar_margin_long_m and "touches" in v.reason
+        if lead_mps == 0.0:
+            assert v.plan.poses[-1, 0] < 35.0 - 2.5
+
+
+@pytest.mark.parametrize("y_m, vx_mps", [(3.0, 5.0), (3.5, -12.0)])
+def test_the_radar_does_not_brake_for_cars_in_the_next_lane_slower_or_oncoming(y_m, vx_mps):
+    v = PlanGuard().check(straight(24.0), 24.0, 0.0, wall(30.0, y_m, y_m + 2.0),
+                          radar=np.array([radar_return(30.0, y_m, vx_mps, 24.0)]))
+    assert v.reason is None

@@ -95,7 +95,7 @@ def test_evaluation_scores_status_and_slots(parser, tmp_path):
 def test_a_gentle_or_stopping_plan_keeps_the_path_and_only_takes_speed_away():
     import numpy as np
     from dualdrive.agents.base import Plan
-    from dualdrive.instructions.agent import retime_plan
+    from dualdrive.planning.retime import retime_plan
     x = 10.0 * 0.5 * np.arange(1, 9)  # 10 m/s along a left curve
     plan = Plan(np.column_stack([x, 0.002 * x**2, np.arctan(0.004 * x)]))
     gentle = retime_plan(plan, 10.0, max_speed_mps=8.0, max_accel_mps2=1.0)

@@ -27,12 +27,12 @@ def test_one_dagger_round_end_to_end_and_resume(tiny_demos, tiny_suite, tmp_path
     assert r1["dataset_episodes"] == r0["dataset_episodes"] + 2 and r1["dataset_frames"] > r0["dataset_frames"]
     assert r1["closed_loop"]["episodes"] == 2 and 0 <= r1["closed_loop"]["driving_score"] <= 100
     assert r1["val_l2_m"] is not None
-    # the network drove and was scored alone: the plan guard would hide the states DAgger is there to label
+    # the network drove and was scored alone: the plan guard and the speed probe would hide the states DAgger is there to label
     scored = json.loads((run / "dagger" / "round_1" / "closed_loop.json").read_text())["meta"]
-    assert scored["e2e_guard"] == "off"
+    assert scored["e2e_guard"] == scored["e2e_probe"] == "off"
     from dualdrive.data.format import META_NAME
     collected = json.loads((run / "dagger" / "round_1" / "demos" / META_NAME).read_text())["runs"][-1]
-    assert collected["learner_guard"] == "off"
+    assert collected["learner_guard"] == collected["learner_probe"] == "off"
     card = json.loads((run / "dagger" / "round_1" / "demos" / "card.json").read_text())
     assert card["driver"] == "e2e" and card["labeller"] == "expert"
     meta = json.loads((run / "dagger" / "round_1" / "train" / "best.json").read_text())["metadata"]

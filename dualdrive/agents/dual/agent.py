@@ -30,7 +30,7 @@ import numpy as np
 
 from dualdrive.agents.base import Agent, Control, Plan
 from dualdrive.agents.e2e.guidance import GUIDANCE, from_meta_action
-from dualdrive.instructions.agent import retime_plan
+from dualdrive.planning.retime import retime_plan
 
 log = logging.getLogger(__name__)
 

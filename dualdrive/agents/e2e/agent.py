@@ -22,6 +22,7 @@ import torch
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.world.commands import Command
@@ -172,14 +173,30 @@ def stop_plan(speed_mps: float) -> Plan:
 
 THREADS_ENV = "DUALDRIVE_E2E_THREADS"  # CPU threads for the model's inference (default 1)
 GUARD_ENV = "DUALDRIVE_E2E_GUARD"  # "0": drive the network's plan unchecked (see dualdrive.agents.guard)
+PROBE_ENV = "DUALDRIVE_E2E_PROBE"  # "0": no speed probe (see dualdrive.agents.e2e.probe)
+GUARD_RADAR_ENV = "DUALDRIVE_E2E_GUARD_RADAR"  # "0": the guard checks against the LiDAR alone
+
+
+def _switch_from_env(name: str, what: str) -> bool:
+    value = os.environ.get(name, "1").strip().lower()
+    if value not in ("0", "1", "on", "off", "true", "false"):
+        raise ValueError(f"${name}={value!r}: use 1 ({what}) or 0 (off)")
+    return value in ("1", "on", "true")
 
 
 def guard_from_env() -> bool:
     """Whether the LiDAR plan guard is on: $DUALDRIVE_E2E_GUARD, default on."""
-    value = os.environ.get(GUARD_ENV, "1").strip().lower()
-    if value not in ("0", "1", "on", "off", "true", "false"):
-        raise ValueError(f"${GUARD_ENV}={value!r}: use 1 (the guard checks each plan against the LiDAR) or 0 (off)")
-    return value in ("1", "on", "true")
+    return _switch_from_env(GUARD_ENV, "the guard checks each plan against the LiDAR")
+
+
+def guard_radar_from_env() -> bool:
+    """Whether the plan guard also checks against the radar at speed: $DUALDRIVE_E2E_GUARD_RADAR, default on."""
+    return _switch_from_env(GUARD_RADAR_ENV, "the guard checks against the radar too")
+
+
+def probe_from_env() -> bool:
+    """Whether the speed probe is on: $DUALDRIVE_E2E_PROBE, default on."""
+    return _switch_from_env(PROBE_ENV, "System 1 is asked what it would do at the speed limit")
 
 
 @contextmanager
@@ -190,6 +207,21 @@ def guard_env(on: bool) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def probe_env(on: bool) -> Iterator[None]:
+    """Within the block, ``E2EAgent()`` has the speed probe on or off, here and in the Ray workers started in it."""
+    with _scoped_env(PROBE_ENV, "1" if on else "0"):
+        yield
+
+
+@contextmanager
+def network_alone() -> Iterator[None]:
+    """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe (DAgger's
+    drives, open-loop scoring)."""
+    with guard_env(False), probe_env(False):
+        yield
+
+
 class E2EAgent(Agent):
     """Drives with the learned E2E model from a safetensors checkpoint (see dualdrive.agents.e2e.checkpoint)."""
 
@@ -197,7 +229,8 @@ class E2EAgent(Agent):
     uses_sensors = True
     privileged = False
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None) -> None:
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
+                 probe: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -208,12 +241,15 @@ class E2EAgent(Agent):
         self.device = torch.device(device)
         self._warned: set[str] = set()
         self.reverse_vetoed = 0  # decisions whose reverse plan was not driven (REVERSE_COMMANDS), this episode
-        self.guard = PlanGuard(GuardConfig(enabled=guard_from_env() if guard is None else guard))
+        self.guard = PlanGuard(GuardConfig(enabled=guard_from_env() if guard is None else guard,
+                                           radar=guard_radar_from_env()))
+        self.probe = SpeedProbeConfig(enabled=probe_from_env() if probe is None else probe)
+        self.probe_used = 0  # decisions that drove the probe's plan, this episode
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
         """Nothing carries over between episodes: the model is a function of the current observation."""
-        self.reverse_vetoed = 0
+        self.reverse_vetoed = self.probe_used = 0
         self.guard.reset()
         self.debug = {}
 
@@ -224,6 +260,12 @@ class E2EAgent(Agent):
         except UnusableObservation as e:
             return self._stop(f"unusable observation ({e})", speed_mps)
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
+        car_park = int(x["command"]) in GUARD_CAR_PARK_COMMANDS
+        v_probe = probe_speed(_speed_limit(observation), self.probe)
+        probing = not car_park and wanted(speed_mps, v_probe, self.probe)
+        if probing:  # the same frame again, told the car drives at the limit: one batch of two
+            batch = {k: torch.cat([v, v]) for k, v in batch.items()}
+            batch["speed"][1] = v_probe
         with torch.inference_mode():
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
@@ -235,6 +277,15 @@ class E2EAgent(Agent):
         if not np.all(np.isfinite(poses)):
             return self._stop("the model's plan is not finite", speed_mps)
         chosen = Plan(poses, REVERSE if reverse else FORWARD)
+        self.debug = {}
+        if probing and not reverse:
+            probe_poses = out["plans"][1, 0] if "plans" in out else out["plan"][1]
+            probe_poses = probe_poses.double().cpu().numpy()
+            if holds_speed(probe_poses, v_probe, chosen.dt_s, self.probe):
+                chosen = sped_up(chosen, Plan(probe_poses, FORWARD), speed_mps, self.probe)
+                self.probe_used += 1
+                self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
+                              "phase": "probe: speeding up"}
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
             return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
         other = None
@@ -243,10 +294,10 @@ class E2EAgent(Agent):
             if np.all(np.isfinite(other_poses)):
                 other = Plan(other_poses, FORWARD if reverse else REVERSE)
         verdict = self.guard.check(chosen, speed_mps, _steer(observation), _lidar_points(observation), other,
-                                   car_park=int(x["command"]) in GUARD_CAR_PARK_COMMANDS)
+                                   car_park=car_park, radar=_radar_returns(observation))
         # the video's caption shows what the guard did (the dual agent puts System 2's caption over it)
-        self.debug = {"guard": verdict.reason, "phase": "guard: " + verdict.reason.split("; ")[-1]} \
-            if verdict.reason else {}
+        if verdict.reason:
+            self.debug = {**self.debug, "guard": verdict.reason, "phase": "guard: " + verdict.reason.split("; ")[-1]}
         return verdict.plan
 
     def _stop(self, reason: str, speed_mps: float) -> Plan:
@@ -269,6 +320,23 @@ def _steer(observation: dict[str, Any]) -> float:
 def _lidar_points(observation: dict[str, Any]) -> np.ndarray:
     n = int(np.asarray(observation["lidar_num_points"]).reshape(-1)[0])
     return np.asarray(observation["lidar_points_m"], np.float32)[:max(0, n)]
+
+
+def _radar_returns(observation: dict[str, Any]) -> np.ndarray | None:
+    """The front radar's real returns this tick; None without a radar frame (the guard then has the LiDAR alone)."""
+    if not all(k in observation for k in RADAR_KEYS) or \
+            not bool(np.asarray(observation.get("radar_valid", 1)).reshape(-1)[0]):
+        return None
+    n = int(np.asarray(observation["radar_num_returns"]).reshape(-1)[0])
+    return np.asarray(observation["radar_returns"], np.float32).reshape(-1, 4)[:max(0, n)]
+
+
+def _speed_limit(observation: dict[str, Any]) -> float:
+    """The navigation's speed limit where the car is (NaN where the observation has none)."""
+    try:
+        return float(np.asarray(observation["speed_limit_mps"]).reshape(-1)[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return float("nan")
 
 
 def _speed(observation: dict[str, Any]) -> float:

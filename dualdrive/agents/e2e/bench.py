@@ -52,8 +52,9 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
     inference_mode, on ``threads`` CPU threads) of a randomly initialised model of ``cfg``.
 
     Returns ms_mean / ms_p95 (wall time of the whole decision), cpu_ms_mean (its CPU time, which other
-    processes on a shared machine do not inflate), model_ms_mean (the network alone), params and
-    checkpoint_mb (safetensors + sidecar).
+    processes on a shared machine do not inflate), model_ms_mean (the network alone), ms_mean_probing (a
+    decision well below the speed limit, where the speed probe runs the frame twice in one batch: see
+    dualdrive.agents.e2e.probe), params and checkpoint_mb (safetensors + sidecar).
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -65,6 +66,8 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
         obs = synthetic_observation(cfg)
         decision_ms = time_ms(lambda: agent.act(obs), n)
         cpu_ms = time_ms(lambda: agent.act(obs), n, clock=time.thread_time)
+        slow = {**obs, "speed_mps": np.array([1.0], np.float32), "speed_limit_mps": np.array([30.0], np.float32)}
+        probing_ms = time_ms(lambda: agent.act(slow), n)
         batch = {k: v.unsqueeze(0) for k, v in _tensors(obs, agent).items()}
         with torch.inference_mode():
             model_ms = time_ms(lambda: agent.model(**batch, with_aux=False), n)
@@ -72,6 +75,7 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
         torch.set_num_threads(previous_threads)
     return {"ms_mean": float(np.mean(decision_ms)), "ms_p95": float(np.percentile(decision_ms, 95)),
             "cpu_ms_mean": float(np.mean(cpu_ms)), "model_ms_mean": float(np.mean(model_ms)),
+            "ms_mean_probing": float(np.mean(probing_ms)),
             "params": count_parameters(agent.model),
             "checkpoint_mb": size_mb}
 

@@ -120,7 +120,7 @@ def test_the_agent_reads_the_odometry_acceleration_and_stops_without_it(tmp_path
     obs["accel_mps2"] = np.array([-2.5], np.float32)
     assert observation_to_inputs(obs, GROWN)["accel"].tolist() == [-2.5]
     assert "accel" not in observation_to_inputs(obs, TINY)
-    agent = E2EAgent(path, guard=False)  # the network alone (random points block the guard)
+    agent = E2EAgent(path, guard=False, probe=False)  # the network alone (random points block the guard)
     agent.reset({})
     assert np.abs(agent.act(obs).poses).sum() > 0
     obs["accel_mps2"] = np.array([np.nan], np.float32)
@@ -248,7 +248,7 @@ def test_a_reverse_plan_is_driven_only_to_leave_a_spot_or_to_park(tmp_path):
     model = _trained_like(TINY)
     with torch.no_grad():
         model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
-    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False)  # the gear rule alone
+    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False)  # the gear rule alone
     for command, gear, which in ((Command.FOLLOW_LANE, FORWARD, 0), (Command.TAKE_EXIT, FORWARD, 0),
                                  (Command.PARK, REVERSE, 1), (Command.LEAVE_SPOT, REVERSE, 1)):
         obs = {**synthetic_observation(TINY), "command": np.array([int(command)], np.int8)}
