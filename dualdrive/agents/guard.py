@@ -75,6 +75,10 @@ class GuardConfig:
     radar_strong_dbsm: float = -4.0
     radar_confirm_m: float = 1.5
     radar_max_azimuth_deg: float = 40.0
+    # ... and only on plans that turn less than this over their 4 s: the radar's velocity is read along the
+    # car's heading, which through a junction turn is not the road's (there it braked the car in the middle of
+    # a left turn, in front of the oncoming traffic it had misread)
+    radar_max_turn_deg: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("step_s", "horizon_s", "slow_horizon_s", "radar_horizon_s"):
@@ -237,6 +241,7 @@ class PlanGuard:
         slow = abs(speed_mps) < cfg.slow_speed_mps
         horizon = cfg.slow_horizon_s if slow else cfg.horizon_s
         radar = not slow and plan.gear == FORWARD and targets is not None and len(targets) > 0 \
+            and abs(float(plan.poses[-1, 2])) < np.radians(cfg.radar_max_turn_deg) \
             and _anything_near(plan, speed_mps, targets[:, :2], cfg.radar_horizon_s, targets[:, 2:])
         lidar = _anything_near(plan, speed_mps, obstacles, horizon)
         if not (lidar or radar):

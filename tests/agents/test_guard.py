@@ -244,3 +244,15 @@ def test_the_radar_does_not_brake_for_cars_in_the_next_lane_slower_or_oncoming(y
     v = PlanGuard().check(straight(24.0), 24.0, 0.0, wall(30.0, y_m, y_m + 2.0),
                           radar=np.array([radar_return(30.0, y_m, vx_mps, 24.0)]))
     assert v.reason is None
+
+
+def test_the_radar_is_not_read_through_a_turn():
+    """Its velocity is read along the car's heading: mid-turn that is not the road's, so a turning plan is left to
+    the LiDAR check (a car 20 m off the nose, standing, is not where a 25 m-radius left turn goes anyway)."""
+    turning = arc(8.0, 25.0)
+    assert abs(turning.poses[-1, 2]) > np.radians(GuardConfig().radar_max_turn_deg)
+    v = PlanGuard().check(turning, 8.0, 0.0, np.zeros((0, 4)), radar=np.array([radar_return(20.0, 0.0, 0.0, 8.0)]))
+    assert v.reason is None
+    straight_on = PlanGuard().check(straight(8.0), 8.0, 0.0, np.zeros((0, 4)),
+                                    radar=np.array([radar_return(20.0, 0.0, 0.0, 8.0)]))
+    assert stops(straight_on)
