@@ -12,7 +12,9 @@ speed (an emergency check) and longer at manoeuvring speeds, where everything ne
 the front radar adds what the LiDAR cannot tell: how fast what is ahead moves. Each radar return
 ahead (confirmed by LiDAR returns beside it where its echo is as weak as clutter) is carried forward at
 its Doppler velocity, the ego's own motion taken out, read as motion along the road, over a longer horizon:
-the slower car ahead that the plan would run into in two seconds, as a radar AEB / ACC sees it.
+the slower car ahead that the plan would run into in two or three seconds. For a car ahead that moves on,
+the plan is slowed towards its speed, gently where that clears it and harder where it must (as adaptive
+cruise control does); for one that stands, or where slowing down is not enough, the plan is cut short.
 
 What it does with a plan that would touch something, at walking pace in a car-park manoeuvre (leaving
 the spot, searching, parking) or standing boxed in: it tries variants of the network's plan (its turn
@@ -25,11 +27,13 @@ cut short of the contact. Every path it drives is the network's: eased, turned o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from dualdrive.agents.base import FORWARD, Plan
 from dualdrive.agents.follower import WHEELBASE_M, FollowerConfig, TrajectoryFollower
+from dualdrive.planning.retime import retime_plan
 
 # the ego's footprint as the drive loop's bicycle model has it (highway-env's Vehicle: 5 m x 2 m, centre reference)
 EGO_LENGTH_M, EGO_WIDTH_M = 5.0, 2.0
@@ -63,10 +67,10 @@ class GuardConfig:
     # driver backing up to make room backs up far enough, rather than changing gear every tick at the edge
     # of what the check allows
     commit_decisions: int = 15
-    # the radar check at speed: each return (the nearest point of what echoed) moves on at its ground speed
-    # along the line of sight; a plan that would bring the footprint plus these margins onto one within the
-    # horizon is cut short of it. The longer margin ahead keeps a gap: the radar point is a car's rear bumper
-    radar: bool = True  # False: the LiDAR check alone (as the guard was before the radar part, for comparison)
+    # the radar check at speed: each return (the nearest point of what echoed) moves on at its ground speed,
+    # read along the car's heading; a plan that would bring the footprint plus these margins onto one within
+    # the horizon is slowed or cut. The longer margin ahead keeps a gap: the radar point is a car's rear bumper
+    radar: bool = True  # False: the LiDAR check alone (for comparison; the rollout's extension stays)
     radar_horizon_s: float = 3.0
     radar_margin_long_m: float = 2.0
     radar_margin_lat_m: float = 0.3
@@ -79,14 +83,32 @@ class GuardConfig:
     # car's heading, which through a junction turn is not the road's (there it braked the car in the middle of
     # a left turn, in front of the oncoming traffic it had misread)
     radar_max_turn_deg: float = 15.0
+    # a target ahead moving on faster than this is followed: the plan's speed brought down to the target's at
+    # the first of these rates that clears it (m/s^2; the follower's hardest is 7)
+    radar_follow_min_mps: float = 1.0
+    radar_follow_decels_mps2: tuple[float, ...] = (1.5, 3.0, 5.0)
 
     def __post_init__(self) -> None:
         for name in ("step_s", "horizon_s", "slow_horizon_s", "radar_horizon_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"guard.{name}={getattr(self, name)} must be positive")
-        margins = (self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m)
+        if not 0 < self.radar_max_azimuth_deg < 90 or not 0 < self.radar_max_turn_deg <= 180:
+            raise ValueError("guard.radar_max_azimuth_deg must be in (0, 90) and radar_max_turn_deg in (0, 180]")
+        if any(a <= 0 for a in self.radar_follow_decels_mps2):
+            raise ValueError("guard.radar_follow_decels_mps2 must be positive rates")
+        margins = (self.margin_long_m, self.margin_lat_m, self.slow_margin_long_m, self.slow_margin_lat_m,
+                   self.radar_margin_long_m, self.radar_margin_lat_m, self.radar_confirm_m)
         if min(margins) < 0 or self.min_height_m >= self.max_height_m:
             raise ValueError("guard margins must be >= 0 and guard.min_height_m < guard.max_height_m")
+
+
+class Contact(NamedTuple):
+    """Where a plan first touches something: when (s), how far along it the car is still clear (m), and the
+    speed along the road of the radar target it touches (m/s; None: a LiDAR contact)."""
+
+    t_s: float
+    free_m: float
+    target_mps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,14 +148,16 @@ def radar_targets(returns: np.ndarray, speed_mps: float, obstacles: np.ndarray, 
 
 
 def first_moving_contact(poses: np.ndarray, step_s: float, targets: np.ndarray, margin_long_m: float,
-                         margin_lat_m: float) -> int | None:
-    """Index of the first rollout pose (``step_s`` apart, the first one ``step_s`` ahead) whose footprint plus the
-    margins takes in a radar target carried forward at its velocity to that time. A target in the bare
-    footprint now does not count (the LiDAR check has it)."""
+                         margin_lat_m: float) -> tuple[int, int] | None:
+    """(rollout pose, target) indices of the first rollout pose (``step_s`` apart, the first one ``step_s``
+    ahead) whose footprint plus the margins takes in a radar target carried forward at its velocity to that
+    time, and of the first such target. A target in the bare footprint now does not count (the LiDAR check
+    has it)."""
     if len(targets) == 0 or len(poses) == 0:
         return None
     inside_now = (np.abs(targets[:, 0]) < EGO_LENGTH_M / 2) & (np.abs(targets[:, 1]) < EGO_WIDTH_M / 2)
-    targets = targets[~inside_now]
+    index = np.flatnonzero(~inside_now)
+    targets = targets[index]
     if len(targets) == 0:
         return None
     t = step_s * np.arange(1, len(poses) + 1)[:, None]
@@ -141,15 +165,19 @@ def first_moving_contact(poses: np.ndarray, step_s: float, targets: np.ndarray, 
     c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
     dx, dy = px - poses[:, None, 0], py - poses[:, None, 1]
     lx, ly = np.abs(c * dx + s * dy), np.abs(-s * dx + c * dy)
-    hit = np.flatnonzero(((lx < EGO_LENGTH_M / 2 + margin_long_m) & (ly < EGO_WIDTH_M / 2 + margin_lat_m)).any(axis=1))
-    return int(hit[0]) if len(hit) else None
+    inside = (lx < EGO_LENGTH_M / 2 + margin_long_m) & (ly < EGO_WIDTH_M / 2 + margin_lat_m)
+    hit = np.flatnonzero(inside.any(axis=1))
+    if not len(hit):
+        return None
+    return int(hit[0]), int(index[np.flatnonzero(inside[hit[0]])[0]])
 
 
 def _plan_at(times: np.ndarray, poses: np.ndarray, plan: Plan, t_s: float, x: float, y: float, h: float) -> Plan:
     """The plan as it would be re-issued at time ``t_s`` from pose (x, y, h) of the plan's own frame: its
     poses ``dt`` apart from ``t_s`` on (the last one held), in the car's frame there. ``times`` and
-    ``poses`` are the plan's with the start (0, 0, 0) prepended and the headings unwrapped."""
-    tq = np.minimum(t_s + times[1:], times[-1])
+    ``poses`` are the plan's with the start (0, 0, 0) prepended, the headings unwrapped, and may go on past the
+    plan's end (see :func:`rollout`)."""
+    tq = np.minimum(t_s + times[1:len(plan.poses) + 1], times[-1])
     px, py, ph = (np.interp(tq, times, poses[:, i]) for i in range(3))
     c, s = np.cos(h), np.sin(h)
     dx, dy = px - x, py - y
@@ -233,16 +261,17 @@ class PlanGuard:
         self._stuck = 0
 
     def contact(self, plan: Plan, speed_mps: float, steer_rad: float, obstacles: np.ndarray,
-                targets: np.ndarray | None = None) -> tuple[float, float] | None:
-        """(time s, free distance m) of the plan's first contact within the horizon, or None: when the rollout
-        first touches something, and how far along it the car is still clear of it. ``targets``: radar
-        targets (:func:`radar_targets`), checked at speed over the radar horizon."""
+                targets: np.ndarray | None = None) -> Contact | None:
+        """The plan's first contact within the horizon, or None: when the rollout first touches something, and
+        how far along it the car is still clear of it. ``targets``: radar targets (:func:`radar_targets`),
+        checked at speed over the radar horizon."""
         cfg = self.cfg
         slow = abs(speed_mps) < cfg.slow_speed_mps
         horizon = cfg.slow_horizon_s if slow else cfg.horizon_s
         radar = not slow and plan.gear == FORWARD and targets is not None and len(targets) > 0 \
             and abs(float(plan.poses[-1, 2])) < np.radians(cfg.radar_max_turn_deg) \
-            and _anything_near(plan, speed_mps, targets[:, :2], cfg.radar_horizon_s, targets[:, 2:])
+            and _anything_near(plan, speed_mps, targets[:, :2], cfg.radar_horizon_s, targets[:, 2:],
+                               margin_m=max(cfg.radar_margin_long_m, cfg.radar_margin_lat_m))
         lidar = _anything_near(plan, speed_mps, obstacles, horizon)
         if not (lidar or radar):
             return None
@@ -251,14 +280,15 @@ class PlanGuard:
         n_lidar = int(round(horizon / cfg.step_s))
         k = first_contact(poses[:n_lidar], obstacles, *((cfg.slow_margin_long_m, cfg.slow_margin_lat_m) if slow
                                                          else (cfg.margin_long_m, cfg.margin_lat_m))) if lidar else None
+        target_mps = None
         if radar:
-            k_radar = first_moving_contact(poses, cfg.step_s, targets, cfg.radar_margin_long_m, cfg.radar_margin_lat_m)
-            if k_radar is not None and (k is None or k_radar < k):
-                k = k_radar
+            hit = first_moving_contact(poses, cfg.step_s, targets, cfg.radar_margin_long_m, cfg.radar_margin_lat_m)
+            if hit is not None and (k is None or hit[0] < k):
+                k, target_mps = hit[0], float(targets[hit[1], 2])
         if k is None:
             return None
         path = np.vstack([[0.0, 0.0], poses[:k, :2]])  # up to the last pose clear of it
-        return (k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+        return Contact((k + 1) * cfg.step_s, float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))), target_mps)
 
     def check(self, plan: Plan, speed_mps: float, steer_rad: float, points: np.ndarray,
               alternative: Plan | None = None, car_park: bool = False, radar: np.ndarray | None = None) -> Verdict:
@@ -285,7 +315,13 @@ class PlanGuard:
             self._stuck = 0
             return Verdict(plan)
         self.interventions += 1
-        t_s, dist_m = hit
+        t_s, dist_m = hit.t_s, hit.free_m
+        if hit.target_mps is not None and hit.target_mps > cfg.radar_follow_min_mps:
+            for decel in cfg.radar_follow_decels_mps2:  # a car ahead that moves on: follow it, as gently as will do
+                slowed = retime_plan(plan, speed_mps, max_speed_mps=hit.target_mps, cap_decel_mps2=decel)
+                if self.contact(slowed, speed_mps, steer_rad, obstacles, targets) is None:
+                    return Verdict(slowed, f"the car ahead (radar, {hit.target_mps:.0f} m/s) is {t_s:.1f} s away "
+                                           f"on its plan; slowing at {decel:.1f} m/s2")
         # variants are made up only where the network's path is known to be a manoeuvre (leaving the spot,
         # parking) or where the car stands boxed in; in town a bent path is as likely to leave the road.
         # The other gear only in the car park or when stuck: on a road what blocks the way is mostly traffic
@@ -300,8 +336,8 @@ class PlanGuard:
                 if c_hit is None:
                     self._drove(candidate, plan)
                     return Verdict(candidate, f"its plan touches an obstacle in {t_s:.1f} s; drove {what}")
-                if c_hit[1] > best[2] + 0.05:
-                    best = (candidate, what, c_hit[1])
+                if c_hit.free_m > best[2] + 0.05:
+                    best = (candidate, what, c_hit.free_m)
         # nothing is clear all the way: the path that goes furthest before it is not (the network's unless a
         # variant goes further), up to where the margin's contact begins, and a stop there. Closer than
         # min_creep_m it stops where it is: no creeping up to contact
@@ -348,14 +384,15 @@ class PlanGuard:
 
 
 def _anything_near(plan: Plan, speed_mps: float, obstacles: np.ndarray, horizon_s: float,
-                   velocities: np.ndarray | None = None) -> bool:
+                   velocities: np.ndarray | None = None, margin_m: float = 0.5) -> bool:
     """Whether any obstacle point is near enough to the plan for the rollout to be worth running: within
-    the footprint's reach (plus the largest margin and a metre for the follower cutting corners) of the
-    plan's path, itself no longer than the car can drive in the horizon at up to 3 m/s^2. ``velocities``:
-    the points move (radar targets): each is taken anywhere on its way over the horizon."""
+    the footprint's reach (plus ``margin_m``, at least the largest margin checked, and a metre for the
+    follower cutting corners) of the plan's path, itself no longer than the car can drive in the horizon at
+    up to 3 m/s^2. ``velocities``: the points move (radar targets): each is taken anywhere on its way over
+    the horizon."""
     if len(obstacles) == 0:
         return False
-    reach = np.hypot(EGO_LENGTH_M / 2 + 2.0, EGO_WIDTH_M / 2 + 0.5) + 1.0
+    reach = np.hypot(EGO_LENGTH_M / 2 + margin_m, EGO_WIDTH_M / 2 + margin_m) + 1.0
     travel = abs(speed_mps) * horizon_s + 1.5 * horizon_s**2 + reach
     if velocities is not None:  # where each target is at seven times over the horizon
         obstacles = np.vstack([obstacles + f * horizon_s * velocities for f in np.linspace(0.0, 1.0, 7)])

@@ -10,10 +10,10 @@ COMFORT_DECEL_MPS2 = 1.5  # a speed cap is reached from above this fast
 
 
 def retime_plan(plan: Plan, speed_mps: float, max_speed_mps: float | None = None, max_accel_mps2: float | None = None,
-                decel_mps2: float | None = None) -> Plan:
+                decel_mps2: float | None = None, cap_decel_mps2: float = COMFORT_DECEL_MPS2) -> Plan:
     """The same path with a slower speed profile: each step's planned speed capped by `max_speed`
-    (reached from above at a comfortable 1.5 m/s^2), by the current speed plus `max_accel` per
-    second, or braking at `decel` to a stop. Never faster than the plan, never off its path."""
+    (reached from above at `cap_decel`, a comfortable 1.5 m/s^2 unless given), by the current speed plus
+    `max_accel` per second, or braking at `decel` to a stop. Never faster than the plan, never off its path."""
     pts = np.vstack([[0.0, 0.0, 0.0], plan.poses])
     seg = np.linalg.norm(np.diff(pts[:, :2], axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
@@ -23,7 +23,7 @@ def retime_plan(plan: Plan, speed_mps: float, max_speed_mps: float | None = None
     v0 = abs(float(speed_mps))
     u = seg / plan.dt_s  # planned speed over each step
     if max_speed_mps is not None:
-        u = np.minimum(u, np.maximum(max_speed_mps, v0 - COMFORT_DECEL_MPS2 * t))
+        u = np.minimum(u, np.maximum(max_speed_mps, v0 - cap_decel_mps2 * t))
     mid = t - plan.dt_s / 2  # a step's mean speed is the speed at its middle
     if max_accel_mps2 is not None:
         u = np.minimum(u, v0 + max_accel_mps2 * mid)

@@ -124,12 +124,13 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         for suite, r in cl:
             s = r["summary"]
             off = "".join(f" --no-{k}" for k in ("guard", "probe") if r["meta"].get(f"e2e_{k}") == "off")
+            env = "DUALDRIVE_E2E_GUARD_RADAR=0 " if r["meta"].get("e2e_guard") == "lidar" else ""
             L += [f"| {suite} | {r['meta']['seeds']} | {s['driving_score']['mean']:.1f} | {s['route_completion']['mean']:.1f} | "
-                  f"{s['success_rate']['mean']:.0f} % | `dualdrive eval --agent e2e{off} --suite {suite} --seeds "
+                  f"{s['success_rate']['mean']:.0f} % | `{env}dualdrive eval --agent e2e{off} --suite {suite} --seeds "
                   f"{r['meta']['seeds']} --out runs/eval/e2e_{suite}.json` |"]
         L += ["", "The agent as shipped: the network's plan, sped up where the network asked at the speed limit would hold "
               "it (the speed probe, `dualdrive/agents/e2e/probe.py`), through the LiDAR plan guard "
-              "(`dualdrive/agents/guard.py`); `--no-guard --no-probe` drives the network alone. DAgger's rounds above "
+              "(`dualdrive/agents/guard.py`: LiDAR, and the radar at speed); `--no-guard --no-probe` drives the network alone. DAgger's rounds above "
               "drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "

@@ -288,7 +288,7 @@ def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: 
     """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard --no-probe] --suite SUITE --seeds SEEDS``, as a
     function: the agent as shipped (``aids``: the plan guard and the speed probe) or the network alone. A results
     file of other weights or other settings at ``out`` is replaced, not resumed."""
-    from dualdrive.agents.e2e.agent import checkpoint_env, guard_env, probe_env
+    from dualdrive.agents.e2e.agent import GUARD_RADAR_ENV, _scoped_env, checkpoint_env, guard_env, probe_env
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
     on = "on" if aids else "off"
@@ -296,7 +296,7 @@ def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: 
     if out.is_file() and any(json.loads(out.read_text())["meta"].get(k) != v for k, v in extra.items()):
         out.unlink()
         journal_path(out).unlink(missing_ok=True)
-    with checkpoint_env(ckpt), guard_env(aids), probe_env(aids):
+    with checkpoint_env(ckpt), guard_env(aids), probe_env(aids), _scoped_env(GUARD_RADAR_ENV, "1"):
         return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 

@@ -226,17 +226,21 @@ def test_rollout_at_speed_keeps_going_past_the_end_of_the_plan():
     assert np.diff(poses[:, 0]).min() > 0.95 * 20.0 * 0.2
 
 
-@pytest.mark.parametrize("lead_mps, stopped", [(11.0, True), (0.0, True), (24.0, False)])
-def test_at_speed_the_radar_brakes_for_a_slower_car_ahead_and_not_for_one_keeping_pace(lead_mps, stopped):
+@pytest.mark.parametrize("lead_mps, verdict", [(11.0, "follows"), (0.0, "stops"), (24.0, None)])
+def test_at_speed_the_radar_follows_a_slower_car_stops_for_a_standing_one_and_leaves_one_keeping_pace(lead_mps,
+                                                                                                      verdict):
     guard = PlanGuard()
     lidar = wall(35.0, -1.0, 1.0)  # the lead car's rear, as the LiDAR sees it now (it cannot tell its speed)
     v = guard.check(straight(24.0), 24.0, 0.0, lidar, radar=np.array([radar_return(35.0, 0.0, lead_mps, 24.0)]))
-    assert stops(v) is stopped
-    if stopped:  # cut short of where the car ahead will be when the plan would reach it (the follower brakes)
-        lead_then = 35.0 + lead_mps * GuardConfig().radar_horizon_s
-        assert v.plan.poses[-1, 0] < lead_then - 2.5 - GuardConfig().radar_margin_long_m and "touches" in v.reason
-        if lead_mps == 0.0:
-            assert v.plan.poses[-1, 0] < 35.0 - 2.5
+    if verdict is None:
+        assert v.reason is None
+    elif verdict == "stops":  # cut short of the car: the follower brakes to a stop there
+        assert stops(v) and v.plan.poses[-1, 0] < 35.0 - 2.5 and "touches" in v.reason
+    else:  # slowed towards the car's speed along the same path, as gently as clears it, not stopped
+        speeds = np.diff(np.concatenate([[0.0], v.plan.poses[:, 0]])) / PLAN_DT_S
+        assert not stops(v) and "slowing" in v.reason and np.all(np.diff(speeds) <= 1e-9)
+        assert 11.0 - 1e-6 <= speeds[-1] <= 13.0 and speeds[0] > 20.0  # towards its 11 m/s, never below
+        assert np.allclose(v.plan.poses[:, 1:], 0.0)
 
 
 @pytest.mark.parametrize("y_m, vx_mps", [(3.0, 5.0), (3.5, -12.0)])
@@ -248,11 +252,30 @@ def test_the_radar_does_not_brake_for_cars_in_the_next_lane_slower_or_oncoming(y
 
 def test_the_radar_is_not_read_through_a_turn():
     """Its velocity is read along the car's heading: mid-turn that is not the road's, so a turning plan is left to
-    the LiDAR check (a car 20 m off the nose, standing, is not where a 25 m-radius left turn goes anyway)."""
+    the LiDAR check (and here a car standing where the turn goes would stop the car if the radar were read)."""
     turning = arc(8.0, 25.0)
     assert abs(turning.poses[-1, 2]) > np.radians(GuardConfig().radar_max_turn_deg)
-    v = PlanGuard().check(turning, 8.0, 0.0, np.zeros((0, 4)), radar=np.array([radar_return(20.0, 0.0, 0.0, 8.0)]))
-    assert v.reason is None
+    x, y = turning.poses[4, :2]  # 2.5 s into the turn, on its path
+    target = np.array([radar_return(x, y, 0.0, 8.0)])
+    assert np.degrees(abs(target[0, 1])) < GuardConfig().radar_max_azimuth_deg
+    read_anyway = PlanGuard(GuardConfig(radar_max_turn_deg=180.0)).check(turning, 8.0, 0.0, np.zeros((0, 4)),
+                                                                         radar=target)
+    assert read_anyway.reason is not None  # the target is on the turning path: the gate is what lets it pass
+    assert PlanGuard().check(turning, 8.0, 0.0, np.zeros((0, 4)), radar=target).reason is None
     straight_on = PlanGuard().check(straight(8.0), 8.0, 0.0, np.zeros((0, 4)),
                                     radar=np.array([radar_return(20.0, 0.0, 0.0, 8.0)]))
     assert stops(straight_on)
+
+
+def test_with_the_radar_part_off_only_the_lidar_is_checked():
+    lead = np.array([radar_return(35.0, 0.0, 0.0, 24.0)])  # standing in the lane, beyond the LiDAR's 0.8 s
+    assert PlanGuard().check(straight(24.0), 24.0, 0.0, np.zeros((0, 4)), radar=lead).reason is not None
+    assert PlanGuard(GuardConfig(radar=False)).check(straight(24.0), 24.0, 0.0, np.zeros((0, 4)), radar=lead).reason is None
+
+
+@pytest.mark.parametrize("field, value, says", [("radar_max_azimuth_deg", 90.0, "radar_max_azimuth_deg"),
+                                                ("radar_margin_long_m", -1.0, "margins must be >= 0"),
+                                                ("radar_follow_decels_mps2", (1.5, 0.0), "radar_follow_decels")])
+def test_bad_radar_config_is_refused(field, value, says):
+    with pytest.raises(ValueError, match=says):
+        GuardConfig(**{field: value})

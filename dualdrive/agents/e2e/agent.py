@@ -1,11 +1,17 @@
 """The end-to-end driving agent (System 1): sensor observation -> E2E model -> :class:`Plan`.
 
-It sees only what the sensor suite gives (front camera, LiDAR, odometry, navigation route) and
+It sees only what the sensor suite gives (front camera, LiDAR, radar, odometry, navigation route) and
 turns it into the model's inputs exactly as the demonstration dataset does (see
 :func:`observation_to_inputs`). Data it cannot trust (NaN/inf, a missing sensor key, both sensors
 dropped, an unknown command) makes it warn once and return a decelerating stop plan, never a plan
 computed from garbage; a single dropped sensor frame is passed on as zeros with its valid flag 0,
 which is what the model saw in training (sensor dropout).
+
+Two closed-loop aids sit between the network and the wheels, both on by default and both off in DAgger's
+drives and in open-loop scoring (:func:`network_alone`): below the speed limit on the road, the same frame is
+also asked at the limit, against the inertia of a policy that copies its own speed
+(:mod:`dualdrive.agents.e2e.probe`); and every plan is checked against the LiDAR and, at speed, the radar
+before it is driven (:mod:`dualdrive.agents.guard`).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import torch
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
-from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, sped_up, wanted
+from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.world.commands import Command
@@ -218,7 +224,7 @@ def probe_env(on: bool) -> Iterator[None]:
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe (DAgger's
     drives, open-loop scoring)."""
-    with guard_env(False), probe_env(False):
+    with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"):
         yield
 
 
@@ -241,8 +247,8 @@ class E2EAgent(Agent):
         self.device = torch.device(device)
         self._warned: set[str] = set()
         self.reverse_vetoed = 0  # decisions whose reverse plan was not driven (REVERSE_COMMANDS), this episode
-        self.guard = PlanGuard(GuardConfig(enabled=guard_from_env() if guard is None else guard,
-                                           radar=guard_radar_from_env()))
+        guard_on = guard_from_env() if guard is None else guard
+        self.guard = PlanGuard(GuardConfig(enabled=guard_on, radar=guard_on and guard_radar_from_env()))
         self.probe = SpeedProbeConfig(enabled=probe_from_env() if probe is None else probe)
         self.probe_used = 0  # decisions that drove the probe's plan, this episode
         self.debug: dict[str, Any] = {}
@@ -263,9 +269,12 @@ class E2EAgent(Agent):
         car_park = int(x["command"]) in GUARD_CAR_PARK_COMMANDS
         v_probe = probe_speed(_speed_limit(observation), self.probe)
         probing = not car_park and wanted(speed_mps, v_probe, self.probe)
-        if probing:  # the same frame again, told the car drives at the limit: one batch of two
+        if probing:  # the same frame again, as the car would sense it at the limit: one batch of two
             batch = {k: torch.cat([v, v]) for k, v in batch.items()}
             batch["speed"][1] = v_probe
+            if "radar" in x:
+                batch["radar"][1] = torch.from_numpy(radar_at_speed(x["radar"], int(x["radar_count"]), speed_mps,
+                                                                    v_probe)).to(self.device)
         with torch.inference_mode():
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
@@ -281,7 +290,7 @@ class E2EAgent(Agent):
         if probing and not reverse:
             probe_poses = out["plans"][1, 0] if "plans" in out else out["plan"][1]
             probe_poses = probe_poses.double().cpu().numpy()
-            if holds_speed(probe_poses, v_probe, chosen.dt_s, self.probe):
+            if holds_speed(probe_poses, v_probe, chosen.dt_s, self.probe):  # finite, and at speed all the way
                 chosen = sped_up(chosen, Plan(probe_poses, FORWARD), speed_mps, self.probe)
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",

@@ -54,7 +54,8 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
     Returns ms_mean / ms_p95 (wall time of the whole decision), cpu_ms_mean (its CPU time, which other
     processes on a shared machine do not inflate), model_ms_mean (the network alone), ms_mean_probing (a
     decision well below the speed limit, where the speed probe runs the frame twice in one batch: see
-    dualdrive.agents.e2e.probe), params and checkpoint_mb (safetensors + sidecar).
+    dualdrive.agents.e2e.probe) beside ms_mean_slow_no_probe (the same decision without it), params and
+    checkpoint_mb (safetensors + sidecar).
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -63,11 +64,14 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
             path = save_checkpoint(Path(tmp) / "model.safetensors", E2EModel(cfg))
             size_mb = (path.stat().st_size + sidecar_path(path).stat().st_size) / BYTES_PER_MB
             agent = E2EAgent(path)
+            with_probe, without = E2EAgent(path, probe=True), E2EAgent(path, probe=False)
         obs = synthetic_observation(cfg)
         decision_ms = time_ms(lambda: agent.act(obs), n)
         cpu_ms = time_ms(lambda: agent.act(obs), n, clock=time.thread_time)
+        # the same slow frame on the road with the probe asked and not (the guard's share is the same in both)
         slow = {**obs, "speed_mps": np.array([1.0], np.float32), "speed_limit_mps": np.array([30.0], np.float32)}
-        probing_ms = time_ms(lambda: agent.act(slow), n)
+        probing_ms = time_ms(lambda: with_probe.act(slow), n)
+        slow_ms = time_ms(lambda: without.act(slow), n)
         batch = {k: v.unsqueeze(0) for k, v in _tensors(obs, agent).items()}
         with torch.inference_mode():
             model_ms = time_ms(lambda: agent.model(**batch, with_aux=False), n)
@@ -75,7 +79,7 @@ def measure_latency(cfg: E2EConfig = E2EConfig(), n: int = 50, threads: int = 1)
         torch.set_num_threads(previous_threads)
     return {"ms_mean": float(np.mean(decision_ms)), "ms_p95": float(np.percentile(decision_ms, 95)),
             "cpu_ms_mean": float(np.mean(cpu_ms)), "model_ms_mean": float(np.mean(model_ms)),
-            "ms_mean_probing": float(np.mean(probing_ms)),
+            "ms_mean_probing": float(np.mean(probing_ms)), "ms_mean_slow_no_probe": float(np.mean(slow_ms)),
             "params": count_parameters(agent.model),
             "checkpoint_mb": size_mb}
 

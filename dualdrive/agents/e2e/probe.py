@@ -8,7 +8,8 @@ empty ahead and a 30 m/s limit, it planned 1.1 -> 2.2 m/s over 4 s, re-planned e
 speed it had, and crawled for two minutes (longtail `highway_cut_in`, seed 5000).
 
 The probe asks the same network, on the same frame, with its speed input set to the speed limit
-(a second row in the same batch). Whether that plan holds the speed is the network's own reading of
+(a second row in the same batch), and the radar's Doppler velocities shifted as the ego's motion at that
+speed would shift them (:func:`radar_at_speed`: a standing car ahead must not look as if it kept pace). Whether that plan holds the speed is the network's own reading of
 whether anything in the scene (a car ahead, a red light, a pedestrian, a bend) calls for less: if
 it holds it, nothing does, and the slow plan is the network copying its own speed. Then the car
 drives the probe's plan, the path the network would take at the limit, reached from the current
@@ -29,8 +30,9 @@ from dualdrive.planning.retime import retime_plan
 @dataclass(frozen=True)
 class SpeedProbeConfig:
     enabled: bool = True
-    # the probe's speed: the limit where the car is, within these bounds (a network trained on demonstrations
-    # that never exceed 30 m/s is asked nothing above it; below 5 m/s there is no inertia worth undoing)
+    # the probe's speed: the limit where the car is, up to max_probe_mps (a network trained on demonstrations
+    # that never exceed 30 m/s is asked nothing above it); no probe where the limit is below min_probe_mps
+    # (car-park aisles: walking pace is the point there)
     min_probe_mps: float = 5.0
     max_probe_mps: float = 30.0
     below_ratio: float = 0.8  # asked only while the car is slower than this share of the probe speed
@@ -47,10 +49,11 @@ class SpeedProbeConfig:
 
 
 def probe_speed(speed_limit_mps: float, cfg: SpeedProbeConfig) -> float | None:
-    """The speed to ask the network about: the limit, bounded; None where the limit is unknown."""
-    if not np.isfinite(speed_limit_mps) or speed_limit_mps <= 0:
+    """The speed to ask the network about: the limit, at most ``max_probe_mps``; None where the limit is unknown
+    or below ``min_probe_mps`` (a car-park aisle's 4 m/s: never a question above the limit)."""
+    if not np.isfinite(speed_limit_mps) or speed_limit_mps < cfg.min_probe_mps:
         return None
-    return float(np.clip(speed_limit_mps, cfg.min_probe_mps, cfg.max_probe_mps))
+    return float(min(speed_limit_mps, cfg.max_probe_mps))
 
 
 def wanted(speed_mps: float, probe_mps: float | None, cfg: SpeedProbeConfig) -> bool:
@@ -60,9 +63,21 @@ def wanted(speed_mps: float, probe_mps: float | None, cfg: SpeedProbeConfig) -> 
 
 def holds_speed(probe_poses: np.ndarray, probe_mps: float, dt_s: float, cfg: SpeedProbeConfig) -> bool:
     """Whether the network's plan at the probe speed keeps every step at ``hold_ratio`` of it or more."""
-    path = np.vstack([[0.0, 0.0], np.asarray(probe_poses, float)[:, :2]])
-    step_speeds = np.linalg.norm(np.diff(path, axis=0), axis=1) / dt_s
-    return bool(np.all(np.isfinite(step_speeds)) and step_speeds.min() >= cfg.hold_ratio * probe_mps)
+    poses = np.asarray(probe_poses, float)
+    if not np.all(np.isfinite(poses)):
+        return False
+    step_speeds = np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], poses[:, :2]]), axis=0), axis=1) / dt_s
+    return bool(step_speeds.min() >= cfg.hold_ratio * probe_mps)
+
+
+def radar_at_speed(radar: np.ndarray, count: int, speed_mps: float, probe_mps: float) -> np.ndarray:
+    """The model's radar rows (range, azimuth, radial velocity, RCS) as seen from the car at ``probe_mps``
+    instead of ``speed_mps``: each real return's radial velocity less the extra ego speed along its line of
+    sight (a standing reflector shows -v cos(azimuth)); padding rows stay as they are."""
+    out = np.array(radar, dtype=np.float32, copy=True)
+    n = max(0, min(int(count), len(out)))
+    out[:n, 2] -= np.float32(probe_mps - speed_mps) * np.cos(out[:n, 1])
+    return out
 
 
 def sped_up(plan: Plan, probe_plan: Plan, speed_mps: float, cfg: SpeedProbeConfig) -> Plan:

@@ -183,7 +183,8 @@ def test_a_camera_of_another_size_is_a_configuration_error(checkpoint):
 
 def test_measure_latency_reports_size_and_time():
     r = measure_latency(TINY, n=3)
-    assert set(r) == {"ms_mean", "ms_p95", "cpu_ms_mean", "model_ms_mean", "ms_mean_probing", "params", "checkpoint_mb"}
+    assert set(r) == {"ms_mean", "ms_p95", "cpu_ms_mean", "model_ms_mean", "ms_mean_probing", "ms_mean_slow_no_probe", "params",
+                      "checkpoint_mb"}
     assert r["params"] == sum(p.numel() for p in E2EModel(TINY).parameters())
     assert 0 < r["checkpoint_mb"] < 1 and min(r["ms_mean"], r["ms_p95"], r["model_ms_mean"], r["ms_mean_probing"]) > 0
 

@@ -30,7 +30,7 @@ def step_speeds(poses: np.ndarray) -> np.ndarray:
 
 def test_the_probe_speed_is_the_limit_within_bounds():
     assert probe_speed(13.9, CFG) == pytest.approx(13.9)
-    assert probe_speed(2.0, CFG) == CFG.min_probe_mps and probe_speed(45.0, CFG) == CFG.max_probe_mps
+    assert probe_speed(2.0, CFG) is None and probe_speed(45.0, CFG) == CFG.max_probe_mps
     assert probe_speed(float("nan"), CFG) is None and probe_speed(0.0, CFG) is None
 
 
@@ -146,8 +146,55 @@ def test_probe_env_switches_it_and_restores(monkeypatch, agent):
 def test_the_guards_radar_part_can_be_switched_off_for_comparison(monkeypatch, agent):
     from dualdrive.agents.e2e.agent import GUARD_RADAR_ENV
     from dualdrive.cli import _e2e_meta
-    assert agent.guard.cfg.radar is True and _e2e_meta(True, True) == {"e2e_guard": "on", "e2e_probe": "on"}
+    assert E2EAgent(agent.checkpoint).guard.cfg.radar is True and agent.guard.cfg.radar is False  # guard off: no radar
+    assert _e2e_meta(True, True) == {"e2e_guard": "on", "e2e_probe": "on"}
     monkeypatch.setenv(GUARD_RADAR_ENV, "0")
     assert E2EAgent(agent.checkpoint).guard.cfg.radar is False
     assert _e2e_meta(True, False) == {"e2e_guard": "lidar", "e2e_probe": "off"}
     assert _e2e_meta(False, False)["e2e_guard"] == "off"
+
+
+def test_the_probe_is_never_asked_above_the_limit_nor_in_a_car_park_aisle():
+    assert probe_speed(4.0, CFG) is None  # a car-park aisle's limit: walking pace is the point there
+    assert probe_speed(13.9, CFG) == pytest.approx(13.9) and probe_speed(45.0, CFG) == CFG.max_probe_mps
+
+
+def test_the_probe_sees_the_radar_as_it_would_at_the_probe_speed():
+    from dualdrive.agents.e2e.probe import radar_at_speed
+    az = np.array([0.0, 0.5, 0.2])
+    # a car standing ahead and clutter seen from 2 m/s (radial velocity -v cos az), and one padding row
+    rows = np.column_stack([[30.0, 40.0, 0.0], az, -2.0 * np.cos(az), [5.0, -10.0, 0.0]]).astype(np.float32)
+    seen = radar_at_speed(rows, 2, 2.0, 20.0)
+    np.testing.assert_allclose(seen[:2, 2], -20.0 * np.cos(az[:2]), rtol=1e-5)  # standing things close at 20 m/s
+    np.testing.assert_array_equal(seen[2], rows[2])
+    np.testing.assert_array_equal(seen[:, [0, 1, 3]], rows[:, [0, 1, 3]])
+
+
+def test_a_probe_plan_that_is_not_finite_is_not_driven():
+    bad = straight(20.0)
+    bad[2, 2] = np.nan  # a NaN heading: the path looks fine, the plan is not
+    assert not holds_speed(bad, 20.0, PLAN_DT_S, CFG)
+
+
+class PerGearCopycat(CopycatNet):
+    """The shipped model's layout: a plan per gear (forward first) and the gear head picking one; it also records
+    the radar rows it is given."""
+
+    def forward(self, speed, with_aux=False, radar=None, **inputs):
+        self.seen_radar = None if radar is None else radar.clone()
+        out = super().forward(speed, with_aux, **inputs)
+        forward = out["plan"]
+        out["plans"] = torch.stack([forward, -forward], dim=1)
+        return out
+
+
+def test_with_a_plan_per_gear_the_probes_forward_plan_is_driven_and_its_radar_is_shifted(agent):
+    agent.model = PerGearCopycat()
+    obs = observation(1.2, 30.0)
+    plan = agent.act(obs)
+    np.testing.assert_allclose(step_speeds(plan.poses), 1.2 + CFG.accel_mps2 * (T - PLAN_DT_S / 2), rtol=1e-3)
+    radar = agent.model.seen_radar
+    if radar is not None:  # the config reads the radar: row 1 is the frame as seen at 30 m/s
+        n = int(obs["radar_num_returns"][0])
+        shift = (radar[0, :n, 2] - radar[1, :n, 2]).numpy()
+        np.testing.assert_allclose(shift, (30.0 - 1.2) * np.cos(radar[0, :n, 1].numpy()), rtol=1e-4)
