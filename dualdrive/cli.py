@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -647,27 +647,23 @@ def _e2e_meta(guard_on: bool, probe_on: bool) -> dict:
 
 def _use_probe(probe: Optional[bool]) -> bool:
     """Hand ``--probe/--no-probe`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
-    import os
-
     from dualdrive.agents.e2e.agent import PROBE_ENV, probe_from_env
-    if probe is not None:
-        os.environ[PROBE_ENV] = "1" if probe else "0"
-    try:
-        return probe_from_env()
-    except ValueError as e:
-        _fail(str(e))
+    return _use_switch(probe, PROBE_ENV, probe_from_env)
 
 
 def _use_guard(guard: Optional[bool]) -> bool:
     """Hand ``--guard/--no-guard`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
-    import os
-
     from dualdrive.agents.e2e.agent import GUARD_ENV, guard_from_env
-    if guard is not None:
-        os.environ[GUARD_ENV] = "1" if guard else "0"
+    return _use_switch(guard, GUARD_ENV, guard_from_env)
+
+
+def _use_switch(value: Optional[bool], env_name: str, read: Callable[[], bool]) -> bool:
+    import os
+    if value is not None:
+        os.environ[env_name] = "1" if value else "0"
     try:
-        return guard_from_env()
-    except ValueError as e:
+        return read()
+    except ValueError as e:  # a bad value of the env var itself: say which and how to fix it
         _fail(str(e))
 
 
