@@ -193,9 +193,9 @@ def rollout(plan: Plan, speed_mps: float, steer_rad: float, horizon_s: float, st
     poses = np.vstack([[0.0, 0.0, 0.0], plan.poses])
     poses[:, 2] = np.unwrap(poses[:, 2])
     # the car re-plans every tick, so the plan it follows never ends where this one does: beyond its last pose
-    # the plan goes on straight at the speed of its last step (a plan that comes to rest stays at rest). Without this, the
-    # re-issued plan ran out after a second or so, the follower braked for its end, and a rollout at speed
-    # slowed down in the middle of the road (it never reached the slower car it was closing on)
+    # the plan goes on straight at the speed of its last step (a plan that comes to rest stays at rest).
+    # Without this, the re-issued plan ran out after a second or so, the follower braked for its end, and a
+    # rollout at speed slowed down in the middle of the road (it never reached the slower car it closed on)
     tail = max(horizon_s, plan.dt_s)
     last_step = (poses[-1] - poses[-2]) * (tail / plan.dt_s)
     last_step[2] = 0.0  # straight on, at the last heading

@@ -9,13 +9,14 @@ speed it had, and crawled for two minutes (longtail `highway_cut_in`, seed 5000)
 
 The probe asks the same network, on the same frame, with its speed input set to the speed limit
 (a second row in the same batch), and the radar's Doppler velocities shifted as the ego's motion at that
-speed would shift them (:func:`radar_at_speed`: a standing car ahead must not look as if it kept pace). Whether that plan holds the speed is the network's own reading of
-whether anything in the scene (a car ahead, a red light, a pedestrian, a bend) calls for less: if
-it holds it, nothing does, and the slow plan is the network copying its own speed. Then the car
-drives the probe's plan, the path the network would take at the limit, reached from the current
-speed at a comfortable acceleration. If the probe slows down, the network's own plan stands. The
-probe is asked only below the limit on the road (never in a car-park manoeuvre, where a walking
-pace is the point), and what it returns still goes through the plan guard.
+speed would shift them (:func:`radar_at_speed`: a standing car ahead must not look as if it kept pace).
+Whether that plan holds the speed is the network's own reading of whether anything in the scene (a
+car ahead, a red light, a pedestrian, a bend) calls for less: if it holds it, nothing does, and the
+slow plan is the network copying its own speed. Then the car drives the probe's plan, the path the
+network would take at the limit, reached from the current speed at a comfortable acceleration. If the
+probe slows down, the network's own plan stands. The probe is asked only below the limit on the road
+(never in a car-park manoeuvre or aisle, where a walking pace is the point), and what it returns still
+goes through the plan guard.
 """
 from __future__ import annotations
 
