@@ -31,8 +31,7 @@ def main() -> None:
 S2_CONFIDENCE_HELP = ("--agent dual: act on System 2 only when its confidence in its first meta-action is at least "
                       "this (0-1; the builtin VLM gives one; `dualdrive eval-vlm` shows how far it can be trusted)")
 GUARD_HELP = ("--agent e2e/dual: check System 1's plan against the LiDAR (and, at speed, the radar) before it is "
-              "driven (the plan guard, "
-              "dualdrive.agents.guard; default: $DUALDRIVE_E2E_GUARD, else on)")
+              "driven (the plan guard, dualdrive.agents.guard; default: $DUALDRIVE_E2E_GUARD, else on)")
 PROBE_HELP = ("--agent e2e/dual: below the speed limit, ask System 1 what it would do at the limit and, where it "
               "would hold that speed, speed up (the speed probe against the inertia problem, "
               "dualdrive.agents.e2e.probe; default: $DUALDRIVE_E2E_PROBE, else on)")

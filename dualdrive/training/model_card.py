@@ -130,8 +130,8 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
                   f"{r['meta']['seeds']} --out runs/eval/e2e_{suite}.json` |"]
         L += ["", "The agent as shipped: the network's plan, sped up where the network asked at the speed limit would hold "
               "it (the speed probe, `dualdrive/agents/e2e/probe.py`), through the plan guard "
-              "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed); `--no-guard --no-probe` drives the network alone. DAgger's rounds above "
-              "drove and were scored without them.", ""]
+              "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed); `--no-guard --no-probe` drives the "
+              "network alone. DAgger's rounds above drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "
               f"{lat['cpu_ms_mean']:.1f} ms; network alone {lat['model_ms_mean']:.1f} ms) at {lat['threads']} thread, "
