@@ -28,6 +28,7 @@ import torch
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.sensors.lidar import bev_histogram
@@ -42,13 +43,16 @@ BEV_RESOLUTION_M = 0.5  # the dataset's LiDAR grid: 128 x 128 cells over 64 m x 
 STOP_DECEL_MPS2 = 3.0  # a firm but not emergency stop when the inputs cannot be trusted
 REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
 # the navigation commands under which a reverse plan may be driven: the expert reverses only to leave its
-# spot and to park. Elsewhere (a queue on the highway, a stop behind a stalled car) a gear head that says
+# spot and to park (and to finish leaving it, under the FOLLOW_LANE that comes while the car is half out of
+# its bay: dualdrive.agents.e2e.leaving). Elsewhere (a queue on the highway, a stop behind a stalled car) a gear head that says
 # "reverse" at a standstill is a misreading of a parking-like scene, and reversing on a carriageway runs
 # into the cars behind: the forward plan of a per-gear model is driven instead
 REVERSE_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK))
 # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard): the car-park
 # manoeuvres and the search for a spot, all at walking pace among parked cars
-GUARD_CAR_PARK_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK), int(Command.ENTER_LOT))
+GUARD_CAR_PARK_COMMANDS = CAR_PARK_COMMANDS
+# the model inputs a probed decision gives once for both rows: what the speed probe changes is not in them
+SHARED_FRAME_KEYS = ("camera", "lidar_bev")
 REQUIRED_KEYS = ("lidar_points_m", "lidar_num_points", "speed_mps", "command", "route_xy_ego_m", CAMERA_KEY)
 
 
@@ -251,12 +255,14 @@ class E2EAgent(Agent):
         self.guard = PlanGuard(GuardConfig(enabled=guard_on, radar=guard_on and guard_radar_from_env()))
         self.probe = SpeedProbeConfig(enabled=probe_from_env() if probe is None else probe)
         self.probe_used = 0  # decisions that drove the probe's plan, this episode
+        self.leaving = LeavingLatch(LeavingConfig())  # still backing out of the start spot under FOLLOW_LANE
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
         """Nothing carries over between episodes: the model is a function of the current observation."""
         self.reverse_vetoed = self.probe_used = 0
         self.guard.reset()
+        self.leaving.reset()
         self.debug = {}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
@@ -266,11 +272,13 @@ class E2EAgent(Agent):
         except UnusableObservation as e:
             return self._stop(f"unusable observation ({e})", speed_mps)
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
-        car_park = int(x["command"]) in GUARD_CAR_PARK_COMMANDS
+        leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"])
+        car_park = leaving or int(x["command"]) in GUARD_CAR_PARK_COMMANDS
         v_probe = probe_speed(_speed_limit(observation), self.probe)
         probing = not car_park and wanted(speed_mps, v_probe, self.probe)
-        if probing:  # the same frame again, as the car would sense it at the limit: one batch of two
-            batch = {k: torch.cat([v, v]) for k, v in batch.items()}
+        if probing:  # the same frame again, as the car would sense it at the limit: one batch of two, the camera
+            # and LiDAR frames encoded once for both rows (the model shares a frame given once)
+            batch = {k: v if k in SHARED_FRAME_KEYS else torch.cat([v, v]) for k, v in batch.items()}
             batch["speed"][1] = v_probe
             if "radar" in x:
                 batch["radar"][1] = torch.from_numpy(radar_at_speed(x["radar"], int(x["radar_count"]), speed_mps,
@@ -279,14 +287,14 @@ class E2EAgent(Agent):
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
         plan = out["plan"][0]
-        if reverse and "plans" in out and int(x["command"]) not in REVERSE_COMMANDS:
+        if reverse and "plans" in out and not (leaving or int(x["command"]) in REVERSE_COMMANDS):
             plan, reverse = out["plans"][0, 0], False  # no reversing on the road: the forward plan
             self.reverse_vetoed += 1
         poses = plan.double().cpu().numpy()
         if not np.all(np.isfinite(poses)):
             return self._stop("the model's plan is not finite", speed_mps)
         chosen = Plan(poses, REVERSE if reverse else FORWARD)
-        self.debug = {}
+        self.debug = {"phase": "leaving the spot"} if leaving and int(x["command"]) not in REVERSE_COMMANDS else {}
         if probing and not reverse:
             probe_poses = out["plans"][1, 0] if "plans" in out else out["plan"][1]
             probe_poses = probe_poses.double().cpu().numpy()

@@ -260,3 +260,28 @@ def test_a_reverse_plan_is_driven_only_to_leave_a_spot_or_to_park(tmp_path):
         assert plan.gear == gear, command
         np.testing.assert_allclose(plan.poses, plans[which], atol=1e-6)
         assert agent.reverse_vetoed == (1 if which == 0 else 0)
+
+
+def test_a_car_still_backing_out_of_its_spot_may_reverse_under_follow_lane(tmp_path):
+    """The world says FOLLOW_LANE once the car is half out of its bay; it finishes backing out (the latch of
+    dualdrive.agents.e2e.leaving) rather than having its reverse plan vetoed there, crosswise in the aisle."""
+    from dualdrive.agents.base import FORWARD, REVERSE
+    from dualdrive.world.commands import Command
+    model = _trained_like(TINY)
+    with torch.no_grad():
+        model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
+    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False)
+    crosswise = np.array([[-2.0, -8.0 - 5.0 * i] for i in range(TINY.route_points)], np.float32)
+
+    def obs(command: Command, speed: float) -> dict:
+        return {**synthetic_observation(TINY), "command": np.array([int(command)], np.int8),
+                "speed_mps": np.array([speed], np.float32), "route_xy_ego_m": crosswise}
+
+    agent.reset({})
+    assert agent.act(obs(Command.LEAVE_SPOT, 0.0)).gear == REVERSE
+    plan = agent.act(obs(Command.FOLLOW_LANE, -1.5))
+    assert plan.gear == REVERSE and agent.reverse_vetoed == 0 and agent.debug["phase"] == "leaving the spot"
+    assert agent.act(obs(Command.FOLLOW_LANE, 4.0)).gear == FORWARD  # at road speed: on the road, vetoed
+    assert agent.reverse_vetoed == 1
+    agent.reset({})  # a new episode on the road: no spot left, no reversing
+    assert agent.act(obs(Command.FOLLOW_LANE, -1.5)).gear == FORWARD

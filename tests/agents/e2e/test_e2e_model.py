@@ -111,6 +111,40 @@ def test_one_decision_without_padding_equals_its_row_of_a_padded_batch():
             torch.testing.assert_close(one["bev_logits"][0], batched["bev_logits"][b], rtol=1e-4, atol=1e-4)
 
 
+def test_the_trimmed_radar_of_a_decision_equals_the_masked_radar_of_training():
+    model = E2EModel(TINY)  # dropout 0: train() and eval() differ only in how the radar padding is handled
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    x = _inputs(batch=3)
+    radar, _ = _radar(3, 0)
+    count = torch.tensor([4, 4, 9])
+    with torch.no_grad():
+        masked = model.train()(**x, radar=radar, radar_count=count)
+        trimmed = model.eval()(**x, radar=radar, radar_count=count)
+        same_count = model(**{k: v[:2] for k, v in x.items()}, radar=radar[:2], radar_count=count[:2])
+    torch.testing.assert_close(trimmed["plan"], masked["plan"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(trimmed["bev_logits"], masked["bev_logits"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(same_count["plan"], masked["plan"][:2], rtol=1e-4, atol=1e-5)  # no mask at all
+
+
+def test_one_frame_shared_by_several_rows_equals_the_frame_repeated():
+    model = E2EModel(TINY).eval()
+    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
+    x = _inputs(batch=1)
+    rows = {k: torch.cat([v, v]) for k, v in x.items()}
+    rows["speed"][1] = 13.0  # the same frame asked at another speed (the speed probe)
+    radar, count = _radar(1, 5)
+    radar2, count2 = torch.cat([radar, radar]), torch.cat([count, count])
+    with torch.no_grad():
+        repeated = model(**rows, radar=radar2, radar_count=count2)
+        shared = model(**{**rows, "camera": x["camera"], "lidar_bev": x["lidar_bev"]}, radar=radar2,
+                       radar_count=count2)
+    for key in ("plan", "gear_logits", "light_logits", "bev_logits"):
+        torch.testing.assert_close(shared[key], repeated[key], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(shared["plan"][0], shared["plan"][1], atol=1e-4)  # the speed reached the plan
+    with pytest.raises(ValueError, match="one frame shared"):
+        model(**{**rows, "camera": torch.cat([rows["camera"]] * 3)})
+
+
 def test_a_fresh_model_plans_to_stand_still():
     with torch.no_grad():
         plan = E2EModel(TINY).eval()(**_inputs())["plan"]
