@@ -43,8 +43,9 @@ BEV_RESOLUTION_M = 0.5  # the dataset's LiDAR grid: 128 x 128 cells over 64 m x 
 STOP_DECEL_MPS2 = 3.0  # a firm but not emergency stop when the inputs cannot be trusted
 REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
 # the navigation commands under which a reverse plan may be driven: the expert reverses only to leave its
-# spot and to park (and to finish leaving it, under the FOLLOW_LANE that comes while the car is half out of
-# its bay: dualdrive.agents.e2e.leaving). Elsewhere (a queue on the highway, a stop behind a stalled car) a gear head that says
+# spot and to park (and to finish backing out of the spot under the FOLLOW_LANE that comes while the car is
+# half out of its bay: dualdrive.agents.e2e.leaving). Elsewhere (a queue on the highway, a stop behind a
+# stalled car) a gear head that says
 # "reverse" at a standstill is a misreading of a parking-like scene, and reversing on a carriageway runs
 # into the cars behind: the forward plan of a per-gear model is driven instead
 REVERSE_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK))
@@ -287,7 +288,7 @@ class E2EAgent(Agent):
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS
         plan = out["plan"][0]
-        if reverse and "plans" in out and not (leaving or int(x["command"]) in REVERSE_COMMANDS):
+        if reverse and "plans" in out and not (self.leaving.may_reverse or int(x["command"]) in REVERSE_COMMANDS):
             plan, reverse = out["plans"][0, 0], False  # no reversing on the road: the forward plan
             self.reverse_vetoed += 1
         poses = plan.double().cpu().numpy()

@@ -10,9 +10,12 @@ aisle: the drives that lost their way just after the start car park (P2P 5007: o
 
 This latch remembers that the car is mid-manoeuvre: from a LEAVE_SPOT command until the car drives
 forwards along its route (the route's next target within ``aligned_deg`` of the nose) or at road speed,
-or, at the latest, ``max_decisions`` after the command changed. While it holds, the agent treats the
-drive as the car-park manoeuvre it is: a reverse plan may be driven and the plan guard checks at
-walking pace, as under LEAVE_SPOT itself.
+or, at the latest, ``max_decisions`` after the command changed. While it holds, the plan guard checks at
+walking pace, as in the car park, and a reverse plan may be driven as long as the car still stands
+across its way (the route's next target more than ``reverse_deg`` off the nose): that is where the
+expert stops backing up and drives off (P2P 5007: at 60°). Unbounded, the network backed up for 20 m
+through the rows of the car park (P2P 5000, 5004): past where any demonstration ever went on reversing,
+it had nothing to tell it when to stop.
 """
 from __future__ import annotations
 
@@ -34,22 +37,27 @@ class LeavingConfig:
     moving_mps: float = 0.3  # forwards at least this fast (a car standing still faces no way yet)
     road_speed_mps: float = 3.0  # this fast, the car is on its way whatever it faces
     max_decisions: int = 200  # 20 s at 10 Hz: a manoeuvre that has not ended by then is not this one
+    reverse_deg: float = 60.0  # reversing on while the route's next target is further than this off the nose
 
     def __post_init__(self) -> None:
-        if not 0 < self.aligned_deg < 90 or self.max_decisions < 0 or self.road_speed_mps <= 0:
-            raise ValueError("leaving.aligned_deg must be in (0, 90), max_decisions >= 0, road_speed_mps > 0")
+        if not 0 < self.aligned_deg < 90 or not 0 < self.reverse_deg < 180 or self.max_decisions < 0 \
+                or self.road_speed_mps <= 0:
+            raise ValueError("leaving.aligned_deg must be in (0, 90), reverse_deg in (0, 180), max_decisions >= 0 "
+                             "and road_speed_mps > 0")
 
 
 class LeavingLatch:
-    """Call :meth:`update` once a decision; :attr:`active` says whether the car is still leaving its spot."""
+    """Call :meth:`update` once a decision; :attr:`active` says whether the car is still leaving its spot, and
+    :attr:`may_reverse` whether a reverse plan may be driven under a road command now."""
 
     def __init__(self, config: LeavingConfig | None = None) -> None:
         self.cfg = config or LeavingConfig()
-        self.active = False
+        self.active = self.may_reverse = False
         self._after = 0  # decisions since the command stopped being LEAVE_SPOT
 
     def reset(self) -> None:
-        self.active, self._after = False, 0
+        self.active = self.may_reverse = False
+        self._after = 0
 
     def update(self, command: int, speed_mps: float, route_xy_ego_m: np.ndarray) -> bool:
         """The latch after this decision's command, odometry speed (negative reversing) and route targets."""
@@ -64,16 +72,17 @@ class LeavingLatch:
                 speed_mps >= cfg.moving_mps and facing_route(route_xy_ego_m, cfg.aligned_deg, cfg.min_target_m))
             if on_its_way or self._after > cfg.max_decisions:
                 self.active = False
+        self.may_reverse = self.active and not facing_route(route_xy_ego_m, cfg.reverse_deg, cfg.min_target_m)
         return self.active
 
 
 def facing_route(route_xy_ego_m: np.ndarray, aligned_deg: float, min_target_m: float) -> bool:
-    """Whether the first route target at least ``min_target_m`` away lies ahead, within ``aligned_deg`` of the
-    car's heading (False when there is none, or the targets are not finite)."""
+    """Whether the first route target at least ``min_target_m`` away lies within ``aligned_deg`` of the car's
+    heading (False when there is none, or the targets are not finite)."""
     pts = np.asarray(route_xy_ego_m, dtype=float).reshape(-1, 2)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     far = pts[np.hypot(pts[:, 0], pts[:, 1]) >= min_target_m]
     if len(far) == 0:
         return False
     x, y = far[0]
-    return bool(x > 0 and abs(np.degrees(np.arctan2(y, x))) <= aligned_deg)
+    return bool(abs(np.degrees(np.arctan2(y, x))) <= aligned_deg)

@@ -23,6 +23,18 @@ def test_it_holds_from_leave_spot_until_the_car_drives_along_its_route():
     assert not latch.update(FOLLOW, -1.0, CROSSWISE)  # ... and it does not come back on its own
 
 
+def test_it_lets_the_car_reverse_only_while_it_stands_across_its_way():
+    latch = LeavingLatch()
+    latch.update(LEAVE, 0.0, CROSSWISE)
+    assert latch.update(FOLLOW, -1.5, CROSSWISE) and latch.may_reverse  # the route lies behind, to the side
+    diagonal = np.array([[6.0, -6.5], [11.0, -6.5]])  # 47 deg off the nose: where the expert drives off
+    assert latch.update(FOLLOW, -1.0, diagonal) and not latch.may_reverse  # still leaving, but forwards now
+    assert latch.update(FOLLOW, 0.0, CROSSWISE) and latch.may_reverse
+    assert not latch.update(FOLLOW, 1.0, ALONG) and not latch.may_reverse
+    latch.reset()
+    assert not latch.may_reverse
+
+
 def test_it_ends_at_road_speed_and_after_its_decision_limit():
     latch = LeavingLatch()
     latch.update(LEAVE, 0.0, CROSSWISE)
