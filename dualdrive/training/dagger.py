@@ -98,7 +98,8 @@ def _collect_round(cfg: DaggerConfig, r: int, learner: Path, log: Callable[[str]
     out = round_dir(cfg, r) / "demos"
     seeds = range(cfg.seed_start + (r - 1) * cfg.episodes, cfg.seed_start + r * cfg.episodes)
     # the network drives alone: DAgger is to label the states its own mistakes lead to, which the plan
-    # guard (dualdrive.agents.guard) and the speed probe (dualdrive.agents.e2e.probe) would hide
+    # guard (dualdrive.agents.guard) and the speed probe (dualdrive.agents.e2e.probe) would hide; and
+    # without the leaving latch (dualdrive.agents.e2e.leaving), as the shipped weights were made
     with checkpoint_env(learner), network_alone():
         res = collect(CollectConfig(out, cfg.suite, "e2e", None, seeds, cfg.workers, 0.0, cfg.frame_stride,
                                     cfg.max_duration_s, meta_extra={"learner_checkpoint": str(learner),

@@ -255,7 +255,8 @@ class PipelineRun:
         for suite in self.cfg.closed_loop_suites:
             out = self.out / "closed_loop" / f"{suite}.json"
             meta = json.loads(out.read_text())["meta"] if out.is_file() else {}
-            if meta.get("checkpoint") == str(ckpt) and meta.get("e2e_guard") == meta.get("e2e_probe") == "on":
+            if meta.get("checkpoint") == str(ckpt) and \
+                    meta.get("e2e_guard") == meta.get("e2e_probe") == meta.get("e2e_leaving") == "on":
                 continue  # the agent as shipped was scored already
             res = evaluate_checkpoint(ckpt, suite, self.cfg.closed_loop_seeds, out, self.cfg.workers)
             s = res["summary"]
@@ -286,17 +287,19 @@ class PipelineRun:
 
 def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, aids: bool = True) -> dict:
     """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard --no-probe] --suite SUITE --seeds SEEDS``, as a
-    function: the agent as shipped (``aids``: the plan guard and the speed probe) or the network alone. A results
+    function: the agent as shipped (``aids``: the plan guard, the speed probe, the leaving latch) or the network alone. A results
     file of other weights or other settings at ``out`` is replaced, not resumed."""
-    from dualdrive.agents.e2e.agent import GUARD_RADAR_ENV, _scoped_env, checkpoint_env, guard_env, probe_env
+    from dualdrive.agents.e2e.agent import (GUARD_RADAR_ENV, LEAVING_ENV, _scoped_env, checkpoint_env, guard_env,
+                                            probe_env)
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
     on = "on" if aids else "off"
-    extra = {"checkpoint": str(ckpt), "e2e_guard": on, "e2e_probe": on}
+    extra = {"checkpoint": str(ckpt), "e2e_guard": on, "e2e_probe": on, "e2e_leaving": on}
     if out.is_file() and any(json.loads(out.read_text())["meta"].get(k) != v for k, v in extra.items()):
         out.unlink()
         journal_path(out).unlink(missing_ok=True)
-    with checkpoint_env(ckpt), guard_env(aids), probe_env(aids), _scoped_env(GUARD_RADAR_ENV, "1"):
+    with checkpoint_env(ckpt), guard_env(aids), probe_env(aids), _scoped_env(GUARD_RADAR_ENV, "1"), \
+            _scoped_env(LEAVING_ENV, "1" if aids else "0"):
         return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 

@@ -186,6 +186,7 @@ THREADS_ENV = "DUALDRIVE_E2E_THREADS"  # CPU threads for the model's inference (
 GUARD_ENV = "DUALDRIVE_E2E_GUARD"  # "0": drive the network's plan unchecked (see dualdrive.agents.guard)
 PROBE_ENV = "DUALDRIVE_E2E_PROBE"  # "0": no speed probe (see dualdrive.agents.e2e.probe)
 GUARD_RADAR_ENV = "DUALDRIVE_E2E_GUARD_RADAR"  # "0": the guard checks against the LiDAR alone
+LEAVING_ENV = "DUALDRIVE_E2E_LEAVING"  # "0": no leaving latch (see dualdrive.agents.e2e.leaving)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -203,6 +204,11 @@ def guard_from_env() -> bool:
 def guard_radar_from_env() -> bool:
     """Whether the plan guard also checks against the radar at speed: $DUALDRIVE_E2E_GUARD_RADAR, default on."""
     return _switch_from_env(GUARD_RADAR_ENV, "the guard checks against the radar too")
+
+
+def leaving_from_env() -> bool:
+    """Whether the leaving latch is on: $DUALDRIVE_E2E_LEAVING, default on."""
+    return _switch_from_env(LEAVING_ENV, "the car finishes backing out of its spot under FOLLOW_LANE")
 
 
 def probe_from_env() -> bool:
@@ -227,9 +233,10 @@ def probe_env(on: bool) -> Iterator[None]:
 
 @contextmanager
 def network_alone() -> Iterator[None]:
-    """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe (DAgger's
-    drives, open-loop scoring)."""
-    with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"):
+    """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, and reverse
+    plans under the reversing commands only, as before the leaving latch (DAgger's drives, so that ``make
+    model`` drives the states it always did; open-loop scoring)."""
+    with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"):
         yield
 
 
@@ -241,7 +248,7 @@ class E2EAgent(Agent):
     privileged = False
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
-                 probe: bool | None = None) -> None:
+                 probe: bool | None = None, leaving: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -256,7 +263,8 @@ class E2EAgent(Agent):
         self.guard = PlanGuard(GuardConfig(enabled=guard_on, radar=guard_on and guard_radar_from_env()))
         self.probe = SpeedProbeConfig(enabled=probe_from_env() if probe is None else probe)
         self.probe_used = 0  # decisions that drove the probe's plan, this episode
-        self.leaving = LeavingLatch(LeavingConfig())  # still backing out of the start spot under FOLLOW_LANE
+        # still backing out of the start spot under FOLLOW_LANE
+        self.leaving = LeavingLatch(LeavingConfig(enabled=leaving_from_env() if leaving is None else leaving))
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:

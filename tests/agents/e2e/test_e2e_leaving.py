@@ -63,3 +63,17 @@ def test_facing_route_reads_the_first_target_far_enough_ahead():
     assert facing_route(near_then_ahead, 30.0, 4.0)
     assert not facing_route(np.array([[1.0, 1.0]]), 30.0, 4.0)  # nothing far enough
     assert not facing_route(np.array([[np.nan, 0.0], [np.inf, 1.0]]), 30.0, 4.0)
+
+
+def test_the_network_alone_has_no_latch_and_the_switch_is_checked(monkeypatch):
+    from dualdrive.agents.e2e.agent import LEAVING_ENV, leaving_from_env, network_alone
+    from dualdrive.cli import _e2e_meta
+    monkeypatch.delenv(LEAVING_ENV, raising=False)
+    assert leaving_from_env()
+    with network_alone():  # DAgger's drives and open-loop scoring: the reverse rule as it always was
+        assert not leaving_from_env()
+        assert _e2e_meta(False, False)["e2e_leaving"] == "off"
+    assert leaving_from_env()
+    monkeypatch.setenv(LEAVING_ENV, "sometimes")
+    with pytest.raises(ValueError, match="DUALDRIVE_E2E_LEAVING"):
+        leaving_from_env()
