@@ -11,7 +11,9 @@ Two closed-loop aids sit between the network and the wheels, both on by default 
 drives and in open-loop scoring (:func:`network_alone`): below the speed limit on the road, the same frame is
 also asked at the limit, against the inertia of a policy that copies its own speed
 (:mod:`dualdrive.agents.e2e.probe`); and every plan is checked against the LiDAR and, at speed, the radar
-before it is driven (:mod:`dualdrive.agents.guard`).
+before it is driven (:mod:`dualdrive.agents.guard`). A reverse plan is driven only in the car park: under the
+car-park commands, and while the car is still backing out of its start spot after the navigation has already
+switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:`network_alone`).
 """
 from __future__ import annotations
 
