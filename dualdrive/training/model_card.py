@@ -32,6 +32,15 @@ def _run_name(out: Path, ckpt: Path) -> str:
     return f"the run `{out}/{rel}`"
 
 
+def eval_command(suite: str, meta: dict) -> str:
+    """The `dualdrive eval` command line that reproduces a closed-loop result of System 1 with its ``meta``
+    (seeds, and the aids it ran with: e2e_guard on / lidar / off, e2e_probe and e2e_leaving on / off)."""
+    off = "".join(f" --no-{k}" for k in ("guard", "probe") if meta.get(f"e2e_{k}") == "off")
+    env = ("DUALDRIVE_E2E_GUARD_RADAR=0 " if meta.get("e2e_guard") == "lidar" else "") + \
+        ("DUALDRIVE_E2E_LEAVING=0 " if meta.get("e2e_leaving") == "off" else "")
+    return f"{env}dualdrive eval --agent e2e{off} --suite {suite} --seeds {meta['seeds']} --out runs/eval/e2e_{suite}.json"
+
+
 def training_curve(run_dir: Path) -> list[dict[str, str]]:
     """Per-epoch rows of metrics.csv: train loss, plan loss and the validation L2 of that epoch."""
     path = run_dir / "metrics.csv"
@@ -123,14 +132,12 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         L += ["## Closed loop (evaluation seeds)", "", "| suite | seeds | DS | RC | success | command |", "|---|---|---|---|---|---|"]
         for suite, r in cl:
             s = r["summary"]
-            off = "".join(f" --no-{k}" for k in ("guard", "probe") if r["meta"].get(f"e2e_{k}") == "off")
-            env = "DUALDRIVE_E2E_GUARD_RADAR=0 " if r["meta"].get("e2e_guard") == "lidar" else ""
             L += [f"| {suite} | {r['meta']['seeds']} | {s['driving_score']['mean']:.1f} | {s['route_completion']['mean']:.1f} | "
-                  f"{s['success_rate']['mean']:.0f} % | `{env}dualdrive eval --agent e2e{off} --suite {suite} --seeds "
-                  f"{r['meta']['seeds']} --out runs/eval/e2e_{suite}.json` |"]
+                  f"{s['success_rate']['mean']:.0f} % | `{eval_command(suite, r['meta'])}` |"]
         L += ["", "The agent as shipped: the network's plan, sped up where the network asked at the speed limit would hold "
               "it (the speed probe, `dualdrive/agents/e2e/probe.py`), through the plan guard "
-              "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed); `--no-guard --no-probe` drives the "
+              "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed), backing out of its start spot to the "
+              "end (`dualdrive/agents/e2e/leaving.py`); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe` drives the "
               "network alone. DAgger's rounds above drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "

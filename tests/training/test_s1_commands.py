@@ -158,3 +158,14 @@ def test_the_shipped_default_checkpoint_loads_within_budget():
     assert plan.poses.shape == (8, 3)
     card = (DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md").read_text()
     assert "Open loop" in card and "ms per decision" in card
+
+
+def test_the_model_cards_eval_command_reproduces_the_aids_a_run_had():
+    from dualdrive.training.model_card import eval_command
+    shipped = {"seeds": "5000:5002", "e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on"}
+    assert eval_command("p2p", shipped) == \
+        "dualdrive eval --agent e2e --suite p2p --seeds 5000:5002 --out runs/eval/e2e_p2p.json"
+    alone = {**shipped, "e2e_guard": "off", "e2e_probe": "off", "e2e_leaving": "off"}  # DAgger's scoring
+    assert eval_command("urban", alone) == ("DUALDRIVE_E2E_LEAVING=0 dualdrive eval --agent e2e --no-guard --no-probe "
+                                            "--suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
+    assert eval_command("urban", {**shipped, "e2e_guard": "lidar"}).startswith("DUALDRIVE_E2E_GUARD_RADAR=0 dualdrive")

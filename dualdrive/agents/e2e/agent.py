@@ -51,9 +51,6 @@ REVERSE_GEAR_CLASS = 1  # gear head classes: 0 forward, 1 reverse
 # "reverse" at a standstill is a misreading of a parking-like scene, and reversing on a carriageway runs
 # into the cars behind: the forward plan of a per-gear model is driven instead
 REVERSE_COMMANDS = (int(Command.LEAVE_SPOT), int(Command.PARK))
-# where the plan guard may bend the network's plan and back up (dualdrive.agents.guard): the car-park
-# manoeuvres and the search for a spot, all at walking pace among parked cars
-GUARD_CAR_PARK_COMMANDS = CAR_PARK_COMMANDS
 # the model inputs a probed decision gives once for both rows: what the speed probe changes is not in them
 SHARED_FRAME_KEYS = ("camera", "lidar_bev")
 REQUIRED_KEYS = ("lidar_points_m", "lidar_num_points", "speed_mps", "command", "route_xy_ego_m", CAMERA_KEY)
@@ -284,7 +281,9 @@ class E2EAgent(Agent):
             return self._stop(f"unusable observation ({e})", speed_mps)
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
         leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"])
-        car_park = leaving or int(x["command"]) in GUARD_CAR_PARK_COMMANDS
+        # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
+        # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
+        car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
         v_probe = probe_speed(_speed_limit(observation), self.probe)
         probing = not car_park and wanted(speed_mps, v_probe, self.probe)
         if probing:  # the same frame again, as the car would sense it at the limit: one batch of two, the camera

@@ -285,3 +285,6 @@ def test_a_car_still_backing_out_of_its_spot_may_reverse_under_follow_lane(tmp_p
     assert agent.reverse_vetoed == 1
     agent.reset({})  # a new episode on the road: no spot left, no reversing
     assert agent.act(obs(Command.FOLLOW_LANE, -1.5)).gear == FORWARD
+    without = E2EAgent(agent.checkpoint, guard=False, probe=False, leaving=False)  # the rule as it was
+    assert without.act(obs(Command.LEAVE_SPOT, 0.0)).gear == REVERSE
+    assert without.act(obs(Command.FOLLOW_LANE, -1.5)).gear == FORWARD and without.reverse_vetoed == 1
