@@ -636,14 +636,15 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
 
 def _e2e_meta(guard_on: bool, probe_on: bool) -> dict:
     """System 1's closed-loop aids as the results record them (and a run of other settings never resumes)."""
-    from dualdrive.agents.e2e.agent import guard_radar_from_env, leaving_from_env
+    from dualdrive.agents.e2e.agent import guard_radar_from_env, leaving_from_env, lights_from_env, park_assist_from_env
     try:
         radar = guard_on and guard_radar_from_env()
-        leaving = leaving_from_env()
+        leaving, lights, assist = leaving_from_env(), lights_from_env(), park_assist_from_env()
     except ValueError as e:
         _fail(str(e))
     return {"e2e_guard": ("on" if radar else "lidar") if guard_on else "off", "e2e_probe": "on" if probe_on else "off",
-            "e2e_leaving": "on" if leaving else "off"}
+            "e2e_leaving": "on" if leaving else "off", "e2e_lights": "on" if lights else "off",
+            "e2e_park_assist": "on" if assist else "off"}
 
 
 def _use_probe(probe: Optional[bool]) -> bool:

@@ -37,6 +37,8 @@ DAGGER_CHOICES = ("last", "best-ds")
 STAGES = ("collect", "collect-val", "train", "dagger", "openloop", "closedloop", "latency", "ship")
 TRAIN_SUITE = "driving"  # p2p, urban, highway, parking without long-tail events
 CLOSED_LOOP_SUITES = ("p2p", "urban", "highway")
+# System 1's closed-loop aids as eval results record them (``e2e_<aid>``), all on for the agent as shipped
+AIDS = ("guard", "probe", "leaving", "lights", "park_assist")
 
 
 class PipelineError(ConfigError):
@@ -256,7 +258,7 @@ class PipelineRun:
             out = self.out / "closed_loop" / f"{suite}.json"
             meta = json.loads(out.read_text())["meta"] if out.is_file() else {}
             if meta.get("checkpoint") == str(ckpt) and \
-                    meta.get("e2e_guard") == meta.get("e2e_probe") == meta.get("e2e_leaving") == "on":
+                    all(meta.get(f"e2e_{k}") == "on" for k in AIDS):
                 continue  # the agent as shipped was scored already
             res = evaluate_checkpoint(ckpt, suite, self.cfg.closed_loop_seeds, out, self.cfg.workers)
             s = res["summary"]
@@ -287,19 +289,21 @@ class PipelineRun:
 
 def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, aids: bool = True) -> dict:
     """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard --no-probe] --suite SUITE --seeds SEEDS``, as a
-    function: the agent as shipped (``aids``: the plan guard, the speed probe, the leaving latch) or the network alone. A results
-    file of other weights or other settings at ``out`` is replaced, not resumed."""
-    from dualdrive.agents.e2e.agent import (GUARD_RADAR_ENV, LEAVING_ENV, _scoped_env, checkpoint_env, guard_env,
-                                            probe_env)
+    function: the agent as shipped (``aids``: the plan guard, the speed probe, the leaving latch, the red-light rule,
+    the parking assist) or the network alone. A results file of other weights or other settings at ``out`` is
+    replaced, not resumed."""
+    from dualdrive.agents.e2e.agent import (GUARD_RADAR_ENV, LEAVING_ENV, LIGHTS_ENV, PARK_ASSIST_ENV, _scoped_env,
+                                            checkpoint_env, guard_env, probe_env)
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
     on = "on" if aids else "off"
-    extra = {"checkpoint": str(ckpt), "e2e_guard": on, "e2e_probe": on, "e2e_leaving": on}
+    extra = {"checkpoint": str(ckpt), **{f"e2e_{k}": on for k in AIDS}}
     if out.is_file() and any(json.loads(out.read_text())["meta"].get(k) != v for k, v in extra.items()):
         out.unlink()
         journal_path(out).unlink(missing_ok=True)
     with checkpoint_env(ckpt), guard_env(aids), probe_env(aids), _scoped_env(GUARD_RADAR_ENV, "1"), \
-            _scoped_env(LEAVING_ENV, "1" if aids else "0"):
+            _scoped_env(LEAVING_ENV, "1" if aids else "0"), _scoped_env(LIGHTS_ENV, "1" if aids else "0"), \
+            _scoped_env(PARK_ASSIST_ENV, "1" if aids else "0"):
         return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 

@@ -29,7 +29,7 @@ def test_one_dagger_round_end_to_end_and_resume(tiny_demos, tiny_suite, tmp_path
     assert r1["val_l2_m"] is not None
     # the network drove and was scored alone: the plan guard and the speed probe would hide the states DAgger is there to label
     scored = json.loads((run / "dagger" / "round_1" / "closed_loop.json").read_text())["meta"]
-    assert scored["e2e_guard"] == scored["e2e_probe"] == scored["e2e_leaving"] == "off"
+    assert all(scored[f"e2e_{k}"] == "off" for k in ("guard", "probe", "leaving", "lights", "park_assist"))
     from dualdrive.data.format import META_NAME
     collected = json.loads((run / "dagger" / "round_1" / "demos" / META_NAME).read_text())["runs"][-1]
     assert collected["learner_guard"] == collected["learner_probe"] == "off"

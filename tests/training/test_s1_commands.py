@@ -162,10 +162,13 @@ def test_the_shipped_default_checkpoint_loads_within_budget():
 
 def test_the_model_cards_eval_command_reproduces_the_aids_a_run_had():
     from dualdrive.training.model_card import eval_command
-    shipped = {"seeds": "5000:5002", "e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on"}
+    shipped = {"seeds": "5000:5002", "e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on", "e2e_lights": "on",
+               "e2e_park_assist": "on"}
     assert eval_command("p2p", shipped) == \
         "dualdrive eval --agent e2e --suite p2p --seeds 5000:5002 --out runs/eval/e2e_p2p.json"
-    alone = {**shipped, "e2e_guard": "off", "e2e_probe": "off", "e2e_leaving": "off"}  # DAgger's scoring
-    assert eval_command("urban", alone) == ("DUALDRIVE_E2E_LEAVING=0 dualdrive eval --agent e2e --no-guard --no-probe "
-                                            "--suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
+    alone = {**shipped, **{f"e2e_{k}": "off" for k in ("guard", "probe", "leaving", "lights", "park_assist")}}
+    assert eval_command("urban", alone) == (  # DAgger's scoring
+        "DUALDRIVE_E2E_LEAVING=0 DUALDRIVE_E2E_LIGHTS=0 DUALDRIVE_E2E_PARK_ASSIST=0 dualdrive eval --agent e2e "
+        "--no-guard --no-probe --suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
+    assert eval_command("p2p", {**shipped, "e2e_park_assist": "off"}).startswith("DUALDRIVE_E2E_PARK_ASSIST=0 dualdrive")
     assert eval_command("urban", {**shipped, "e2e_guard": "lidar"}).startswith("DUALDRIVE_E2E_GUARD_RADAR=0 dualdrive")

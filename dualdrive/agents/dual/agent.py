@@ -203,6 +203,12 @@ class DualAgent(Agent):
             idx = from_meta_action(self.guidance[1][0])
         return {**observation, "guidance": np.array([idx], np.int64)}
 
+    def _s1_again(self, observation: dict[str, np.ndarray]) -> Plan | Control:
+        """System 1 asked a second time in one tick: its per-tick state (the leaving latch, the red-light rule, the
+        parking assist's odometry) must advance once a tick, so an E2E System 1 is asked through ``replan``."""
+        again = getattr(self.s1, "replan", None)
+        return again(observation) if callable(again) else self.s1.act(observation)
+
     def act(self, observation: dict[str, np.ndarray]) -> Plan | Control:
         speed_now = self.last_speed_mps = _odometry_speed(observation)
         self.odometer_m += abs(speed_now) * POLICY_DT_S
@@ -213,7 +219,7 @@ class DualAgent(Agent):
         self._guide_note = ""
         if guided is not observation and int(guided["guidance"][0]) == GUIDANCE.index("stop") and isinstance(plan, Plan):
             if self._too_late_to_stop(plan, speed_now):
-                plan = self.s1.act(observation)  # the check: no hard braking on System 2's word
+                plan = self._s1_again(observation)  # the check: no hard braking on System 2's word
                 self._guide_note = " (stop not taken: too late to stop comfortably)"
         self._collect(speed_now)
         self._ask(observation)
@@ -231,7 +237,7 @@ class DualAgent(Agent):
         if self.s1_takes_guidance:  # System 1 planned with it: its plan stands
             handed = GUIDANCE[int(guided["guidance"][0])] if guided is not observation else "none"
             if handed in STOP_ACTIONS and abs(speed_now) < STANDING_MPS and _path_length(plan) < STANDING_PLAN_M:
-                own = self.s1.act(observation)  # what System 1 would do unguided: does System 2 alone hold the car?
+                own = self._s1_again(observation)  # what System 1 would do unguided: does System 2 alone hold the car?
                 if isinstance(own, Plan) and self._holding(speed_now, plan, own):
                     plan, self._guide_note = own, " (hold set aside: System 1 drives)"
             else:

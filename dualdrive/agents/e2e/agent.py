@@ -14,6 +14,12 @@ also asked at the limit, against the inertia of a policy that copies its own spe
 before it is driven (:mod:`dualdrive.agents.guard`). A reverse plan is driven only in the car park: under the
 car-park commands, and while the car is still backing out of its start spot after the navigation has already
 switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:`network_alone`).
+
+Two rules take over where the network is known not to manage (both on by default, both off in
+:func:`network_alone`): a red light the camera shows cuts the plan short of the junction
+(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour), and in the destination car
+park the modular pipeline's parking drives (:mod:`dualdrive.agents.e2e.park_assist`: the network reaches the car
+park but does not park).
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
+from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig, stop_within
+from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.sensors.lidar import bev_histogram
@@ -186,6 +194,8 @@ GUARD_ENV = "DUALDRIVE_E2E_GUARD"  # "0": drive the network's plan unchecked (se
 PROBE_ENV = "DUALDRIVE_E2E_PROBE"  # "0": no speed probe (see dualdrive.agents.e2e.probe)
 GUARD_RADAR_ENV = "DUALDRIVE_E2E_GUARD_RADAR"  # "0": the guard checks against the LiDAR alone
 LEAVING_ENV = "DUALDRIVE_E2E_LEAVING"  # "0": no leaving latch (see dualdrive.agents.e2e.leaving)
+LIGHTS_ENV = "DUALDRIVE_E2E_LIGHTS"  # "0": no red-light rule (see dualdrive.agents.e2e.lights)
+PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network parks alone (see dualdrive.agents.e2e.park_assist)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -210,6 +220,16 @@ def leaving_from_env() -> bool:
     return _switch_from_env(LEAVING_ENV, "the car finishes backing out of its spot under FOLLOW_LANE")
 
 
+def lights_from_env() -> bool:
+    """Whether the red-light rule is on: $DUALDRIVE_E2E_LIGHTS, default on."""
+    return _switch_from_env(LIGHTS_ENV, "the plan stops short of a junction whose light the camera shows red")
+
+
+def park_assist_from_env() -> bool:
+    """Whether the parking assist is on: $DUALDRIVE_E2E_PARK_ASSIST, default on."""
+    return _switch_from_env(PARK_ASSIST_ENV, "the modular pipeline's parking drives in the destination car park")
+
+
 def probe_from_env() -> bool:
     """Whether the speed probe is on: $DUALDRIVE_E2E_PROBE, default on."""
     return _switch_from_env(PROBE_ENV, "System 1 is asked what it would do at the speed limit")
@@ -232,10 +252,11 @@ def probe_env(on: bool) -> Iterator[None]:
 
 @contextmanager
 def network_alone() -> Iterator[None]:
-    """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, and reverse
-    plans under the reversing commands only, as before the leaving latch (DAgger's drives, so that ``make
-    model`` drives the states it always did; open-loop scoring)."""
-    with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"):
+    """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
+    rule, no parking assist, and reverse plans under the reversing commands only, as before the leaving latch
+    (DAgger's drives, so that ``make model`` drives the states it always did; open-loop scoring)."""
+    with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
+            _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"):
         yield
 
 
@@ -247,7 +268,8 @@ class E2EAgent(Agent):
     privileged = False
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
-                 probe: bool | None = None, leaving: bool | None = None) -> None:
+                 probe: bool | None = None, leaving: bool | None = None, lights: bool | None = None,
+                 park_assist: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -264,23 +286,47 @@ class E2EAgent(Agent):
         self.probe_used = 0  # decisions that drove the probe's plan, this episode
         # still backing out of the start spot under FOLLOW_LANE
         self.leaving = LeavingLatch(LeavingConfig(enabled=leaving_from_env() if leaving is None else leaving))
+        self.lights = LightRule(LightRuleConfig(enabled=lights_from_env() if lights is None else lights))
+        self.light_stops = 0  # decisions whose plan the red-light rule cut short, this episode
+        self.park_assist = ParkAssist(ParkAssistConfig(enabled=park_assist_from_env() if park_assist is None
+                                                       else park_assist))
+        self._assisted: Plan | None = None  # this tick's parking-assist plan (replan() reuses it)
+        self._light_stop: float | None = None  # this tick's red-light stop distance (replan() reuses it)
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
         """Nothing carries over between episodes: the model is a function of the current observation."""
-        self.reverse_vetoed = self.probe_used = 0
+        self.reverse_vetoed = self.probe_used = self.light_stops = 0
         self.guard.reset()
         self.leaving.reset()
+        self.lights.reset()
+        self.park_assist.reset()
+        self._assisted, self._light_stop = None, None
         self.debug = {}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
+        return self._act(observation, fresh=True)
+
+    def replan(self, observation: dict[str, np.ndarray]) -> Plan:
+        """The same tick asked again (the dual agent's checks, with other guidance): the per-tick state (the
+        leaving latch, the red-light rule, the parking assist's odometry) is not advanced a second time."""
+        return self._act(observation, fresh=False)
+
+    def _act(self, observation: dict[str, np.ndarray], fresh: bool) -> Plan:
         speed_mps = _speed(observation)
+        if fresh:
+            self._assisted = self.park_assist.act(observation)
+        if self._assisted is not None:
+            self.debug = dict(self.park_assist.debug)
+            return self._assisted
         try:
             x = observation_to_inputs(observation, self.info.config)
         except UnusableObservation as e:
             return self._stop(f"unusable observation ({e})", speed_mps)
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
-        leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"])
+        leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"]) if fresh else self.leaving.active
+        if fresh:
+            self._light_stop = self.lights.stop_distance(observation, speed_mps)
         # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
         # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
         car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
@@ -313,6 +359,10 @@ class E2EAgent(Agent):
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
+        if self._light_stop is not None and not reverse:
+            chosen = stop_within(chosen, self._light_stop, speed_mps)
+            self.light_stops += fresh
+            self.debug = {**self.debug, "phase": f"red light: stop in {self._light_stop:.0f} m"}
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
             return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
         other = None

@@ -248,7 +248,8 @@ def test_a_reverse_plan_is_driven_only_to_leave_a_spot_or_to_park(tmp_path):
     model = _trained_like(TINY)
     with torch.no_grad():
         model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
-    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False)  # the gear rule alone
+    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False,  # the gear rule alone
+                     park_assist=False)
     for command, gear, which in ((Command.FOLLOW_LANE, FORWARD, 0), (Command.TAKE_EXIT, FORWARD, 0),
                                  (Command.PARK, REVERSE, 1), (Command.LEAVE_SPOT, REVERSE, 1)):
         obs = {**synthetic_observation(TINY), "command": np.array([int(command)], np.int8)}
@@ -270,7 +271,7 @@ def test_a_car_still_backing_out_of_its_spot_may_reverse_under_follow_lane(tmp_p
     model = _trained_like(TINY)
     with torch.no_grad():
         model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
-    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False)
+    agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False, park_assist=False)
     crosswise = np.array([[-2.0, -8.0 - 5.0 * i] for i in range(TINY.route_points)], np.float32)
 
     def obs(command: Command, speed: float) -> dict:
@@ -285,6 +286,6 @@ def test_a_car_still_backing_out_of_its_spot_may_reverse_under_follow_lane(tmp_p
     assert agent.reverse_vetoed == 1
     agent.reset({})  # a new episode on the road: no spot left, no reversing
     assert agent.act(obs(Command.FOLLOW_LANE, -1.5)).gear == FORWARD
-    without = E2EAgent(agent.checkpoint, guard=False, probe=False, leaving=False)  # the rule as it was
+    without = E2EAgent(agent.checkpoint, guard=False, probe=False, leaving=False, park_assist=False)  # the rule as it was
     assert without.act(obs(Command.LEAVE_SPOT, 0.0)).gear == REVERSE
     assert without.act(obs(Command.FOLLOW_LANE, -1.5)).gear == FORWARD and without.reverse_vetoed == 1

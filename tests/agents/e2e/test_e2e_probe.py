@@ -90,7 +90,8 @@ class CopycatNet(torch.nn.Module):
 @pytest.fixture()
 def agent(tmp_path):
     torch.manual_seed(0)
-    a = E2EAgent(save_checkpoint(tmp_path / "model.safetensors", E2EModel(TINY)), guard=False, probe=True)
+    a = E2EAgent(save_checkpoint(tmp_path / "model.safetensors", E2EModel(TINY)), guard=False, probe=True,
+                 park_assist=False)  # the network's own plans: the car-park function would drive LEAVE_SPOT and PARK
     a.reset({})
     return a
 
@@ -147,10 +148,12 @@ def test_the_guards_radar_part_can_be_switched_off_for_comparison(monkeypatch, a
     from dualdrive.agents.e2e.agent import GUARD_RADAR_ENV
     from dualdrive.cli import _e2e_meta
     assert E2EAgent(agent.checkpoint).guard.cfg.radar is True and agent.guard.cfg.radar is False  # guard off: no radar
-    assert _e2e_meta(True, True) == {"e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on"}
+    assert _e2e_meta(True, True) == {"e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on", "e2e_lights": "on",
+                                     "e2e_park_assist": "on"}
     monkeypatch.setenv(GUARD_RADAR_ENV, "0")
     assert E2EAgent(agent.checkpoint).guard.cfg.radar is False
-    assert _e2e_meta(True, False) == {"e2e_guard": "lidar", "e2e_probe": "off", "e2e_leaving": "on"}
+    assert _e2e_meta(True, False) == {"e2e_guard": "lidar", "e2e_probe": "off", "e2e_leaving": "on", "e2e_lights": "on",
+                                      "e2e_park_assist": "on"}
     assert _e2e_meta(False, False)["e2e_guard"] == "off"
 
 
