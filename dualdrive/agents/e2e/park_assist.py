@@ -13,9 +13,8 @@ finder, the leave and park paths, the manoeuvre tracker, its lattice planner alo
 parks 10 of 10 P2P and 12 of 12 parking drives. Where:
 - from the start, when the navigation says LEAVE_SPOT, until the car is out of the car park (the navigation's
   speed limit where the car is rises above the aisles' 4 m/s: on the access lane), then System 1 drives;
-- at the destination: started (so that its odometry, tracks and map of parked cars are current when it takes
-  over) once the route's next targets show the aisles to park in, and in charge once the car is in the car park
-  or the navigation says PARK. Until then its plans are computed and dropped.
+- at the destination: from where the route's next targets (80 m ahead) show the aisles to park in, until the end.
+  Not from the ENTER_LOT command: the world gives it on a motorway's exit ramp into town too.
 The plan guard does not check its plans (its planner and its park paths check obstacles themselves, and the
 guard's margins would stop a car reversing into a bay between two cars).
 
@@ -51,7 +50,8 @@ def _commands(obs: dict[str, Any]) -> tuple[int, np.ndarray, float]:
 
 
 class ParkAssist:
-    """Call :meth:`act` every decision: a plan while the assist drives, else None (System 1 drives)."""
+    """Call :meth:`act` every decision: a plan while the assist drives, else None (System 1 drives). The modular
+    agent is asked only while it drives: its odometry starts where it takes over."""
 
     def __init__(self, config: ParkAssistConfig | None = None) -> None:
         self.cfg = config or ParkAssistConfig()
@@ -59,7 +59,7 @@ class ParkAssist:
         self.reset()
 
     def reset(self) -> None:
-        self.warm = self.active = False
+        self.warm = self.active = self.destination = False
         self.handed_back = 0  # times the assist gave the car back to System 1 (out of the start car park)
         self.debug: dict[str, Any] = {}
 
@@ -75,23 +75,23 @@ class ParkAssist:
             return None
         command, route_cmd, limit = _commands(obs)
         in_car_park = limit <= self.cfg.car_park_limit_mps
-        parking = command == PARK or (len(route_cmd) > 0 and route_cmd[0] == PARK)
-        if self.active and not in_car_park and not parking and command != LEAVE_SPOT:
+        # the destination's aisles in the route's view (its targets reach 80 m ahead): the assist drives from here,
+        # so that it is in charge before the car is in the car park. Taking over only there, the network had
+        # brought the car in at 10-19 m/s, past the first free bays and the route's end (P2P 5000, 5002, 5014)
+        destination = command == PARK or bool(np.any(route_cmd == PARK))
+        if self.active and not self.destination and not destination and not in_car_park and command != LEAVE_SPOT:
             self.warm = self.active = False  # out of the start car park: System 1 drives the roads
             self.handed_back += 1
             self.debug = {}
             return None
         if not self.warm:
-            if command == LEAVE_SPOT:
-                self._start()  # the modular agent's first decision sees LEAVE_SPOT: it backs out of the spot
-                self.active = True
-            elif parking or np.any(route_cmd == PARK):
-                self._start()
-            else:
+            if command != LEAVE_SPOT and not destination:
                 return None
-        plan = self.driver.act(obs)  # every decision once started, so its odometry and maps stay current
-        self.active = self.active or parking or in_car_park
-        if not self.active or not isinstance(plan, Plan):
+            self._start()  # from LEAVE_SPOT, the modular agent's first decision backs out of the spot
+        self.active = True
+        self.destination = self.destination or destination
+        plan = self.driver.act(obs)
+        if not isinstance(plan, Plan):
             return None
         self.debug = {"phase": f"park assist: {self.driver.debug.get('phase', '')}".rstrip(": ")}
         return plan

@@ -38,11 +38,13 @@ def test_the_assist_leaves_the_spot_hands_over_on_the_road_and_parks_at_the_dest
     assert assist.handed_back == 1 and not assist.warm
     calls = rec.calls
     assert assist.act(obs(Command.FOLLOW_LANE, 13.9)) is None and rec.calls == calls  # the roads: not even asked
-    # the destination's aisles in view: started and kept current, but System 1 still drives
-    assert assist.act(obs(Command.ENTER_LOT, 6.95, park_at=6)) is None
-    assert assist.warm and rec.calls == calls + 1 and rec.resets == 2
-    plan = assist.act(obs(Command.FOLLOW_LANE, 4.0, park_at=3))  # in the car park: the assist drives
+    # the motorway's exit ramp into town gives ENTER_LOT too: not a car park
+    assert assist.act(obs(Command.ENTER_LOT, 20.0)) is None and not assist.warm
+    # the destination's aisles in the route's view: the assist drives from here on, on the access lane too
+    plan = assist.act(obs(Command.ENTER_LOT, 6.95, park_at=9))
     assert plan is not None and plan.gear == REVERSE and assist.debug["phase"] == "park assist: drive"
+    assert rec.resets == 2 and rec.calls == calls + 1
+    assert assist.act(obs(Command.FOLLOW_LANE, 6.95, park_at=3)) is not None
     assert assist.act(obs(Command.PARK, 4.0, park_at=0)) is not None
     assert assist.handed_back == 1
 
