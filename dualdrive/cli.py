@@ -35,6 +35,11 @@ GUARD_HELP = ("--agent e2e/dual: check System 1's plan against the LiDAR (and, a
 PROBE_HELP = ("--agent e2e/dual: below the speed limit, ask System 1 what it would do at the limit and, where it "
               "would hold that speed, speed up (the speed probe against the inertia problem, "
               "dualdrive.agents.e2e.probe; default: $DUALDRIVE_E2E_PROBE, else on)")
+LIGHTS_HELP = ("--agent e2e/dual: stop System 1's plan short of a junction whose light the camera shows red (the "
+               "red-light rule, dualdrive.agents.e2e.lights; default: $DUALDRIVE_E2E_LIGHTS, else on)")
+PARK_ASSIST_HELP = ("--agent e2e/dual: in car parks the modular pipeline's parking function drives (leaving the spot, "
+                    "parking at the destination; dualdrive.agents.e2e.park_assist; default: $DUALDRIVE_E2E_PARK_ASSIST, "
+                    "else on)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -56,13 +61,17 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
           s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
           guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP),
-          probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP)) -> None:
+          probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP),
+          lights: Optional[bool] = typer.Option(None, "--lights/--no-lights", help=LIGHTS_HELP),
+          park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist", help=PARK_ASSIST_HELP)
+          ) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
     from dualdrive.run.drive import drive_episode, resolve_scenario
     _use_checkpoint(checkpoint)
     _use_guard(guard)
     _use_probe(probe)
+    _use_rules(lights, park_assist)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
     _use_s2_confidence(s2_min_confidence)
@@ -175,7 +184,10 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              s2_latency: Optional[float] = typer.Option(None, help=S2_LATENCY_HELP),
              s2_min_confidence: Optional[float] = typer.Option(None, help=S2_CONFIDENCE_HELP),
              guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP),
-             probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP)) -> None:
+             probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP),
+             lights: Optional[bool] = typer.Option(None, "--lights/--no-lights", help=LIGHTS_HELP),
+             park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist",
+                                                        help=PARK_ASSIST_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -185,6 +197,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     s2_conf = _use_s2_confidence(s2_min_confidence)
     guard_on = _use_guard(guard)
     probe_on = _use_probe(probe)
+    _use_rules(lights, park_assist)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -651,6 +664,14 @@ def _use_probe(probe: Optional[bool]) -> bool:
     """Hand ``--probe/--no-probe`` to the e2e agent (and the Ray workers) through its env var; the setting in force."""
     from dualdrive.agents.e2e.agent import PROBE_ENV, probe_from_env
     return _use_switch(probe, PROBE_ENV, probe_from_env)
+
+
+def _use_rules(lights: Optional[bool], park_assist: Optional[bool]) -> None:
+    """Hand ``--lights/--no-lights`` and ``--park-assist/--no-park-assist`` to the e2e agent (and the Ray workers)
+    through their env vars (a bad value of either env var is a clear error here)."""
+    from dualdrive.agents.e2e.agent import LIGHTS_ENV, PARK_ASSIST_ENV, lights_from_env, park_assist_from_env
+    _use_switch(lights, LIGHTS_ENV, lights_from_env)
+    _use_switch(park_assist, PARK_ASSIST_ENV, park_assist_from_env)
 
 
 def _use_guard(guard: Optional[bool]) -> bool:

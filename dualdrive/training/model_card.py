@@ -36,9 +36,10 @@ def eval_command(suite: str, meta: dict) -> str:
     """The `dualdrive eval` command line that reproduces a closed-loop result of System 1 with its ``meta``
     (seeds, and the aids it ran with: e2e_guard on / lidar / off; e2e_probe, e2e_leaving, e2e_lights and
     e2e_park_assist on / off)."""
-    off = "".join(f" --no-{k}" for k in ("guard", "probe") if meta.get(f"e2e_{k}") == "off")
-    env = ("DUALDRIVE_E2E_GUARD_RADAR=0 " if meta.get("e2e_guard") == "lidar" else "") + "".join(
-        f"DUALDRIVE_E2E_{k.upper()}=0 " for k in ("leaving", "lights", "park_assist") if meta.get(f"e2e_{k}") == "off")
+    off = "".join(f" --no-{k.replace('_', '-')}" for k in ("guard", "probe", "lights", "park_assist")
+                  if meta.get(f"e2e_{k}") == "off")
+    env = ("DUALDRIVE_E2E_GUARD_RADAR=0 " if meta.get("e2e_guard") == "lidar" else "") + \
+        ("DUALDRIVE_E2E_LEAVING=0 " if meta.get("e2e_leaving") == "off" else "")
     return f"{env}dualdrive eval --agent e2e{off} --suite {suite} --seeds {meta['seeds']} --out runs/eval/e2e_{suite}.json"
 
 

@@ -168,7 +168,8 @@ def test_the_model_cards_eval_command_reproduces_the_aids_a_run_had():
         "dualdrive eval --agent e2e --suite p2p --seeds 5000:5002 --out runs/eval/e2e_p2p.json"
     alone = {**shipped, **{f"e2e_{k}": "off" for k in ("guard", "probe", "leaving", "lights", "park_assist")}}
     assert eval_command("urban", alone) == (  # DAgger's scoring
-        "DUALDRIVE_E2E_LEAVING=0 DUALDRIVE_E2E_LIGHTS=0 DUALDRIVE_E2E_PARK_ASSIST=0 dualdrive eval --agent e2e "
-        "--no-guard --no-probe --suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
-    assert eval_command("p2p", {**shipped, "e2e_park_assist": "off"}).startswith("DUALDRIVE_E2E_PARK_ASSIST=0 dualdrive")
+        "DUALDRIVE_E2E_LEAVING=0 dualdrive eval --agent e2e --no-guard --no-probe --no-lights --no-park-assist "
+        "--suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
+    assert eval_command("p2p", {**shipped, "e2e_park_assist": "off"}).startswith(
+        "dualdrive eval --agent e2e --no-park-assist --suite p2p")
     assert eval_command("urban", {**shipped, "e2e_guard": "lidar"}).startswith("DUALDRIVE_E2E_GUARD_RADAR=0 dualdrive")

@@ -79,3 +79,21 @@ def test_the_e2e_agent_backs_out_of_its_spot_with_the_assist(monkeypatch):
     monkeypatch.setenv(PARK_ASSIST_ENV, "maybe")
     with pytest.raises(ValueError, match="DUALDRIVE_E2E_PARK_ASSIST"):
         park_assist_from_env()
+
+
+def test_the_cli_switches_both_rules_and_the_results_record_it(monkeypatch):
+    import typer
+
+    from dualdrive.agents.e2e.agent import LIGHTS_ENV, PARK_ASSIST_ENV
+    from dualdrive.cli import _e2e_meta, _use_rules
+    monkeypatch.setenv(LIGHTS_ENV, "1")  # monkeypatch restores both after the test
+    monkeypatch.setenv(PARK_ASSIST_ENV, "1")
+    _use_rules(False, False)  # --no-lights --no-park-assist
+    meta = _e2e_meta(True, True)
+    assert meta["e2e_lights"] == meta["e2e_park_assist"] == "off"
+    _use_rules(None, True)  # not given: the env var's setting stands
+    meta = _e2e_meta(True, True)
+    assert meta["e2e_lights"] == "off" and meta["e2e_park_assist"] == "on"
+    monkeypatch.setenv(LIGHTS_ENV, "bright")
+    with pytest.raises(typer.Exit):  # a clear message naming the variable, not a traceback
+        _use_rules(None, None)
