@@ -139,8 +139,11 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
         L += ["", "The agent as shipped: the network's plan, sped up where the network asked at the speed limit would hold "
               "it (the speed probe, `dualdrive/agents/e2e/probe.py`), through the plan guard "
               "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed), backing out of its start spot to the "
-              "end (`dualdrive/agents/e2e/leaving.py`); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe` drives the "
-              "network alone. DAgger's rounds above drove and were scored without them.", ""]
+              "end (`dualdrive/agents/e2e/leaving.py`), stopped short of a junction whose light the camera shows red "
+              "(`dualdrive/agents/e2e/lights.py`: a rule, the network does not read the lamp's colour), and in car "
+              "parks driven by the modular pipeline's parking function (`dualdrive/agents/e2e/park_assist.py`: the "
+              "network does not park); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe --no-lights "
+              "--no-park-assist` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "
               f"{lat['cpu_ms_mean']:.1f} ms; network alone {lat['model_ms_mean']:.1f} ms) at {lat['threads']} thread, "
