@@ -17,9 +17,9 @@ switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:
 
 Two rules take over where the network is known not to manage (both on by default, both off in
 :func:`network_alone`): a red light the camera shows cuts the plan short of the junction
-(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour), and in the destination car
-park the modular pipeline's parking drives (:mod:`dualdrive.agents.e2e.park_assist`: the network reaches the car
-park but does not park).
+(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour), and in car parks (leaving the
+start spot, parking at the destination) the modular pipeline's parking function drives
+(:mod:`dualdrive.agents.e2e.park_assist`: the network reaches the destination car park but does not park).
 """
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ PROBE_ENV = "DUALDRIVE_E2E_PROBE"  # "0": no speed probe (see dualdrive.agents.e
 GUARD_RADAR_ENV = "DUALDRIVE_E2E_GUARD_RADAR"  # "0": the guard checks against the LiDAR alone
 LEAVING_ENV = "DUALDRIVE_E2E_LEAVING"  # "0": no leaving latch (see dualdrive.agents.e2e.leaving)
 LIGHTS_ENV = "DUALDRIVE_E2E_LIGHTS"  # "0": no red-light rule (see dualdrive.agents.e2e.lights)
-PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network parks alone (see dualdrive.agents.e2e.park_assist)
+PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network drives car parks too (dualdrive.agents.e2e.park_assist)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -227,7 +227,7 @@ def lights_from_env() -> bool:
 
 def park_assist_from_env() -> bool:
     """Whether the parking assist is on: $DUALDRIVE_E2E_PARK_ASSIST, default on."""
-    return _switch_from_env(PARK_ASSIST_ENV, "the modular pipeline's parking drives in the destination car park")
+    return _switch_from_env(PARK_ASSIST_ENV, "the modular pipeline's parking function drives in car parks")
 
 
 def probe_from_env() -> bool:

@@ -60,8 +60,8 @@ def junction_distance(obs: dict[str, Any]) -> float | None:
     The announced command is only the next manoeuvre: a lane change just before a junction hides the junction's
     turn until it is done, so the route's per-target commands are read too. Their last target of the junction's
     run is its entry, up to a target spacing short (stopping a little early is the safe side)."""
-    command = int(np.asarray(obs["command"]).reshape(-1)[0])
-    if command in JUNCTION_COMMANDS:
+    command = int(np.asarray(obs.get("command", [-1])).reshape(-1)[0])
+    if command in JUNCTION_COMMANDS and "command_distance_m" in obs:
         return float(np.asarray(obs["command_distance_m"]).reshape(-1)[0])
     route_cmd = np.asarray(obs.get("route_command", []), int).reshape(-1)
     hits = np.nonzero(np.isin(route_cmd, JUNCTION_COMMANDS))[0]
@@ -70,6 +70,8 @@ def junction_distance(obs: dict[str, Any]) -> float | None:
     k = int(hits[0])
     while k + 1 < len(route_cmd) and route_cmd[k + 1] == route_cmd[hits[0]]:
         k += 1
+    if "route_xy_ego_m" not in obs:
+        return None  # a stock env without navigation: no junction to know of
     route = np.asarray(obs["route_xy_ego_m"], float).reshape(-1, 2)[: k + 1]
     path = np.vstack([[0.0, 0.0], route])
     return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())

@@ -116,3 +116,10 @@ def test_the_agent_cuts_its_plan_short_of_a_red_light(monkeypatch):
     monkeypatch.setenv(LIGHTS_ENV, "red")
     with pytest.raises(ValueError, match="DUALDRIVE_E2E_LIGHTS"):
         lights_from_env()
+
+
+def test_an_observation_without_navigation_has_no_junction():
+    """A stock highway-env env through the sensor suite has no route or command distance: no light rule."""
+    assert junction_distance({}) is None
+    assert junction_distance({"command": np.array([int(Command.TURN_LEFT)])}) is None
+    assert junction_distance({"command": np.array([0]), "route_command": np.array([0, 3, 0])}) is None
