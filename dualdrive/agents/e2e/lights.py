@@ -16,8 +16,9 @@ within about 8 m of it. While latched, the plan is cut ``stop_back_m`` before th
 line's distance the navigation gives, where the car still sees the lamp. A car that is already past where it
 could stop (an amber turning red over it) is left to go on: braking in the box is worse.
 
-The rule only ever shortens a forward plan; the network's path is kept. Off with ``$DUALDRIVE_E2E_LIGHTS=0``
-or ``E2EAgent(lights=False)``, and in :func:`dualdrive.agents.e2e.agent.network_alone`.
+The rule only ever slows a forward plan; the network's path is kept. Off with ``--no-lights`` (``drive``,
+``eval``), ``$DUALDRIVE_E2E_LIGHTS=0`` or ``E2EAgent(lights=False)``, and in
+:func:`dualdrive.agents.e2e.agent.network_alone`.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from the spot to the road and from the car park's entry to a bay) for the same r
 
 What drives: :class:`dualdrive.agents.modular.agent.ModularAgent`, from the sensor suite only (LiDAR free-bay
 finder, the leave and park paths, the manoeuvre tracker, its lattice planner along the aisles); on its own it
-parks 10 of 10 P2P and 12 of 12 parking drives. Where:
+parks 10 of 10 P2P and 12 of 12 parking drives of the development seeds, but only 4 of 8 P2P drives of the
+evaluation seeds 5000:5008 (in lot B its search can reject every free bay it finds). Where:
 - from the start, when the navigation says LEAVE_SPOT, until the car is out of the car park (the navigation's
   speed limit where the car is rises above the aisles' 4 m/s: on the access lane), then System 1 drives;
 - at the destination: from where the route's next targets (80 m ahead) show the aisles to park in, until the end.
@@ -18,7 +19,8 @@ parks 10 of 10 P2P and 12 of 12 parking drives. Where:
 The plan guard does not check its plans (its planner and its park paths check obstacles themselves, and the
 guard's margins would stop a car reversing into a bay between two cars).
 
-Off with ``$DUALDRIVE_E2E_PARK_ASSIST=0`` or ``E2EAgent(park_assist=False)``, and in
+Off with ``--no-park-assist`` (``drive``, ``eval``), ``$DUALDRIVE_E2E_PARK_ASSIST=0`` or
+``E2EAgent(park_assist=False)``, and in
 :func:`dualdrive.agents.e2e.agent.network_alone`: with it off, the network drives the car parks on its own.
 """
 from __future__ import annotations
