@@ -12,8 +12,8 @@ What it does, as the modular pipeline does it (``dualdrive.agents.modular.agent`
 read from the camera frame (:func:`dualdrive.agents.modular.perception.read_traffic_light`, saturated pixels
 above the horizon); within ``watch_m`` of a junction on the route a red (or an amber the car can stop for at
 ``amber_decel_mps2``) latches a stop until a green is seen, because the camera loses a light head 4.5 m up
-within about 8 m of it. While latched, the plan is cut ``stop_back_m`` before the junction's entry, the stop
-line's distance the navigation gives, where the car still sees the lamp. A car that is already past where it
+within about 8 m of it. While latched, the plan is re-timed (:func:`stop_within`) so that the car stands
+``stop_back_m`` before the junction's entry (the distance the navigation gives), where it still sees the lamp. A car that is already past where it
 could stop (an amber turning red over it) is left to go on: braking in the box is worse.
 
 The rule only ever slows a forward plan; the network's path is kept. Off with ``--no-lights`` (``drive``,
