@@ -19,3 +19,21 @@ class Command(IntEnum):
     ENTER_LOT = 7
     PARK = 8
     LEAVE_SPOT = 9
+
+
+# the commands of a junction on the route (where a traffic light may stand)
+JUNCTION_COMMANDS = (Command.TURN_LEFT, Command.TURN_RIGHT, Command.GO_STRAIGHT)
+
+
+def junction_entry_target(route_command) -> int | None:
+    """Index of the route target at the entry of the first junction among the route's per-target commands (the
+    last target of the junction's run: its commands announce the turn up to the entry), or None. The announced
+    command is only the next manoeuvre: a lane change just before a junction hides the junction's turn until it
+    is done, and the per-target commands show it earlier."""
+    cmds = [int(c) for c in route_command]
+    k = next((i for i, c in enumerate(cmds) if c in JUNCTION_COMMANDS), None)
+    if k is None:
+        return None
+    while k + 1 < len(cmds) and cmds[k + 1] == cmds[k]:
+        k += 1
+    return k

@@ -312,3 +312,27 @@ def test_the_confidence_threshold_comes_from_the_environment_and_is_checked(monk
     monkeypatch.delenv(S2_CONFIDENCE_ENV)
     r = CliRunner().invoke(app, ["eval", "--agent", "dual", "--suite", "longtail", "--s2-min-confidence", "2"])
     assert r.exit_code != 0 and "--s2-min-confidence 2" in r.output and "Traceback" not in r.output
+
+
+def test_system1_asked_again_in_a_tick_goes_through_replan():
+    """An E2E System 1 keeps per-tick state (the leaving latch, the red-light rule, the parking assist's odometry):
+    the dual agent's second question in a tick must not advance it (E2EAgent.replan); a System 1 without replan
+    is asked through act."""
+    class Counting(Straight):
+        def __init__(self) -> None:
+            self.acts = self.replans = 0
+
+        def act(self, observation):
+            self.acts += 1
+            return super().act(observation)
+
+        def replan(self, observation):
+            self.replans += 1
+            return super().act(observation)
+
+    s1 = Counting()
+    agent = DualAgent(system1=s1, backend=Says())
+    agent._s1_again({})
+    assert (s1.acts, s1.replans) == (0, 1)
+    plain = DualAgent(system1=Straight(), backend=Says())
+    assert plain._s1_again({}).poses.shape == (8, 3)

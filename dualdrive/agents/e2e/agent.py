@@ -37,10 +37,11 @@ from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
-from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig, stop_within
+from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
+from dualdrive.planning.retime import retime_plan
 from dualdrive.sensors.lidar import bev_histogram
 from dualdrive.world.commands import Command
 
@@ -360,7 +361,7 @@ class E2EAgent(Agent):
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
         if self._light_stop is not None and not reverse:
-            chosen = stop_within(chosen, self._light_stop, speed_mps)
+            chosen = retime_plan(chosen, speed_mps, stop_at_m=self._light_stop)
             self.light_stops += fresh
             self.debug = {**self.debug, "phase": f"red light: stop in {self._light_stop:.0f} m"}
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):

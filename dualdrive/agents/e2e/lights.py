@@ -12,9 +12,10 @@ What it does, as the modular pipeline does it (``dualdrive.agents.modular.agent`
 read from the camera frame (:func:`dualdrive.agents.modular.perception.read_traffic_light`, saturated pixels
 above the horizon); within ``watch_m`` of a junction on the route a red (or an amber the car can stop for at
 ``amber_decel_mps2``) latches a stop until a green is seen, because the camera loses a light head 4.5 m up
-within about 8 m of it. While latched, the plan is re-timed (:func:`stop_within`) so that the car stands
-``stop_back_m`` before the junction's entry (the distance the navigation gives), where it still sees the lamp. A car that is already past where it
-could stop (an amber turning red over it) is left to go on: braking in the box is worse.
+within about 8 m of it. While latched, the plan is re-timed (:func:`dualdrive.planning.retime.retime_plan`,
+``stop_at_m``) so that the car stands ``stop_back_m`` before the junction's entry (the distance the navigation
+gives), where it still sees the lamp. A car that is already past where it could stop (an amber turning red over
+it) is left to go on: braking in the box is worse.
 
 The rule only ever slows a forward plan; the network's path is kept. Off with ``--no-lights`` (``drive``,
 ``eval``), ``$DUALDRIVE_E2E_LIGHTS=0`` or ``E2EAgent(lights=False)``, and in
@@ -27,12 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from dualdrive.agents.base import Plan
-from dualdrive.agents.modular.perception import read_traffic_light
-from dualdrive.world.commands import Command
+from dualdrive.agents.modular.perception import AMBER, GREEN, RED, read_traffic_light
+from dualdrive.world.commands import JUNCTION_COMMANDS, junction_entry_target
 
-RED, AMBER, GREEN = 0, 1, 2  # read_traffic_light's states
-JUNCTION_COMMANDS = (int(Command.TURN_LEFT), int(Command.TURN_RIGHT), int(Command.GO_STRAIGHT))
 CAMERA_KEY = "camera_front_rgb"
 
 
@@ -56,23 +54,16 @@ class LightRuleConfig:
 
 
 def junction_distance(obs: dict[str, Any]) -> float | None:
-    """Metres to the entry of the next junction on the route, or None where none is within the route's view.
-
-    The announced command is only the next manoeuvre: a lane change just before a junction hides the junction's
-    turn until it is done, so the route's per-target commands are read too. Their last target of the junction's
-    run is its entry, up to a target spacing short (stopping a little early is the safe side)."""
+    """Metres to the entry of the next junction on the route, or None where none is within the route's view:
+    the navigation's distance under a junction command, else along the route's targets to the junction's entry
+    target (:func:`dualdrive.world.commands.junction_entry_target`; up to a target spacing short, which is the
+    safe side for a stop)."""
     command = int(np.asarray(obs.get("command", [-1])).reshape(-1)[0])
     if command in JUNCTION_COMMANDS and "command_distance_m" in obs:
         return float(np.asarray(obs["command_distance_m"]).reshape(-1)[0])
-    route_cmd = np.asarray(obs.get("route_command", []), int).reshape(-1)
-    hits = np.nonzero(np.isin(route_cmd, JUNCTION_COMMANDS))[0]
-    if not len(hits):
-        return None
-    k = int(hits[0])
-    while k + 1 < len(route_cmd) and route_cmd[k + 1] == route_cmd[hits[0]]:
-        k += 1
-    if "route_xy_ego_m" not in obs:
-        return None  # a stock env without navigation: no junction to know of
+    k = junction_entry_target(np.asarray(obs.get("route_command", []), int).reshape(-1))
+    if k is None or "route_xy_ego_m" not in obs:
+        return None  # none in view, or a stock env without navigation
     route = np.asarray(obs["route_xy_ego_m"], float).reshape(-1, 2)[: k + 1]
     path = np.vstack([[0.0, 0.0], route])
     return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
@@ -124,26 +115,3 @@ class LightRule:
         # else go on through (braking in the junction's box is worse)
         return 0.0 if v * v / (2 * self.cfg.max_decel_mps2) < dist - 0.5 else None
 
-
-def stop_within(plan: Plan, distance_m: float, speed_mps: float, decel_mps2: float = 2.0,
-                step_s: float = 0.1) -> Plan:
-    """The plan's path, driven no faster than the plan itself and no faster than lets the car stop at
-    ``distance_m`` along it braking at ``decel_mps2`` (harder if it must: the deceleration that stops it there
-    from ``speed_mps``). Re-timed rather than cut: a plan that runs at speed up to the stop and then stands
-    asks the follower for the whole stop in one step, and it overran the stand point by metres (urban 5006)."""
-    path = np.vstack([[0.0, 0.0, 0.0], plan.poses])
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path[:, :2], axis=0), axis=1))])
-    d = max(0.0, float(distance_m))  # beyond the plan's end too: the braking starts where the stop needs it
-    v0 = max(0.0, speed_mps)
-    a = max(decel_mps2, v0 * v0 / (2 * max(d, 1e-3)))
-    t_plan = plan.dt_s * np.arange(len(path))
-    n = int(round(plan.dt_s * len(plan.poses) / step_s))
-    s, out = 0.0, []
-    for k in range(1, n + 1):
-        v_cap = np.sqrt(2 * a * max(d - s, 0.0))
-        s = min(s + v_cap * step_s, float(np.interp(k * step_s, t_plan, arc)), d)
-        if k % int(round(plan.dt_s / step_s)) == 0:
-            out.append(s)
-    s_k = np.asarray(out)
-    poses = np.column_stack([np.interp(s_k, arc, path[:, i]) for i in range(3)])
-    return Plan(poses, plan.gear, plan.dt_s)

@@ -61,7 +61,8 @@ class ParkAssist:
         self.reset()
 
     def reset(self) -> None:
-        self.warm = self.active = self.destination = False
+        self.active = False  # the modular agent drives (started at LEAVE_SPOT, or with the destination in view)
+        self.destination = False  # the destination's aisles have come in view: no handing back from here on
         self.handed_back = 0  # times the assist gave the car back to System 1 (out of the start car park)
         self.debug: dict[str, Any] = {}
 
@@ -70,7 +71,7 @@ class ParkAssist:
             from dualdrive.agents.modular.agent import ModularAgent
             self.driver = ModularAgent()
         self.driver.reset({})
-        self.warm = True
+        self.active = True
 
     def act(self, obs: dict[str, Any]) -> Plan | None:
         if not self.cfg.enabled:
@@ -82,15 +83,14 @@ class ParkAssist:
         # brought the car in at 10-19 m/s, past the first free bays and the route's end (P2P 5000, 5002, 5014)
         destination = command == PARK or bool(np.any(route_cmd == PARK))
         if self.active and not self.destination and not destination and not in_car_park and command != LEAVE_SPOT:
-            self.warm = self.active = False  # out of the start car park: System 1 drives the roads
+            self.active = False  # out of the start car park: System 1 drives the roads
             self.handed_back += 1
             self.debug = {}
             return None
-        if not self.warm:
+        if not self.active:
             if command != LEAVE_SPOT and not destination:
                 return None
             self._start()  # from LEAVE_SPOT, the modular agent's first decision backs out of the spot
-        self.active = True
         self.destination = self.destination or destination
         plan = self.driver.act(obs)
         if not isinstance(plan, Plan):

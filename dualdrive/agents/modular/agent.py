@@ -25,11 +25,13 @@ from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.modular.lanes import LaneEstimate, LaneTracker, classify_pixels, frenet, ground_table, lane_evidence
 from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles,
                                               correction_path, leave_path, park_path, standing_detections)
-from dualdrive.agents.modular.perception import (OdometryPose, Tracker, detect_objects, read_traffic_light)
+from dualdrive.agents.modular.perception import (AMBER, GREEN, RED, OdometryPose, Tracker, detect_objects,
+                                                 read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
 from dualdrive.agents.modular.prediction import constant_velocity, lane_aware
 from dualdrive.planning.manoeuvre import ManoeuvreTracker, plan_path
 from dualdrive.sensors.camera import CameraConfig
+from dualdrive.world.commands import JUNCTION_COMMANDS, junction_entry_target
 from dualdrive.world.route import Command
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,11 @@ LIDAR_BLIND_S = 0.5
 CAMERA_HOLD_S = 1.0  # a light reading stays good this long without a camera frame
 LIGHT_WATCH_M = 60.0  # lights matter this close to a junction on the route
 AMBER_DECEL_MPS2 = 3.0  # amber: stop if this deceleration suffices, else go on
-JUNCTION = (Command.TURN_LEFT, Command.TURN_RIGHT, Command.GO_STRAIGHT)
-RED, AMBER, GREEN = 0, 1, 2
 # the front camera (1.5 m up, pitched 6 deg down, 45 deg vertical field) loses a light head 4.5 m up
 # within about 8 m: first in line at a red light, the car stands this far back so it sees the green
 LIGHT_STOP_BACK_M = 6.0
 JUNCTION_KEEP_LANE_M = 40.0  # no lane change round a blocker this close to a junction on the route
-BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay  # read_traffic_light's states
+BAY_REFINE_M = 1.5  # a refined bay centre this close to the chosen one is the same bay
 APPROACH_STOP_M = 0.5
 PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
 # parked further than this from the bay its neighbours show, the car corrects (the world accepts 0.5 m;
@@ -195,7 +195,7 @@ class ModularAgent(Agent):
         # no lane change towards a junction the route turns at, nor in a queue at a red light: the lane
         # the route takes through the junction is the one to be in
         may_change = (self.cfg.lane_changes and not light_stop
-                      and not (command in JUNCTION and dist < JUNCTION_KEEP_LANE_M))
+                      and not (command in JUNCTION_COMMANDS and dist < JUNCTION_KEEP_LANE_M))
         traj = self.planner.plan(self.pose, speed, path, pred, limit, stops, lanes=self.lanes, may_change=may_change)
         self.debug.update(light=self.light, light_stop=light_stop, safe=traj.safe, tracks=len(self.tracks),
                           lanes=np.round(self.lanes.centres_d_m, 2).tolist(), offset=traj.offset_lanes)
@@ -213,7 +213,7 @@ class ModularAgent(Agent):
     def _light_stop(self, command: int, dist: float, speed: float) -> bool:
         """Stop for red, and for amber where a comfortable stop is possible. The camera loses our
         light's head (4.5 m up) within about 8 m of it, so a red seen stays red until a green is seen."""
-        if command not in JUNCTION or dist > LIGHT_WATCH_M:
+        if command not in JUNCTION_COMMANDS or dist > LIGHT_WATCH_M:
             self.red_latched = False
             return False
         if self.light == GREEN:
@@ -310,17 +310,14 @@ def junction_ahead(obs, pose: OdometryPose, path: np.ndarray, s_ego: float) -> t
     distance to the last of its targets is the junction's entry, up to one target spacing short
     (stopping a little early is the safe side; the exact distance comes with the command)."""
     command, dist = int(obs["command"][0]), float(obs["command_distance_m"][0])
-    if command in JUNCTION:
+    if command in JUNCTION_COMMANDS:
         return command, dist
-    route_cmd = np.asarray(obs.get("route_command", []), int)
-    hits = np.nonzero(np.isin(route_cmd, JUNCTION))[0]
-    if not len(hits):
+    route_cmd = np.asarray(obs.get("route_command", []), int).reshape(-1)
+    k = junction_entry_target(route_cmd)
+    if k is None:
         return command, dist
-    k = int(hits[0])
-    while k + 1 < len(route_cmd) and route_cmd[k + 1] == route_cmd[hits[0]]:
-        k += 1
     s_junction = float(project(path, pose.to_odom(np.asarray(obs["route_xy_ego_m"][k], float)))[0][0])
-    return int(route_cmd[hits[0]]), max(0.0, s_junction - s_ego)
+    return int(route_cmd[k]), max(0.0, s_junction - s_ego)
 
 
 def _boxes(detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ MAX_MISSES = 3  # frames a track survives without a detection
 RADAR_GATE_M = 0.7  # a radar return this far outside a track's box is not that track's
 RADAR_VELOCITY_NOISE_MPS = 0.3  # the Doppler measurement's standard deviation, as the filter sees it
 LIGHT_MIN_PIXELS = 2
+RED, AMBER, GREEN = 0, 1, 2  # read_traffic_light's states
 
 
 @dataclass
@@ -303,8 +304,8 @@ def read_traffic_light(image: np.ndarray) -> int | None:
     pixel above the horizon is a lamp.)"""
     top = image[: image.shape[0] // 2].astype(int)
     r, g, b = top[..., 0], top[..., 1], top[..., 2]
-    counts = {0: int(((r > 200) & (g < 80) & (b < 80)).sum()),
-              1: int(((r > 200) & (g > 150) & (b < 60)).sum()),
-              2: int(((g > 180) & (r < 100) & (b < 120)).sum())}
+    counts = {RED: int(((r > 200) & (g < 80) & (b < 80)).sum()),
+              AMBER: int(((r > 200) & (g > 150) & (b < 60)).sum()),
+              GREEN: int(((g > 180) & (r < 100) & (b < 120)).sum())}
     state, n = max(counts.items(), key=lambda kv: (kv[1], -kv[0]))
     return state if n >= LIGHT_MIN_PIXELS else None

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from dualdrive.agents.base import Plan
-from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig, junction_distance, stop_within
+from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig, junction_distance
+from dualdrive.planning.retime import retime_plan
 from dualdrive.world.commands import Command
 
 H, W = 96, 192
@@ -82,7 +83,7 @@ def _straight_plan(speed: float) -> Plan:
 
 
 def test_the_stopping_plan_brakes_in_time_and_never_passes_the_stop():
-    plan = stop_within(_straight_plan(10.0), 20.0, 10.0)
+    plan = retime_plan(_straight_plan(10.0), 10.0, stop_at_m=20.0)
     x = plan.poses[:, 0]
     assert np.all(x <= 20.0 + 1e-9) and x[-1] == pytest.approx(20.0, abs=0.6)
     v = np.diff(np.concatenate([[0.0], x])) / plan.dt_s
@@ -90,11 +91,11 @@ def test_the_stopping_plan_brakes_in_time_and_never_passes_the_stop():
     assert x[0] < 5.0  # braking from the first step: the follower is asked for it in time
     # far from the stop, the plan is the network's own
     far = _straight_plan(5.0)
-    assert np.allclose(stop_within(far, 100.0, 5.0).poses, far.poses, atol=0.3)
+    assert np.allclose(retime_plan(far, 5.0, stop_at_m=100.0).poses, far.poses, atol=0.3)
     # a standing car creeps up to a stop ahead at the network's pace, not beyond it
-    crept = stop_within(_straight_plan(2.0), 3.0, 0.0).poses[:, 0]
+    crept = retime_plan(_straight_plan(2.0), 0.0, stop_at_m=3.0).poses[:, 0]
     assert crept[-1] == pytest.approx(3.0, abs=0.3) and np.all(crept <= 3.0 + 1e-9)
-    assert stop_within(_straight_plan(8.0), 0.0, 8.0).poses[:, 0].max() == pytest.approx(0.0)
+    assert retime_plan(_straight_plan(8.0), 8.0, stop_at_m=0.0).poses[:, 0].max() == pytest.approx(0.0)
 
 
 def test_the_agent_cuts_its_plan_short_of_a_red_light(monkeypatch):
@@ -106,6 +107,9 @@ def test_the_agent_cuts_its_plan_short_of_a_red_light(monkeypatch):
     plan = agent.act(o)
     assert plan.poses[:, 0].max() <= 25.0 - agent.lights.cfg.stop_back_m + 1e-6
     assert agent.debug["phase"].startswith("red light") and agent.light_stops == 1
+    # asked again in the same tick (the dual agent's check): the same stop, the rule's state not advanced
+    again = agent.replan(o)
+    assert again.poses[:, 0].max() <= 25.0 - agent.lights.cfg.stop_back_m + 1e-6 and agent.light_stops == 1
     o.update(obs(GREEN, dist=25.0))
     agent.act(o)
     assert not agent.lights.latched

@@ -35,11 +35,11 @@ def test_the_assist_leaves_the_spot_hands_over_on_the_road_and_parks_at_the_dest
     assert assist.act(obs(Command.LEAVE_SPOT, 4.0)) is not None  # backing out of the start spot
     assert assist.act(obs(Command.FOLLOW_LANE, 4.0)) is not None  # the start car park's aisles
     assert assist.act(obs(Command.FOLLOW_LANE, 6.95)) is None  # the access lane: System 1 drives
-    assert assist.handed_back == 1 and not assist.warm
+    assert assist.handed_back == 1 and not assist.active
     calls = rec.calls
     assert assist.act(obs(Command.FOLLOW_LANE, 13.9)) is None and rec.calls == calls  # the roads: not even asked
     # the motorway's exit ramp into town gives ENTER_LOT too: not a car park
-    assert assist.act(obs(Command.ENTER_LOT, 20.0)) is None and not assist.warm
+    assert assist.act(obs(Command.ENTER_LOT, 20.0)) is None and not assist.active
     # the destination's aisles in the route's view: the assist drives from here on, on the access lane too
     plan = assist.act(obs(Command.ENTER_LOT, 6.95, park_at=9))
     assert plan is not None and plan.gear == REVERSE and assist.debug["phase"] == "park assist: drive"
