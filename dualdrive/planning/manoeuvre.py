@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rsplan
+from scipy.spatial import cKDTree
 
 from dualdrive.agents.base import PLAN_DT_S, PLAN_POSES
 from dualdrive.world.geometry import box_corners, boxes_overlap, world_to_ego
@@ -126,6 +127,32 @@ def path_is_free(segments: list[Segment], obstacles: tuple[np.ndarray, np.ndarra
                     return False
         if area is not None and not _inside_all(boxes.reshape(-1, 2), area):
             return False
+    return True
+
+
+def path_clear_of_points(segments: list[Segment], points_xy: np.ndarray, ego_length: float, ego_width: float,
+                         clearance_m: float = CLEARANCE_M) -> bool:
+    """No obstacle point (LiDAR returns above the ground, the path's frame) inside the ego box, inflated by
+    ``clearance_m``, anywhere along the path. Points, not boxes: a box fitted to a few returns of a
+    parked car can stand askew into the next bay, and one fitted to cars merged by the clustering
+    covers the gaps between them; the returns are where something is."""
+    pts = np.asarray(points_xy, float).reshape(-1, 2)
+    if not len(pts):
+        return True
+    tree = cKDTree(pts)
+    half = np.array([ego_length / 2 + clearance_m, ego_width / 2 + clearance_m])
+    radius = float(np.hypot(*half))
+    for sg in segments:
+        idx = np.arange(0, len(sg.xy), 3)
+        centres, heads = centre_of(sg.xy[idx], sg.heading[idx]), sg.heading[idx]
+        for c, h, near in zip(centres, heads, tree.query_ball_point(centres, radius)):
+            if not near:
+                continue
+            rel = pts[near] - c
+            along = rel @ np.array([np.cos(h), np.sin(h)])
+            across = rel @ np.array([-np.sin(h), np.cos(h)])
+            if np.any((np.abs(along) < half[0]) & (np.abs(across) < half[1])):
+                return False
     return True
 
 

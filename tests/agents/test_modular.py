@@ -273,3 +273,47 @@ def test_a_turning_car_is_tracked_with_its_turn_rate_and_predicted_on_its_arc():
     assert off_circle(ctrv.xy[0, k]) < 0.6 * off_circle(cv.xy[0, k])
     straight = _track([0.0, 0.0], [10.0, 0.0])  # no turn rate: constant velocity
     assert np.allclose(constant_turn_rate([straight]).xy, constant_velocity([straight]).xy)
+
+
+def _car_outline(cx: float, cy: float, yaw: float, length: float = 4.6, width: float = 1.9) -> np.ndarray:
+    """LiDAR-like returns (x, y) on a parked car's four faces, 0.1 m apart."""
+    u = np.concatenate([np.arange(-length / 2, length / 2, 0.1), np.full(20, length / 2), np.arange(-length / 2, length / 2, 0.1),
+                        np.full(20, -length / 2)])
+    v = np.concatenate([np.full(int(np.ceil(length / 0.1)), width / 2), np.linspace(-width / 2, width / 2, 20),
+                        np.full(int(np.ceil(length / 0.1)), -width / 2), np.linspace(-width / 2, width / 2, 20)])
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.column_stack([cx + c * u - s * v, cy + s * u + c * v])
+
+
+def test_park_paths_are_checked_against_the_returns_not_the_boxes_fitted_to_them():
+    """In a full lot the clustering merges neighbours and the row behind into one box that covers the
+    free bay between them, and a few returns of a car give a box askew into the next bay: a park path
+    checked against such boxes finds no bay free (P2P 5004, lot B). Checked against the returns
+    themselves, the free bay is reachable, and a bay with a car in it is not."""
+    from dualdrive.agents.modular.parking import Bay, park_path
+    bay = Bay(np.array([0.0, 7.0]), -np.pi / 2, 0.0)  # left of an aisle along x, reversed in: facing the aisle
+    pts = np.vstack([_car_outline(x, y, np.pi / 2) for x in (-2 * BAY_PITCH_M, -BAY_PITCH_M, BAY_PITCH_M, 2 * BAY_PITCH_M)
+                     for y in (7.0, 12.6)])  # the neighbours and the row behind, back to back
+    pre = OdometryPose(np.array([7.5, 0.0]), 0.0)
+    segs = park_path(pre, bay, pts)
+    assert segs is not None and segs[-1].gear == -1
+    from dualdrive.planning.manoeuvre import path_is_free
+    blob = (np.array([[0.0, 9.8]]), np.zeros(1), np.array([11.0]), np.array([10.5]))  # the merged cluster's box
+    assert not path_is_free(segs, blob, 4.5, 1.9)
+    assert park_path(pre, bay, np.vstack([pts, _car_outline(0.0, 7.0, np.pi / 2)])) is None  # taken after all
+    assert park_path(pre, bay, np.vstack([pts, [[3.0, 2.0]]])) is None  # a bollard on the way in
+
+
+def test_the_return_map_leaves_out_moving_cars_and_forgets_what_is_gone():
+    from dualdrive.agents.modular.parking import MOVING_CLEAR_M, ReturnMap
+    m = ReturnMap(memory_s=10.0)
+    parked, passing = _car_outline(0.0, 7.0, np.pi / 2), _car_outline(10.0, 0.0, 0.0)
+    scan = np.column_stack([np.vstack([parked, passing]), np.full(len(parked) + len(passing), 1.0), np.ones(len(parked) + len(passing))])
+    ground = np.array([[3.0, 3.0, 0.05, 1.0]])
+    m.add(np.vstack([scan, ground]), OdometryPose(), np.array([[10.0, 0.0]]), t=0.0)
+    got = m.points(0.0)
+    assert len(got) > 50
+    assert np.linalg.norm(got - [10.0, 0.0], axis=1).min() > MOVING_CLEAR_M - 0.2  # not the moving car
+    assert np.linalg.norm(got - [3.0, 3.0], axis=1).min() > 0.5  # not the ground
+    assert np.linalg.norm(got[:, None] - parked[None], axis=2).min(axis=1).max() < 0.2  # the parked car, cell by cell
+    assert len(m.points(10.5)) == 0  # not hit again for longer than the memory: gone

@@ -24,7 +24,7 @@ import numpy as np
 from dualdrive.agents.base import FORWARD, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.modular.lanes import LaneEstimate, LaneTracker, classify_pixels, frenet, ground_table, lane_evidence
 from dualdrive.agents.modular.parking import (PRE_POSE_OFFSETS_M, Bay, SpotFinder, bay_from_neighbours, correction_obstacles,
-                                              correction_path, leave_path, park_path, standing_detections)
+                                              correction_path, leave_path, moving_xy, park_path, standing_detections)
 from dualdrive.agents.modular.perception import (AMBER, GREEN, RED, OdometryPose, Tracker, detect_objects,
                                                  read_traffic_light)
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, LatticePlanner, PlannerConfig, ReferencePath, plan_poses, project
@@ -228,9 +228,15 @@ class ModularAgent(Agent):
     def _standing(self) -> list:
         return standing_detections(self.detections, self.tracks, self.pose)
 
-    def _search(self, path: np.ndarray, s_ego: float) -> None:
+    def _look_around(self, path: np.ndarray) -> None:
+        """Parked cars, bays seen empty and the returns park paths must keep clear of, from this scan."""
         self.spots.add_cars(self._standing(), self.pose)
         self.spots.observe(path, self.pose, self.points)
+        self.spots.returns.add(self.points, self.pose, moving_xy(self.tracks), self.t)
+
+    def _search(self, path: np.ndarray, s_ego: float) -> None:
+        self._look_around(path)
+        obstacles = self.spots.returns.points(self.t)
         seg = np.diff(path, axis=0)
         s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
         head = np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))
@@ -241,22 +247,21 @@ class ModularAgent(Agent):
                     continue  # too close to stop there, or beyond what the route shows
                 pre = OdometryPose(np.array([np.interp(s_pre, s_pts, path[:, 0]), np.interp(s_pre, s_pts, path[:, 1])]),
                                    float(np.interp(s_pre, s_pts[:-1], head)))
-                if park_path(pre, bay, self.spots.obstacles()) is not None:
+                if park_path(pre, bay, obstacles) is not None:
                     self.bay, self.pre_xy, self.phase = bay, pre.xy, Phase.APPROACH
                     return
             self.spots.reject(bay)
 
     def _refine_bay(self, path: np.ndarray, s_ego: float) -> None:
         """Passing the bay, LiDAR sees its neighbours' sides: their gap fixes the bay's centre."""
-        self.spots.add_cars(self._standing(), self.pose)
-        self.spots.observe(path, self.pose, self.points)
+        self._look_around(path)
         near = [b for b in self.spots.free_bays(path, s_ego, min_frames=1)
                 if np.linalg.norm(b.xy - self.bay.xy) < BAY_REFINE_M]
         if near:
             self.bay = min(near, key=lambda b: np.linalg.norm(b.xy - self.bay.xy))
 
     def _start_parking(self, speed: float) -> Plan:
-        segs = park_path(self.pose, self.bay, self.spots.obstacles())
+        segs = park_path(self.pose, self.bay, self.spots.returns.points(self.t))
         if segs is None:  # the stop was a little off: take the path unchecked rather than give up
             segs = plan_path((*self.pose.xy, self.pose.heading_rad), (*self.bay.xy, self.bay.heading_rad), REVERSE)
         self.manoeuvre = ManoeuvreTracker(segs)

@@ -19,7 +19,7 @@ import numpy as np
 from dualdrive.agents.base import REVERSE
 from dualdrive.agents.modular.perception import GROUND_CLEARANCE_M, Detection, OdometryPose
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, REAR_AXLE_M, project
-from dualdrive.planning.manoeuvre import Segment, path_is_free, plan_leave, plan_path
+from dualdrive.planning.manoeuvre import Segment, path_clear_of_points, path_is_free, plan_leave, plan_path
 
 BAY_PITCH_M = 2.7
 BAY_DEPTH_M = 5.5
@@ -54,14 +54,52 @@ PARKED_MAX_SPEED_MPS = 0.5
 PARKED_MATCH_M = 1.5  # a detection this close to a moving track is that track
 
 
+def moving_xy(tracks: list) -> np.ndarray:
+    """(N, 2) odometry-frame centres of the tracks that move."""
+    return np.array([t.xy for t in tracks if np.linalg.norm(t.velocity) > PARKED_MAX_SPEED_MPS], float).reshape(-1, 2)
+
+
 def standing_detections(detections: list[Detection], tracks: list, pose: OdometryPose) -> list[Detection]:
     """The detections (ego frame) that are not a moving track (odometry frame)."""
-    moving = np.array([t.xy for t in tracks if np.linalg.norm(t.velocity) > PARKED_MAX_SPEED_MPS]).reshape(-1, 2)
+    moving = moving_xy(tracks)
     if not len(moving) or not detections:
         return detections
     xy = pose.to_odom(np.array([d.xy for d in detections]).reshape(-1, 2))
     dist = np.linalg.norm(xy[:, None, :] - moving[None], axis=2).min(axis=1)
     return [d for d, m in zip(detections, dist) if m > PARKED_MATCH_M]
+
+
+# the returns a park path is checked against (what the car would hit: above the kerb-high ground, below the roof)
+OBSTACLE_Z_M = (GROUND_CLEARANCE_M, 2.5)
+RETURN_CELL_M = 0.2  # one return kept per cell this size
+RETURN_MEMORY_S = 30.0  # a cell not hit again for this long is forgotten (a car that drove off)
+MOVING_CLEAR_M = 3.0  # returns this close to a moving track's centre are that car, not the lot
+
+
+@dataclass
+class ReturnMap:
+    """The LiDAR returns of standing things seen in the last ``memory_s``, odometry frame, one per cell:
+    the obstacle map park paths are checked against (the occupancy grid of a parking planner)."""
+
+    cell_m: float = RETURN_CELL_M
+    memory_s: float = RETURN_MEMORY_S
+    cells: dict = field(default_factory=dict)  # (i, j) -> last time hit
+
+    def add(self, points_ego: np.ndarray, pose: OdometryPose, moving_xy: np.ndarray, t: float) -> None:
+        p = np.asarray(points_ego, float).reshape(-1, 4) if np.asarray(points_ego).size else np.zeros((0, 4))
+        p = p[(p[:, 2] > OBSTACLE_Z_M[0]) & (p[:, 2] < OBSTACLE_Z_M[1]) & np.all(np.isfinite(p[:, :3]), axis=1)]
+        xy = pose.to_odom(p[:, :2]).reshape(-1, 2)
+        if len(moving_xy) and len(xy):
+            xy = xy[np.linalg.norm(xy[:, None] - moving_xy[None], axis=2).min(axis=1) > MOVING_CLEAR_M]
+        for key in set(map(tuple, np.floor(xy / self.cell_m).astype(int).tolist())):
+            self.cells[key] = t
+        if len(self.cells) > 4096:  # forget in batches: a dict rebuilt every tick would cost more than it saves
+            self.cells = {k: v for k, v in self.cells.items() if t - v <= self.memory_s}
+
+    def points(self, t: float) -> np.ndarray:
+        """(N, 2) cell centres hit within the memory, odometry frame."""
+        keys = [k for k, v in self.cells.items() if t - v <= self.memory_s]
+        return (np.array(keys, float).reshape(-1, 2) + 0.5) * self.cell_m
 
 
 @dataclass
@@ -80,6 +118,7 @@ class SpotFinder:
     boxes: list[Detection] = field(default_factory=list)  # their best-seen boxes, odometry frame
     seen: list[list] = field(default_factory=list)  # [bay centre (odometry), frames seen free or -inf]
     rejected: list[np.ndarray] = field(default_factory=list)
+    returns: ReturnMap = field(default_factory=ReturnMap)  # what park paths must keep clear of
 
     def add_cars(self, detections: list[Detection], pose: OdometryPose) -> None:
         for d in detections:
@@ -180,10 +219,6 @@ class SpotFinder:
     def reject(self, bay: Bay) -> None:
         self.rejected.append(bay.xy)
 
-    def obstacles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        b = self.boxes
-        return (np.array([x.xy for x in b]).reshape(-1, 2), np.array([x.yaw_rad for x in b]),
-                np.array([x.length_m for x in b]), np.array([x.width_m for x in b]))
 
 
 def _gap_centre(obstacle_pts: np.ndarray, xy: np.ndarray, heading: float) -> np.ndarray | None:
@@ -219,11 +254,11 @@ def _in_box(pts: np.ndarray, xy: np.ndarray, heading: float, length: float, widt
     return (np.abs(rel @ np.array([c, s])) <= length / 2) & (np.abs(rel @ np.array([-s, c])) <= width / 2)
 
 
-def park_path(pose: OdometryPose, bay: Bay, obstacles) -> list[Segment] | None:
-    """A Reeds-Shepp path reversing into the bay, free of the parked cars, or None."""
+def park_path(pose: OdometryPose, bay: Bay, obstacle_xy: np.ndarray) -> list[Segment] | None:
+    """A Reeds-Shepp path reversing into the bay, clear of the standing returns (odometry frame), or None."""
     start = (float(pose.xy[0]), float(pose.xy[1]), float(pose.heading_rad))
     segs = plan_path(start, (float(bay.xy[0]), float(bay.xy[1]), bay.heading_rad), REVERSE)
-    if len(segs) <= 4 and path_is_free(segs, obstacles, EGO_LENGTH_M, EGO_WIDTH_M):
+    if len(segs) <= 4 and path_clear_of_points(segs, obstacle_xy, EGO_LENGTH_M, EGO_WIDTH_M):
         return segs
     return None
 
