@@ -40,6 +40,11 @@ LIGHTS_HELP = ("--agent e2e/dual: stop System 1's plan short of a junction whose
 PARK_ASSIST_HELP = ("--agent e2e/dual: in car parks the modular pipeline's parking function drives (leaving the spot, "
                     "parking at the destination; dualdrive.agents.e2e.park_assist; default: $DUALDRIVE_E2E_PARK_ASSIST, "
                     "else on)")
+YIELD_HELP = ("--agent e2e/dual: before a left turn, hold System 1 at the junction's entry while oncoming traffic the "
+              "radar shows would reach the turn within the critical gap (dualdrive.agents.e2e.yielding; default: "
+              "$DUALDRIVE_E2E_YIELD, else on)")
+TURN_KEEPING_HELP = ("--agent e2e/dual: through a junction turn, keep System 1's plan within 1 m of the route's lane "
+                     "(dualdrive.agents.e2e.turn_keeping; default: $DUALDRIVE_E2E_TURN_KEEPING, else on)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -63,7 +68,9 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           guard: Optional[bool] = typer.Option(None, "--guard/--no-guard", help=GUARD_HELP),
           probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP),
           lights: Optional[bool] = typer.Option(None, "--lights/--no-lights", help=LIGHTS_HELP),
-          park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist", help=PARK_ASSIST_HELP)
+          park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist", help=PARK_ASSIST_HELP),
+          yielding: Optional[bool] = typer.Option(None, "--yield/--no-yield", help=YIELD_HELP),
+          turn_keeping: Optional[bool] = typer.Option(None, "--turn-keeping/--no-turn-keeping", help=TURN_KEEPING_HELP)
           ) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
@@ -71,7 +78,7 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
     _use_checkpoint(checkpoint)
     _use_guard(guard)
     _use_probe(probe)
-    _use_rules(lights, park_assist)
+    _use_rules(lights, park_assist, yielding, turn_keeping)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
     _use_s2_confidence(s2_min_confidence)
@@ -187,7 +194,10 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help=PROBE_HELP),
              lights: Optional[bool] = typer.Option(None, "--lights/--no-lights", help=LIGHTS_HELP),
              park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist",
-                                                        help=PARK_ASSIST_HELP)) -> None:
+                                                        help=PARK_ASSIST_HELP),
+             yielding: Optional[bool] = typer.Option(None, "--yield/--no-yield", help=YIELD_HELP),
+             turn_keeping: Optional[bool] = typer.Option(None, "--turn-keeping/--no-turn-keeping",
+                                                         help=TURN_KEEPING_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -197,7 +207,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     s2_conf = _use_s2_confidence(s2_min_confidence)
     guard_on = _use_guard(guard)
     probe_on = _use_probe(probe)
-    _use_rules(lights, park_assist)
+    _use_rules(lights, park_assist, yielding, turn_keeping)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -649,15 +659,18 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
 
 def _e2e_meta(guard_on: bool, probe_on: bool) -> dict:
     """System 1's closed-loop aids as the results record them (and a run of other settings never resumes)."""
-    from dualdrive.agents.e2e.agent import guard_radar_from_env, leaving_from_env, lights_from_env, park_assist_from_env
+    from dualdrive.agents.e2e.agent import (guard_radar_from_env, leaving_from_env, lights_from_env,
+                                            park_assist_from_env, turn_keeping_from_env, yield_from_env)
     try:
         radar = guard_on and guard_radar_from_env()
         leaving, lights, assist = leaving_from_env(), lights_from_env(), park_assist_from_env()
+        yielding, keeping = yield_from_env(), turn_keeping_from_env()
     except ValueError as e:
         _fail(str(e))
     return {"e2e_guard": ("on" if radar else "lidar") if guard_on else "off", "e2e_probe": "on" if probe_on else "off",
             "e2e_leaving": "on" if leaving else "off", "e2e_lights": "on" if lights else "off",
-            "e2e_park_assist": "on" if assist else "off"}
+            "e2e_park_assist": "on" if assist else "off", "e2e_yield": "on" if yielding else "off",
+            "e2e_turn_keeping": "on" if keeping else "off"}
 
 
 def _use_probe(probe: Optional[bool]) -> bool:
@@ -666,12 +679,16 @@ def _use_probe(probe: Optional[bool]) -> bool:
     return _use_switch(probe, PROBE_ENV, probe_from_env)
 
 
-def _use_rules(lights: Optional[bool], park_assist: Optional[bool]) -> None:
-    """Hand ``--lights/--no-lights`` and ``--park-assist/--no-park-assist`` to the e2e agent (and the Ray workers)
-    through their env vars (a bad value of either env var is a clear error here)."""
-    from dualdrive.agents.e2e.agent import LIGHTS_ENV, PARK_ASSIST_ENV, lights_from_env, park_assist_from_env
+def _use_rules(lights: Optional[bool], park_assist: Optional[bool], yielding: Optional[bool] = None,
+               turn_keeping: Optional[bool] = None) -> None:
+    """Hand ``--lights``, ``--park-assist``, ``--yield`` and ``--turn-keeping`` (or their ``--no-`` forms) to the e2e
+    agent (and the Ray workers) through their env vars (a bad value of any of those env vars is a clear error here)."""
+    from dualdrive.agents.e2e.agent import (LIGHTS_ENV, PARK_ASSIST_ENV, TURN_KEEPING_ENV, YIELD_ENV, lights_from_env,
+                                            park_assist_from_env, turn_keeping_from_env, yield_from_env)
     _use_switch(lights, LIGHTS_ENV, lights_from_env)
     _use_switch(park_assist, PARK_ASSIST_ENV, park_assist_from_env)
+    _use_switch(yielding, YIELD_ENV, yield_from_env)
+    _use_switch(turn_keeping, TURN_KEEPING_ENV, turn_keeping_from_env)
 
 
 def _use_guard(guard: Optional[bool]) -> bool:

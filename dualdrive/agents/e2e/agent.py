@@ -15,9 +15,13 @@ before it is driven (:mod:`dualdrive.agents.guard`). A reverse plan is driven on
 car-park commands, and while the car is still backing out of its start spot after the navigation has already
 switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:`network_alone`).
 
-Two rules take over where the network is known not to manage (both on by default, both off in
+Four rules take over where the network is known not to manage (all on by default, all off in
 :func:`network_alone`): a red light the camera shows cuts the plan short of the junction
-(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour), and in car parks (leaving the
+(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); through a junction turn the
+plan is kept within the route's lane (:mod:`dualdrive.agents.e2e.turn_keeping`: the network cuts its turns into
+the opposite lanes); before a left turn, oncoming
+traffic the radar shows arriving within the critical gap holds the car at the junction's entry
+(:mod:`dualdrive.agents.e2e.yielding`: the network turns in front of it); and in car parks (leaving the
 start spot, parking at the destination) the modular pipeline's parking function drives
 (:mod:`dualdrive.agents.e2e.park_assist`: the network reaches the destination car park but does not park).
 """
@@ -38,6 +42,8 @@ from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
 from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
+from dualdrive.agents.e2e.turn_keeping import TurnKeeping, TurnKeepingConfig
+from dualdrive.agents.e2e.yielding import LeftTurnYield, YieldRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
 from dualdrive.agents.guard import GuardConfig, PlanGuard
@@ -197,6 +203,8 @@ GUARD_RADAR_ENV = "DUALDRIVE_E2E_GUARD_RADAR"  # "0": the guard checks against t
 LEAVING_ENV = "DUALDRIVE_E2E_LEAVING"  # "0": no leaving latch (see dualdrive.agents.e2e.leaving)
 LIGHTS_ENV = "DUALDRIVE_E2E_LIGHTS"  # "0": no red-light rule (see dualdrive.agents.e2e.lights)
 PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network drives car parks too (dualdrive.agents.e2e.park_assist)
+YIELD_ENV = "DUALDRIVE_E2E_YIELD"  # "0": no left-turn yield rule (see dualdrive.agents.e2e.yielding)
+TURN_KEEPING_ENV = "DUALDRIVE_E2E_TURN_KEEPING"  # "0": no turn keeping (see dualdrive.agents.e2e.turn_keeping)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -224,6 +232,16 @@ def leaving_from_env() -> bool:
 def lights_from_env() -> bool:
     """Whether the red-light rule is on: $DUALDRIVE_E2E_LIGHTS, default on."""
     return _switch_from_env(LIGHTS_ENV, "the plan stops short of a junction whose light the camera shows red")
+
+
+def yield_from_env() -> bool:
+    """Whether the left-turn yield rule is on: $DUALDRIVE_E2E_YIELD, default on."""
+    return _switch_from_env(YIELD_ENV, "the car waits to turn left while oncoming traffic would reach its turn")
+
+
+def turn_keeping_from_env() -> bool:
+    """Whether the turn-keeping rule is on: $DUALDRIVE_E2E_TURN_KEEPING, default on."""
+    return _switch_from_env(TURN_KEEPING_ENV, "through junction turns the plan is kept within the route's lane")
 
 
 def park_assist_from_env() -> bool:
@@ -254,10 +272,11 @@ def probe_env(on: bool) -> Iterator[None]:
 @contextmanager
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
-    rule, no parking assist, and reverse plans under the reversing commands only, as before the leaving latch
+    rule, no left-turn yield, no turn keeping, no parking assist, and reverse plans under the reversing commands only, as before the leaving latch
     (DAgger's drives, so that ``make model`` drives the states it always did; open-loop scoring)."""
     with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
-            _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"):
+            _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"), _scoped_env(YIELD_ENV, "0"), \
+            _scoped_env(TURN_KEEPING_ENV, "0"):
         yield
 
 
@@ -270,7 +289,8 @@ class E2EAgent(Agent):
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
                  probe: bool | None = None, leaving: bool | None = None, lights: bool | None = None,
-                 park_assist: bool | None = None) -> None:
+                 park_assist: bool | None = None, yielding: bool | None = None,
+                 turn_keeping: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -289,10 +309,15 @@ class E2EAgent(Agent):
         self.leaving = LeavingLatch(LeavingConfig(enabled=leaving_from_env() if leaving is None else leaving))
         self.lights = LightRule(LightRuleConfig(enabled=lights_from_env() if lights is None else lights))
         self.light_stops = 0  # decisions whose plan the red-light rule cut short, this episode
+        self.yielding = LeftTurnYield(YieldRuleConfig(enabled=yield_from_env() if yielding is None else yielding))
+        self.turn_keeping = TurnKeeping(TurnKeepingConfig(enabled=turn_keeping_from_env() if turn_keeping is None
+                                                          else turn_keeping))
         self.park_assist = ParkAssist(ParkAssistConfig(enabled=park_assist_from_env() if park_assist is None
                                                        else park_assist))
         self._assisted: Plan | None = None  # this tick's parking-assist plan (replan() reuses it)
         self._light_stop: float | None = None  # this tick's red-light stop distance (replan() reuses it)
+        self._yield_stop: float | None = None  # this tick's left-turn yield stop distance (the same)
+        self._keeping = False  # whether turn keeping holds the plan this tick (the same)
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
@@ -301,8 +326,10 @@ class E2EAgent(Agent):
         self.guard.reset()
         self.leaving.reset()
         self.lights.reset()
+        self.yielding.reset()
+        self.turn_keeping.reset()
         self.park_assist.reset()
-        self._assisted, self._light_stop = None, None
+        self._assisted, self._light_stop, self._yield_stop, self._keeping = None, None, None, False
         self.debug = {}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
@@ -328,6 +355,8 @@ class E2EAgent(Agent):
         leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"]) if fresh else self.leaving.active
         if fresh:
             self._light_stop = self.lights.stop_distance(observation, speed_mps)
+            self._yield_stop = self.yielding.stop_distance(observation, speed_mps, _radar_returns(observation))
+            self._keeping = self.turn_keeping.update(observation, speed_mps)
         # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
         # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
         car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
@@ -360,10 +389,16 @@ class E2EAgent(Agent):
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
+        if self._keeping and not reverse and not car_park:
+            chosen = self.turn_keeping.apply(chosen, observation)
         if self._light_stop is not None and not reverse:
             chosen = retime_plan(chosen, speed_mps, stop_at_m=self._light_stop)
             self.light_stops += fresh
             self.debug = {**self.debug, "phase": f"red light: stop in {self._light_stop:.0f} m"}
+        if self._yield_stop is not None and not reverse and (self._light_stop is None
+                                                             or self._yield_stop < self._light_stop):
+            chosen = retime_plan(chosen, speed_mps, stop_at_m=self._yield_stop)
+            self.debug = {**self.debug, "phase": f"yielding to oncoming traffic: stop in {self._yield_stop:.0f} m"}
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
             return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
         other = None

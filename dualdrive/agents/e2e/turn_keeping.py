@@ -1,0 +1,121 @@
+"""The turn-keeping rule: through a junction turn, System 1's plan is held within the route's lane.
+
+Why a rule: the shipped network cuts its turns. On P2P 5003 and 5001 it turns left on a path up to 5 m inside
+the route's connector, ends in the opposite lanes of the road it turns into, facing their queue, and is hit by
+the first car that moves off (the plan guard stops it there, too late). The route the navigation gives is the
+lane to take (its targets 8 m apart along the lanes' centre lines), so the plan can be kept to it: lane keeping,
+as driver assistance does it, limited to the turns where the network leaves the lane.
+
+What it does: from ``watch_m`` before the entry of a junction where the route turns (left or right) until the car
+has driven ``after_m`` past where the rule took over, every pose of a forward plan further than ``max_offset_m``
+from the route's centre line is moved across to that distance, and the plan's headings are taken from the moved
+path. The plan's progress along its path (its speed) is the network's.
+
+Off with ``--no-turn-keeping`` (``drive``, ``eval``), ``$DUALDRIVE_E2E_TURN_KEEPING=0`` or
+``E2EAgent(turn_keeping=False)``, and in :func:`dualdrive.agents.e2e.agent.network_alone`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dualdrive.agents.base import Plan
+from dualdrive.agents.e2e.lights import junction_distance
+from dualdrive.agents.e2e.yielding import turn_ahead
+from dualdrive.world.commands import Command
+
+DT_S = 0.1  # one decision per tick of the drive loop
+TURNS = (Command.TURN_LEFT, Command.TURN_RIGHT)
+
+
+@dataclass(frozen=True)
+class TurnKeepingConfig:
+    enabled: bool = True
+    watch_m: float = 15.0  # the rule takes over this close to the entry of a junction the route turns at
+    after_m: float = 40.0  # ... and lets go after this much driving past that point (a connector is < 30 m)
+    max_offset_m: float = 1.0  # a plan pose is kept this close to the route's centre line (a lane is 3.5 m)
+    # a car already further off comes back at most this much across per metre along the plan (a lane change's
+    # 3.5 m over 15 m): a plan is never asked to jump sideways, and a standing car's plan is left where it is
+    converge_per_m: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.watch_m <= 0 or self.after_m <= 0 or self.max_offset_m <= 0 or self.converge_per_m <= 0:
+            raise ValueError("turn keeping: watch_m, after_m, max_offset_m and converge_per_m must be > 0")
+
+
+def route_line(route_xy: np.ndarray) -> np.ndarray | None:
+    """The route's centre line (ego frame) from where the ego is on it: its distinct targets with the point one
+    spacing before the first (the ego's foot on the route) put in front; None for fewer than two distinct targets.
+    Targets repeat where the route's polyline has a long segment (a lane change is one 30 m segment, and every
+    target along it is given as its end): the line runs straight to that end."""
+    r = np.asarray(route_xy, float).reshape(-1, 2)
+    r = r[np.all(np.isfinite(r), axis=1)]
+    if len(r):
+        r = r[np.concatenate([[True], np.linalg.norm(np.diff(r, axis=0), axis=1) > 0.5])]
+    if len(r) < 2:
+        return None
+    return np.vstack([2 * r[0] - r[1], r])
+
+
+def keep_within(points: np.ndarray, line: np.ndarray, max_offset_m: float | np.ndarray) -> np.ndarray:
+    """Each point further than its ``max_offset_m`` from the polyline moved straight towards it, to that distance."""
+    a, ab = line[:-1], np.diff(line, axis=0)
+    rel = points[:, None, :] - a[None]
+    t = np.clip((rel * ab[None]).sum(axis=2) / np.maximum((ab * ab).sum(axis=1), 1e-9)[None], 0.0, 1.0)
+    foot = a[None] + t[..., None] * ab[None]
+    dist = np.linalg.norm(points[:, None, :] - foot, axis=2)
+    k = dist.argmin(axis=1)
+    nearest, d = foot[np.arange(len(points)), k], dist[np.arange(len(points)), k]
+    scale = np.where(d > max_offset_m, np.asarray(max_offset_m) / np.maximum(d, 1e-9), 1.0)
+    return nearest + (points - nearest) * scale[:, None]
+
+
+def headings_along(xy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Headings of a path of poses from the ego's origin: the direction of travel into each pose (the pose's own
+    heading where it does not move)."""
+    prev = np.vstack([[0.0, 0.0], xy[:-1]])
+    step = xy - prev
+    moving = np.linalg.norm(step, axis=1) > 0.05
+    return np.where(moving, np.arctan2(step[:, 1], step[:, 0]), fallback)
+
+
+class TurnKeeping:
+    """Call :meth:`update` once a decision, then :meth:`apply` to a forward plan."""
+
+    def __init__(self, config: TurnKeepingConfig | None = None) -> None:
+        self.cfg = config or TurnKeepingConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        self.left_m: float | None = None  # metres until the rule lets go; None: not holding
+        self.kept = 0  # decisions whose plan it moved, for the episode's record
+
+    def update(self, obs: dict[str, Any], speed_mps: float) -> bool:
+        """Whether the rule holds the plan this decision."""
+        if not self.cfg.enabled:
+            return False
+        if self.left_m is not None:
+            self.left_m -= abs(speed_mps) * DT_S if np.isfinite(speed_mps) else 0.0
+            if self.left_m <= 0:
+                self.left_m = None
+        dist = junction_distance(obs)
+        if self.left_m is None and turn_ahead(obs) in TURNS and dist is not None and dist <= self.cfg.watch_m:
+            self.left_m = dist + self.cfg.after_m
+        return self.left_m is not None
+
+    def apply(self, plan: Plan, obs: dict[str, Any]) -> Plan:
+        line = route_line(obs.get("route_xy_ego_m", np.zeros((0, 2))))
+        if line is None:
+            return plan
+        xy = plan.poses[:, :2]
+        ego_off = float(np.linalg.norm(keep_within(np.zeros((1, 2)), line, 0.0)))
+        along = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))
+        allowed = np.maximum(self.cfg.max_offset_m, ego_off - self.cfg.converge_per_m * along)
+        kept = keep_within(xy, line, allowed)
+        if np.allclose(kept, xy, atol=1e-6):
+            return plan
+        self.kept += 1
+        poses = np.column_stack([kept, headings_along(kept, plan.poses[:, 2])])
+        return Plan(poses, plan.gear)
