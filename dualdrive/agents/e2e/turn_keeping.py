@@ -27,6 +27,9 @@ from dualdrive.agents.e2e.yielding import turn_ahead
 from dualdrive.world.commands import Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
+TARGET_SPACING_M = 8.0  # the navigation's targets lie this far apart along the route
+BEHIND_M = 2.0  # the route's line reaches back this far behind the ego
+MAX_BACK_TARGETS = 6
 TURNS = (Command.TURN_LEFT, Command.TURN_RIGHT)
 
 
@@ -46,17 +49,20 @@ class TurnKeepingConfig:
 
 
 def route_line(route_xy: np.ndarray) -> np.ndarray | None:
-    """The route's centre line (ego frame) from where the ego is on it: its distinct targets with the point one
-    spacing before the first (the ego's foot on the route) put in front; None for fewer than two distinct targets.
-    Targets repeat where the route's polyline has a long segment (a lane change is one 30 m segment, and every
-    target along it is given as its end): the line runs straight to that end."""
+    """The route's centre line (ego frame) from behind the ego on: its distinct targets, continued backwards along
+    the first one's direction until behind the car; None for fewer than two distinct targets. Targets repeat where
+    the route's polyline has a long segment (a lane change is one 30 m segment, and every target along it is given
+    as its end, up to 38 m ahead): continued backwards from there, the line is the lane the route changes to."""
     r = np.asarray(route_xy, float).reshape(-1, 2)
     r = r[np.all(np.isfinite(r), axis=1)]
     if len(r):
         r = r[np.concatenate([[True], np.linalg.norm(np.diff(r, axis=0), axis=1) > 0.5])]
     if len(r) < 2:
         return None
-    return np.vstack([2 * r[0] - r[1], r])
+    back = (r[0] - r[1]) / np.linalg.norm(r[0] - r[1])
+    before = [r[0] + k * TARGET_SPACING_M * back for k in range(1, MAX_BACK_TARGETS + 1)]
+    n = next((k + 1 for k, p in enumerate(before) if p[0] < -BEHIND_M), MAX_BACK_TARGETS)
+    return np.vstack([before[:n][::-1], r])
 
 
 def keep_within(points: np.ndarray, line: np.ndarray, max_offset_m: float | np.ndarray) -> np.ndarray:
@@ -79,6 +85,23 @@ def headings_along(xy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     step = xy - prev
     moving = np.linalg.norm(step, axis=1) > 0.05
     return np.where(moving, np.arctan2(step[:, 1], step[:, 0]), fallback)
+
+
+def keep_on_route(plan: Plan, obs: dict[str, Any], max_offset_m: float, converge_per_m: float) -> Plan | None:
+    """The plan with every pose further than ``max_offset_m`` from the route's centre line moved across towards
+    it, no faster than ``converge_per_m`` across per metre along the plan from where the ego is (a plan is never
+    asked to jump sideways, and a standing car's plan stays where it is), its headings taken from the moved path;
+    None where nothing moves (or the observation has no route)."""
+    line = route_line(obs.get("route_xy_ego_m", np.zeros((0, 2))))
+    if line is None:
+        return None
+    xy = plan.poses[:, :2]
+    ego_off = float(np.linalg.norm(keep_within(np.zeros((1, 2)), line, 0.0)))
+    along = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))
+    kept = keep_within(xy, line, np.maximum(max_offset_m, ego_off - converge_per_m * along))
+    if np.allclose(kept, xy, atol=1e-6):
+        return None
+    return Plan(np.column_stack([kept, headings_along(kept, plan.poses[:, 2])]), plan.gear)
 
 
 class TurnKeeping:
@@ -106,16 +129,8 @@ class TurnKeeping:
         return self.left_m is not None
 
     def apply(self, plan: Plan, obs: dict[str, Any]) -> Plan:
-        line = route_line(obs.get("route_xy_ego_m", np.zeros((0, 2))))
-        if line is None:
-            return plan
-        xy = plan.poses[:, :2]
-        ego_off = float(np.linalg.norm(keep_within(np.zeros((1, 2)), line, 0.0)))
-        along = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))
-        allowed = np.maximum(self.cfg.max_offset_m, ego_off - self.cfg.converge_per_m * along)
-        kept = keep_within(xy, line, allowed)
-        if np.allclose(kept, xy, atol=1e-6):
+        kept = keep_on_route(plan, obs, self.cfg.max_offset_m, self.cfg.converge_per_m)
+        if kept is None:
             return plan
         self.kept += 1
-        poses = np.column_stack([kept, headings_along(kept, plan.poses[:, 2])])
-        return Plan(poses, plan.gear)
+        return kept

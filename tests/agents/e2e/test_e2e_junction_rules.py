@@ -95,7 +95,7 @@ LEFT_TURN = np.array([[8.0, 0.0], [16.0, 0.0], [22.0, 3.0], [25.5, 9.0], [27.0, 
 
 def test_a_plan_cutting_the_turn_is_kept_within_the_route_lane():
     line = route_line(LEFT_TURN)
-    assert line[0] == pytest.approx([0.0, 0.0])  # one spacing before the first target: the ego's foot
+    assert line[0] == pytest.approx([-8.0, 0.0]) and len(line) == len(LEFT_TURN) + 2  # back until behind the car
     cutting = np.array([[3.0, 0.0], [7.0, 0.3], [11.0, 1.5], [14.0, 4.0], [16.0, 8.0], [17.0, 13.0], [17.5, 18.0],
                         [17.5, 23.0]])  # 9 m inside the turn by its end (P2P 5003: up to 5 m)
     kept = keep_within(cutting, line, 1.0)
@@ -142,7 +142,12 @@ def test_a_lost_route_gives_no_line():
     """Where the route has a long segment (a lane change), the targets along it all read as its end: the line runs
     straight there; all targets in one place give no line to keep to."""
     repeated = np.array([[9.0, 2.0], [16.0, 2.2], [46.0, 6.6], [46.0, 6.6], [46.0, 6.6], [54.0, 6.8]])
-    assert len(route_line(repeated)) == 5
+    assert len(route_line(repeated)) == 4 + 2
+    # on the lane change's segment every target in view reads as its end, 38 m ahead: the line goes back from there
+    # along the lane the route changes to, not from 30 m ahead (P2P 5003)
+    on_segment = np.array([[38.0, 3.5]] * 4 + [[46.0, 3.5], [54.0, 3.6], [62.0, 3.8]])
+    line = route_line(on_segment)
+    assert line[0, 0] < -2.0 and np.allclose(line[:6, 1], 3.5)
     assert route_line(np.repeat([[37.8, 5.2]], 10, axis=0)) is None
     assert route_line(np.zeros((0, 2))) is None
 
@@ -172,3 +177,34 @@ def test_the_agent_yields_and_keeps_its_turn_and_both_are_off_for_the_network_al
     monkeypatch.setenv(YIELD_ENV, "sometimes")
     with pytest.raises(ValueError, match="DUALDRIVE_E2E_YIELD"):
         yield_from_env()
+
+
+def _lidar(xy: list[tuple[float, float]], z: float = 1.0) -> np.ndarray:
+    return np.array([[x, y, z, 1.0] for x, y in xy], np.float32).reshape(-1, 4)
+
+
+def test_the_lane_change_assist_takes_the_plan_into_the_route_lane_when_that_lane_is_clear():
+    from dualdrive.agents.e2e.lane_change import LaneChangeAssist, LaneChangeConfig, next_lane_clear
+    cfg = LaneChangeConfig()
+    # the route moves one lane (3.5 m) to the left over 30 m, as the world's route does for CHANGE_LANE_LEFT
+    route = np.column_stack([8.0 * np.arange(1, 11), np.clip((8.0 * np.arange(1, 11) - 5.0) / 30.0, 0, 1) * 3.5])
+    o = {"command": np.array([int(Command.CHANGE_LANE_LEFT)], np.int8), "route_xy_ego_m": route.astype(np.float32)}
+    straight = Plan(np.column_stack([2.5 * np.arange(1, 9), np.zeros(8), np.zeros(8)]), FORWARD)  # the network: its lane
+    assist = LaneChangeAssist(cfg)
+    assert next_lane_clear(_lidar([(10.0, -3.5), (30.0, 3.5), (-25.0, 3.5), (5.0, 3.5)], z=0.1), 1.0, cfg)
+    assert assist.wanted(o, _lidar([(10.0, -3.5)]))  # a car in the lane on the right: not the one we go to
+    moved = assist.apply(straight, o)
+    # within a metre of the route's line all along (at 20 m on the route is half a lane over)
+    line_y = np.clip((moved.poses[:, 0] - 5.0) / 30.0, 0, 1) * 3.5
+    assert np.all(line_y - moved.poses[:, 1] <= 1.0 + 0.05) and moved.poses[-1, 1] > 0.7 and assist.assisted == 1
+    assert np.all(np.diff(moved.poses[:, 1]) >= -1e-9)  # over, never back
+    # a car beside us, or one 15 m behind in that lane: wait (the network's plan stays)
+    assert not assist.wanted(o, _lidar([(0.0, 3.5)])) and not assist.wanted(o, _lidar([(-15.0, 3.0)]))
+    assert assist.waited == 2
+    o_right = {**o, "command": np.array([int(Command.CHANGE_LANE_RIGHT)], np.int8)}
+    assert not assist.wanted(o_right, _lidar([(3.0, -3.0)])) and assist.wanted(o_right, _lidar([(3.0, 3.0)]))
+    assert not assist.wanted({**o, "command": np.array([int(Command.FOLLOW_LANE)], np.int8)}, _lidar([]))
+    assert not assist.wanted(o, None)  # no LiDAR frame: nothing to check the lane with
+    assert not LaneChangeAssist(LaneChangeConfig(enabled=False)).wanted(o, _lidar([]))
+    with pytest.raises(ValueError, match="lane-change assist"):
+        LaneChangeConfig(lane_inner_m=6.0)
