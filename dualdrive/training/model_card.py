@@ -34,11 +34,11 @@ def _run_name(out: Path, ckpt: Path) -> str:
 
 def eval_command(suite: str, meta: dict) -> str:
     """The `dualdrive eval` command line that reproduces a closed-loop result of System 1 with its ``meta``
-    (seeds, and the aids it ran with: e2e_guard on / lidar / off; e2e_probe, e2e_leaving, e2e_lights,
-    e2e_park_assist, e2e_yield, e2e_turn_keeping and e2e_lane_change on / off)."""
-    flags = {"guard": "guard", "probe": "probe", "lights": "lights", "park_assist": "park-assist", "yield": "yield",
-             "turn_keeping": "turn-keeping", "lane_change": "lane-change-assist"}
-    off = "".join(f" --no-{flag}" for k, flag in flags.items() if meta.get(f"e2e_{k}") == "off")
+    (seeds, and the aids it ran with: e2e_guard on / lidar / off; e2e_probe, e2e_leaving, e2e_lights and
+    e2e_park_assist, e2e_yield and e2e_turn_keeping on / off)."""
+    off = "".join(f" --no-{k.replace('_', '-')}" for k in ("guard", "probe", "lights", "park_assist", "yield",
+                                                            "turn_keeping")
+                  if meta.get(f"e2e_{k}") == "off")
     env = ("DUALDRIVE_E2E_GUARD_RADAR=0 " if meta.get("e2e_guard") == "lidar" else "") + \
         ("DUALDRIVE_E2E_LEAVING=0 " if meta.get("e2e_leaving") == "off" else "")
     return f"{env}dualdrive eval --agent e2e{off} --suite {suite} --seeds {meta['seeds']} --out runs/eval/e2e_{suite}.json"
@@ -143,12 +143,11 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
               "end (`dualdrive/agents/e2e/leaving.py`), stopped short of a junction whose light the camera shows red "
               "(`dualdrive/agents/e2e/lights.py`: a rule, the network does not read the lamp's colour), kept within "
               "the route's lane through junction turns (`dualdrive/agents/e2e/turn_keeping.py`: the network cuts "
-              "them), taken into the route's lane under a lane-change command where the LiDAR shows it clear "
-              "(`dualdrive/agents/e2e/lane_change.py`: the network keeps its lane), held at the entry of a left turn while oncoming traffic would reach it "
+              "them), held at the entry of a left turn while oncoming traffic would reach it "
               "(`dualdrive/agents/e2e/yielding.py`), and in car "
               "parks driven by the modular pipeline's parking function (`dualdrive/agents/e2e/park_assist.py`: the "
               "network does not park); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe --no-lights "
-              "--no-park-assist --no-yield --no-turn-keeping --no-lane-change-assist` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
+              "--no-park-assist --no-yield --no-turn-keeping` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "
               f"{lat['cpu_ms_mean']:.1f} ms; network alone {lat['model_ms_mean']:.1f} ms) at {lat['threads']} thread, "

@@ -13,8 +13,9 @@ the approach began, from the odometry's yaw rate, under ``committed_deg``), ever
 that approaches (its ground speed along the ego's heading below ``-min_closing_mps``; the heading is still the
 road's there) is given the time it needs to reach the turn's conflict zone, ``conflict_m`` past the junction's
 entry. Any that arrives within ``gap_s`` holds the car: the plan is re-timed
-(:func:`dualdrive.planning.retime.retime_plan`) to stand ``stop_back_m`` before the entry, where a stop is still
-possible at ``max_decel_mps2``; otherwise the car is left to go on (braking in the box is worse). A car already
+(:func:`dualdrive.planning.retime.retime_plan`) to stand ``wait_in_m`` into the junction (entered on the green, as a
+driver waits in the box to turn), where a stop is still possible at ``max_decel_mps2``; otherwise the car is left to
+go on. A red light ahead is the red-light rule's: it stops the car before the junction first. A car already
 turning is never held back: it clears the oncoming lanes fastest by going on.
 
 The rule only ever slows a forward plan; the network's path is kept. Off with ``--no-yield`` (``drive``,
@@ -32,6 +33,7 @@ from dualdrive.agents.e2e.lights import junction_distance
 from dualdrive.world.commands import JUNCTION_COMMANDS, Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
+ENTRY_M = 0.5  # the navigation's distance this short: the car is at the junction's entry
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,21 @@ class YieldRuleConfig:
     max_lateral_m: float = 15.0  # oncoming lanes: left of the ego up to this far (right-hand traffic)
     min_lateral_m: float = 1.0  # ... and not in the ego's own lane
     max_azimuth_deg: float = 40.0  # wider, a return's velocity along the heading is not read reliably
-    stop_back_m: float = 1.0  # where the car waits: its centre this far before the entry
+    # where the car waits: its centre this far into the junction. Entered on a green, the crossing is the light it
+    # entered on, as a driver waits in the box to turn; waiting before the entry, a light turning red meanwhile (the
+    # camera no longer sees it there) made the turn a red-light run (P2P 5002, 5005, 5006)
+    wait_in_m: float = 3.0
     max_decel_mps2: float = 6.0  # a stop needing more than this is not made: the car goes on
     committed_deg: float = 20.0  # turned this far since the approach began: the car is turning, let it go
 
     def __post_init__(self) -> None:
         positive = (self.watch_m, self.gap_s, self.assumed_accel_mps2, self.max_speed_mps, self.max_decel_mps2,
                     self.committed_deg)
-        non_negative = (self.conflict_m, self.min_closing_mps, self.passed_m, self.stop_back_m)
+        non_negative = (self.conflict_m, self.min_closing_mps, self.passed_m, self.wait_in_m)
         if min(positive) <= 0 or min(non_negative) < 0 or not 0 <= self.min_lateral_m < self.max_lateral_m or \
                 not 0 < self.max_azimuth_deg < 90:
             raise ValueError("yield rule: watch_m, gap_s, assumed_accel_mps2, max_speed_mps, max_decel_mps2 and "
-                             "committed_deg must be > 0; conflict_m, min_closing_mps, passed_m and stop_back_m >= 0; "
+                             "committed_deg must be > 0; conflict_m, min_closing_mps, passed_m and wait_in_m >= 0; "
                              "0 <= min_lateral_m < max_lateral_m; 0 < max_azimuth_deg < 90")
 
 
@@ -107,6 +112,7 @@ class LeftTurnYield:
 
     def reset(self) -> None:
         self.turned_rad = 0.0  # yaw since the approach to the left turn began
+        self.inside_m = 0.0  # driven since the car reached the junction's entry
         self.approaching = False
         self.yielded = 0  # decisions held back, for the episode's record
 
@@ -115,23 +121,26 @@ class LeftTurnYield:
             return None
         dist = junction_distance(obs)
         if turn_ahead(obs) != Command.TURN_LEFT or dist is None or dist > self.cfg.watch_m:
-            self.approaching, self.turned_rad = False, 0.0
+            self.approaching, self.turned_rad, self.inside_m = False, 0.0, 0.0
             return None
         yaw_rate = float(np.asarray(obs.get("yaw_rate_rps", [0.0])).reshape(-1)[0])
         self.turned_rad = self.turned_rad + yaw_rate * DT_S if self.approaching and np.isfinite(yaw_rate) else 0.0
         self.approaching = True
         if abs(self.turned_rad) > np.radians(self.cfg.committed_deg):
             return None
-        v = max(0.0, speed_mps)
+        v = max(0.0, speed_mps) if np.isfinite(speed_mps) else 0.0
+        # the navigation's distance reaches 0 at the entry and stays there: past it, the odometry says how far in
+        self.inside_m = self.inside_m + v * DT_S if dist <= ENTRY_M else 0.0
+        to_entry = dist if dist > ENTRY_M else -self.inside_m
         targets = oncoming(radar, v, self.cfg)
         if not len(targets):
             return None
-        to_conflict = targets[:, 0] - (dist + self.cfg.conflict_m)
+        to_conflict = targets[:, 0] - (to_entry + self.cfg.conflict_m)
         arrival_s = arrival_time(np.maximum(to_conflict, 0.0), -targets[:, 2], self.cfg)
         if not np.any((to_conflict > -self.cfg.passed_m) & (arrival_s < self.cfg.gap_s)):
             return None
-        stop = max(0.0, dist - self.cfg.stop_back_m)
+        stop = max(0.0, to_entry + self.cfg.wait_in_m)
         if v * v / (2 * self.cfg.max_decel_mps2) > stop + 0.5:
-            return None  # too late to stop before the entry: on through
+            return None  # too late to stop where the car would wait: on through
         self.yielded += 1
         return stop

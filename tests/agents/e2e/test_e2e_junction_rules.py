@@ -50,7 +50,7 @@ def test_the_car_waits_before_a_left_turn_while_oncoming_traffic_would_reach_it(
     rule = LeftTurnYield()
     near = radar([(40.0, 5.0, -8.0)], ego_speed=3.0)  # 18 m from the conflict zone at 8 m/s: ~2 s
     stop = rule.stop_distance(junction_obs(dist=12.0), 3.0, near)
-    assert stop == pytest.approx(12.0 - rule.cfg.stop_back_m) and rule.yielded == 1
+    assert stop == pytest.approx(12.0 + rule.cfg.wait_in_m) and rule.yielded == 1  # waits in the box
     far = radar([(120.0, 5.0, -8.0)], ego_speed=3.0)  # ~10 s away: a gap to turn in
     assert rule.stop_distance(junction_obs(dist=12.0), 3.0, far) is None
     passed = radar([(5.0, 5.0, -8.0)], ego_speed=3.0)  # already by the conflict zone (22 m on)
@@ -58,9 +58,18 @@ def test_the_car_waits_before_a_left_turn_while_oncoming_traffic_would_reach_it(
     # a right turn, or a straight crossing, does not cross the oncoming lanes
     assert rule.stop_distance(junction_obs(Command.TURN_RIGHT), 3.0, near) is None
     assert rule.stop_distance(junction_obs(Command.GO_STRAIGHT), 3.0, near) is None
-    # too fast to stop before the entry: on through, braking in the box is worse
-    assert rule.stop_distance(junction_obs(dist=3.0), 10.0, radar([(40.0, 5.0, -8.0)], 10.0)) is None
+    # too fast to stop where it would wait: on through
+    assert rule.stop_distance(junction_obs(dist=0.0), 10.0, radar([(40.0, 5.0, -8.0)], 10.0)) is None
     assert not LeftTurnYield(YieldRuleConfig(enabled=False)).stop_distance(junction_obs(), 3.0, near)
+
+
+def test_past_the_entry_the_car_waits_where_it_meant_to_by_its_odometry():
+    """The navigation's distance stays 0 from the entry on: the wait point is counted down by the distance driven."""
+    rule = LeftTurnYield()
+    near = radar([(40.0, 5.0, -8.0)], ego_speed=2.0)
+    stops = [rule.stop_distance(junction_obs(dist=0.0), 2.0, near) for _ in range(10)]  # 2 m in 1 s at 2 m/s
+    assert stops[0] == pytest.approx(rule.cfg.wait_in_m - 0.2) and stops[-1] == pytest.approx(rule.cfg.wait_in_m - 2.0)
+    assert rule.stop_distance(junction_obs(dist=0.0), 0.0, near) == pytest.approx(rule.cfg.wait_in_m - 2.0)
 
 
 def test_a_car_already_turning_is_not_held_back():
@@ -164,10 +173,10 @@ def test_the_agent_yields_and_keeps_its_turn_and_both_are_off_for_the_network_al
     o["radar_returns"] = np.vstack([r, np.zeros((31, 4), np.float32)])
     o["radar_num_returns"] = np.array([1], np.int32)
     plan = agent.act(o)
-    assert plan.poses[:, 0].max() <= 12.0 - agent.yielding.cfg.stop_back_m + 1e-6
+    assert plan.poses[:, 0].max() <= 12.0 + agent.yielding.cfg.wait_in_m + 1e-6
     assert agent.debug["phase"].startswith("yielding") and agent.yielding.yielded == 1
     again = agent.replan(o)  # the dual agent's second ask: the same stop, the rule not advanced
-    assert again.poses[:, 0].max() <= 11.0 + 1e-6 and agent.yielding.yielded == 1
+    assert again.poses[:, 0].max() <= 15.0 + 1e-6 and agent.yielding.yielded == 1
     assert agent.turn_keeping.left_m is not None  # a left turn 12 m ahead: turn keeping holds
     monkeypatch.delenv(YIELD_ENV, raising=False)
     monkeypatch.delenv(TURN_KEEPING_ENV, raising=False)
@@ -178,33 +187,3 @@ def test_the_agent_yields_and_keeps_its_turn_and_both_are_off_for_the_network_al
     with pytest.raises(ValueError, match="DUALDRIVE_E2E_YIELD"):
         yield_from_env()
 
-
-def _lidar(xy: list[tuple[float, float]], z: float = 1.0) -> np.ndarray:
-    return np.array([[x, y, z, 1.0] for x, y in xy], np.float32).reshape(-1, 4)
-
-
-def test_the_lane_change_assist_takes_the_plan_into_the_route_lane_when_that_lane_is_clear():
-    from dualdrive.agents.e2e.lane_change import LaneChangeAssist, LaneChangeConfig, next_lane_clear
-    cfg = LaneChangeConfig()
-    # the route moves one lane (3.5 m) to the left over 30 m, as the world's route does for CHANGE_LANE_LEFT
-    route = np.column_stack([8.0 * np.arange(1, 11), np.clip((8.0 * np.arange(1, 11) - 5.0) / 30.0, 0, 1) * 3.5])
-    o = {"command": np.array([int(Command.CHANGE_LANE_LEFT)], np.int8), "route_xy_ego_m": route.astype(np.float32)}
-    straight = Plan(np.column_stack([2.5 * np.arange(1, 9), np.zeros(8), np.zeros(8)]), FORWARD)  # the network: its lane
-    assist = LaneChangeAssist(cfg)
-    assert next_lane_clear(_lidar([(10.0, -3.5), (30.0, 3.5), (-25.0, 3.5), (5.0, 3.5)], z=0.1), 1.0, cfg)
-    assert assist.wanted(o, _lidar([(10.0, -3.5)]))  # a car in the lane on the right: not the one we go to
-    moved = assist.apply(straight, o)
-    # within a metre of the route's line all along (at 20 m on the route is half a lane over)
-    line_y = np.clip((moved.poses[:, 0] - 5.0) / 30.0, 0, 1) * 3.5
-    assert np.all(line_y - moved.poses[:, 1] <= 1.0 + 0.05) and moved.poses[-1, 1] > 0.7 and assist.assisted == 1
-    assert np.all(np.diff(moved.poses[:, 1]) >= -1e-9)  # over, never back
-    # a car beside us, or one 15 m behind in that lane: wait (the network's plan stays)
-    assert not assist.wanted(o, _lidar([(0.0, 3.5)])) and not assist.wanted(o, _lidar([(-15.0, 3.0)]))
-    assert assist.waited == 2
-    o_right = {**o, "command": np.array([int(Command.CHANGE_LANE_RIGHT)], np.int8)}
-    assert not assist.wanted(o_right, _lidar([(3.0, -3.0)])) and assist.wanted(o_right, _lidar([(3.0, 3.0)]))
-    assert not assist.wanted({**o, "command": np.array([int(Command.FOLLOW_LANE)], np.int8)}, _lidar([]))
-    assert not assist.wanted(o, None)  # no LiDAR frame: nothing to check the lane with
-    assert not LaneChangeAssist(LaneChangeConfig(enabled=False)).wanted(o, _lidar([]))
-    with pytest.raises(ValueError, match="lane-change assist"):
-        LaneChangeConfig(lane_inner_m=6.0)
