@@ -27,9 +27,7 @@ from dualdrive.agents.e2e.yielding import turn_ahead
 from dualdrive.world.commands import Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
-TARGET_SPACING_M = 8.0  # the navigation's targets lie this far apart along the route
-BEHIND_M = 2.0  # the route's line reaches back this far behind the ego
-MAX_BACK_TARGETS = 6
+
 TURNS = (Command.TURN_LEFT, Command.TURN_RIGHT)
 
 
@@ -42,27 +40,29 @@ class TurnKeepingConfig:
     # a car already further off comes back at most this much across per metre along the plan (a lane change's
     # 3.5 m over 15 m): a plan is never asked to jump sideways, and a standing car's plan is left where it is
     converge_per_m: float = 0.25
+    # a car this far off the route is lost, not cutting the turn: its plan is left alone (P2P 5003, lost after a
+    # junction, was steered back across the lanes between)
+    lost_m: float = 3.0
+    max_hold_s: float = 20.0  # ... and the rule lets go after this long, however little the car has driven
 
     def __post_init__(self) -> None:
-        if self.watch_m <= 0 or self.after_m <= 0 or self.max_offset_m <= 0 or self.converge_per_m <= 0:
-            raise ValueError("turn keeping: watch_m, after_m, max_offset_m and converge_per_m must be > 0")
+        if min(self.watch_m, self.after_m, self.max_offset_m, self.converge_per_m, self.lost_m, self.max_hold_s) <= 0:
+            raise ValueError("turn keeping: watch_m, after_m, max_offset_m, converge_per_m, lost_m and max_hold_s "
+                             "must be > 0")
 
 
 def route_line(route_xy: np.ndarray) -> np.ndarray | None:
-    """The route's centre line (ego frame) from behind the ego on: its distinct targets, continued backwards along
-    the first one's direction until behind the car; None for fewer than two distinct targets. Targets repeat where
-    the route's polyline has a long segment (a lane change is one 30 m segment, and every target along it is given
-    as its end, up to 38 m ahead): continued backwards from there, the line is the lane the route changes to."""
+    """The route's centre line (ego frame) from where the ego is on it: its distinct targets with the point one
+    spacing before the first (the ego's foot on the route) put in front; None for fewer than two distinct targets.
+    Targets repeat where the route's polyline has a long segment (a lane change is one 30 m segment, and every
+    target along it is given as its end): the line runs straight to that end."""
     r = np.asarray(route_xy, float).reshape(-1, 2)
     r = r[np.all(np.isfinite(r), axis=1)]
     if len(r):
         r = r[np.concatenate([[True], np.linalg.norm(np.diff(r, axis=0), axis=1) > 0.5])]
     if len(r) < 2:
         return None
-    back = (r[0] - r[1]) / np.linalg.norm(r[0] - r[1])
-    before = [r[0] + k * TARGET_SPACING_M * back for k in range(1, MAX_BACK_TARGETS + 1)]
-    n = next((k + 1 for k, p in enumerate(before) if p[0] < -BEHIND_M), MAX_BACK_TARGETS)
-    return np.vstack([before[:n][::-1], r])
+    return np.vstack([2 * r[0] - r[1], r])
 
 
 def keep_within(points: np.ndarray, line: np.ndarray, max_offset_m: float | np.ndarray) -> np.ndarray:
@@ -87,16 +87,20 @@ def headings_along(xy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(moving, np.arctan2(step[:, 1], step[:, 0]), fallback)
 
 
-def keep_on_route(plan: Plan, obs: dict[str, Any], max_offset_m: float, converge_per_m: float) -> Plan | None:
+def keep_on_route(plan: Plan, obs: dict[str, Any], max_offset_m: float, converge_per_m: float,
+                  lost_m: float = np.inf) -> Plan | None:
     """The plan with every pose further than ``max_offset_m`` from the route's centre line moved across towards
     it, no faster than ``converge_per_m`` across per metre along the plan from where the ego is (a plan is never
     asked to jump sideways, and a standing car's plan stays where it is), its headings taken from the moved path;
-    None where nothing moves (or the observation has no route)."""
+    None where nothing moves, the observation has no route, or the ego is ``lost_m`` or further off it (lost, not
+    cutting a corner: pulled back, it would be steered across whatever lies between)."""
     line = route_line(obs.get("route_xy_ego_m", np.zeros((0, 2))))
     if line is None:
         return None
     xy = plan.poses[:, :2]
     ego_off = float(np.linalg.norm(keep_within(np.zeros((1, 2)), line, 0.0)))
+    if ego_off >= lost_m:
+        return None
     along = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))
     kept = keep_within(xy, line, np.maximum(max_offset_m, ego_off - converge_per_m * along))
     if np.allclose(kept, xy, atol=1e-6):
@@ -113,6 +117,7 @@ class TurnKeeping:
 
     def reset(self) -> None:
         self.left_m: float | None = None  # metres until the rule lets go; None: not holding
+        self.held_s = 0.0
         self.kept = 0  # decisions whose plan it moved, for the episode's record
 
     def update(self, obs: dict[str, Any], speed_mps: float) -> bool:
@@ -121,15 +126,16 @@ class TurnKeeping:
             return False
         if self.left_m is not None:
             self.left_m -= abs(speed_mps) * DT_S if np.isfinite(speed_mps) else 0.0
-            if self.left_m <= 0:
+            self.held_s += DT_S
+            if self.left_m <= 0 or self.held_s > self.cfg.max_hold_s:
                 self.left_m = None
         dist = junction_distance(obs)
         if self.left_m is None and turn_ahead(obs) in TURNS and dist is not None and dist <= self.cfg.watch_m:
-            self.left_m = dist + self.cfg.after_m
+            self.left_m, self.held_s = dist + self.cfg.after_m, 0.0
         return self.left_m is not None
 
     def apply(self, plan: Plan, obs: dict[str, Any]) -> Plan:
-        kept = keep_on_route(plan, obs, self.cfg.max_offset_m, self.cfg.converge_per_m)
+        kept = keep_on_route(plan, obs, self.cfg.max_offset_m, self.cfg.converge_per_m, self.cfg.lost_m)
         if kept is None:
             return plan
         self.kept += 1
