@@ -6,7 +6,7 @@ the first car that moves off (the plan guard stops it there, too late). The rout
 lane to take (its targets 8 m apart along the lanes' centre lines), so the plan can be kept to it: lane keeping,
 as driver assistance does it, limited to the turns where the network leaves the lane.
 
-What it does: from ``watch_m`` before the entry of a junction where the route turns (left or right) until the car
+What it does: from ``watch_m`` before the entry of a junction where the route turns left until the car
 has driven ``after_m`` past where the rule took over, every pose of a forward plan further than ``max_offset_m``
 from the route's centre line is moved across to that distance, and the plan's headings are taken from the moved
 path. The plan's progress along its path (its speed) is the network's.
@@ -27,8 +27,11 @@ from dualdrive.agents.e2e.yielding import turn_ahead
 from dualdrive.world.commands import Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
+TARGET_SPACING_M = 8.0  # the navigation's targets lie this far apart along the route
 
-TURNS = (Command.TURN_LEFT, Command.TURN_RIGHT)
+# left turns only: the network cuts those into the opposite lanes; right turns are tight (a 8 m target spacing on
+# a 10 m radius), where the route's chords themselves run a metre inside the lane
+TURNS = (Command.TURN_LEFT,)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,10 @@ class TurnKeepingConfig:
 
 
 def route_line(route_xy: np.ndarray) -> np.ndarray | None:
-    """The route's centre line (ego frame) from where the ego is on it: its distinct targets with the point one
-    spacing before the first (the ego's foot on the route) put in front; None for fewer than two distinct targets.
+    """The route's centre line (ego frame) from where the ego is on it: its distinct targets with a point put in
+    front one target spacing straight behind the first, along the car's heading (the car's foot on the route where
+    the car runs along its lane; continued from the first two targets instead, the line swung across the lanes where
+    those already curve); None for fewer than two distinct targets.
     Targets repeat where the route's polyline has a long segment (a lane change is one 30 m segment, and every
     target along it is given as its end): the line runs straight to that end."""
     r = np.asarray(route_xy, float).reshape(-1, 2)
@@ -62,7 +67,7 @@ def route_line(route_xy: np.ndarray) -> np.ndarray | None:
         r = r[np.concatenate([[True], np.linalg.norm(np.diff(r, axis=0), axis=1) > 0.5])]
     if len(r) < 2:
         return None
-    return np.vstack([2 * r[0] - r[1], r])
+    return np.vstack([r[0] - [TARGET_SPACING_M, 0.0], r])
 
 
 def keep_within(points: np.ndarray, line: np.ndarray, max_offset_m: float | np.ndarray) -> np.ndarray:

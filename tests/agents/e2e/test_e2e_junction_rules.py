@@ -137,7 +137,8 @@ def test_a_lost_car_is_not_pulled_back_across_the_lanes_and_the_rule_lets_go_in_
 def test_a_car_off_the_route_comes_back_gradually_and_a_standing_one_is_left_alone():
     line = np.array([[-8.0, 2.5], [0.0, 2.5], [8.0, 2.5], [16.0, 2.5], [24.0, 2.5]])  # the route 2.5 m to the left
     rule = TurnKeeping()
-    rule.update(junction_obs(Command.TURN_RIGHT, dist=5.0), 0.0)
+    assert not rule.update(junction_obs(Command.TURN_RIGHT, dist=5.0), 0.0)  # right turns are left alone
+    rule.update(junction_obs(Command.TURN_LEFT, dist=5.0), 0.0)
     o = {"route_xy_ego_m": line[1:].astype(np.float32)}
     standing = Plan(np.zeros((8, 3)), FORWARD)
     assert rule.apply(standing, o) is standing
