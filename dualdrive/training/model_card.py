@@ -142,9 +142,9 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
               "(`dualdrive/agents/guard.py`: the LiDAR, and the radar at speed), backing out of its start spot to the "
               "end (`dualdrive/agents/e2e/leaving.py`), stopped short of a junction whose light the camera shows red "
               "(`dualdrive/agents/e2e/lights.py`: a rule, the network does not read the lamp's colour), kept within "
-              "the route's lane through junction turns (`dualdrive/agents/e2e/turn_keeping.py`: the network cuts "
-              "them), held at the entry of a left turn while oncoming traffic would reach it "
-              "(`dualdrive/agents/e2e/yielding.py`), and in car "
+              "the route's lane through left turns (`dualdrive/agents/e2e/turn_keeping.py`: the network cuts "
+              "them into the opposite lanes), held 3 m into a junction it turns left at while oncoming traffic would "
+              "reach the turn (`dualdrive/agents/e2e/yielding.py`), and in car "
               "parks driven by the modular pipeline's parking function (`dualdrive/agents/e2e/park_assist.py`: the "
               "network does not park); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe --no-lights "
               "--no-park-assist --no-yield --no-turn-keeping` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
