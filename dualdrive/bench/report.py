@@ -122,13 +122,15 @@ def compare_text(path_a: str | Path, path_b: str | Path) -> str:
     a, b = load_results(path_a), load_results(path_b)
     lines = [f"A: {_label(a)}  ({path_a})", f"B: {_label(b)}  ({path_b})", "",
              f"{'metric':<28}{'A':>9}{'B':>9}{'B-A':>9}  {'95% interval':<20}{'n':>5}  significant"]
-    unshared = 0
+    # episodes in one run only (by scenario and seed), not a metric present in one only (time to park exists only
+    # where the car parked; counting those, the line said episodes were missing from runs that had them all)
+    keys_a, keys_b = ({(e["scenario"], e["seed"]) for e in r["episodes"]} for r in (a, b))
+    unshared = len(keys_a ^ keys_b)
     for m, c in compare_rows(a, b):
         ci = "-" if c["ci95"][0] is None else f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
         sig = "yes" if c["significant"] else "no"
         lines.append(f"{m:<28}{c['a']:>9.2f}{c['b']:>9.2f}{c['diff']:>+9.2f}  {ci:<20}{c['n']:>5}  {sig}"
                      + ("" if c["paired"] else " (unpaired)"))
-        unshared = max(unshared, c.get("unshared") or 0)
     lines += ["", "A and B are means over the episodes both runs share (same scenario and seed), compared pairwise; "
               "significant means the 95% bootstrap interval of the difference excludes 0 (never with fewer than "
               "2 episodes)."]

@@ -120,6 +120,16 @@ def test_report_and_compare(runs, tmp_path):
     assert "hw" in page and "park" in page
     text = compare_text(p1, p2)
     assert "driving_score" in text and "significant" in text
+    # a metric missing from some episodes of one run (as time to park is, where the car did not park) is no missing
+    # episode
+    res = json.loads(Path(p1).read_text())
+    res["episodes"][0]["driving_score"] = None
+    p3 = tmp_path / "fewer_parks.json"
+    p3.write_text(json.dumps(res))
+    assert "present in only one" not in compare_text(p1, p3)
+    res["episodes"] = res["episodes"][1:]
+    p3.write_text(json.dumps(res))
+    assert "1 episode(s) present in only one of the runs" in compare_text(p1, p3)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="corrupt"):
