@@ -40,10 +40,10 @@ LIGHTS_HELP = ("--agent e2e/dual: stop System 1's plan short of a junction whose
 PARK_ASSIST_HELP = ("--agent e2e/dual: in car parks the modular pipeline's parking function drives (leaving the spot, "
                     "parking at the destination; dualdrive.agents.e2e.park_assist; default: $DUALDRIVE_E2E_PARK_ASSIST, "
                     "else on)")
-YIELD_HELP = ("--agent e2e/dual: before a left turn, hold System 1 at the junction's entry while oncoming traffic the "
+YIELD_HELP = ("--agent e2e/dual: at a left turn, hold System 1 3 m into the junction while oncoming traffic the "
               "radar shows would reach the turn within the critical gap (dualdrive.agents.e2e.yielding; default: "
               "$DUALDRIVE_E2E_YIELD, else on)")
-TURN_KEEPING_HELP = ("--agent e2e/dual: through a junction turn, keep System 1's plan within 1 m of the route's lane "
+TURN_KEEPING_HELP = ("--agent e2e/dual: through a left turn, keep System 1's plan within 1 m of the route's lane "
                      "(dualdrive.agents.e2e.turn_keeping; default: $DUALDRIVE_E2E_TURN_KEEPING, else on)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")

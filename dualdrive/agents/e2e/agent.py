@@ -17,11 +17,10 @@ switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:
 
 Four rules take over where the network is known not to manage (all on by default, all off in
 :func:`network_alone`): a red light the camera shows cuts the plan short of the junction
-(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); through a junction turn the
-plan is kept within the route's lane (:mod:`dualdrive.agents.e2e.turn_keeping`: the network cuts its turns into
-the opposite lanes); before a left turn, oncoming
-traffic the radar shows arriving within the critical gap holds the car at the junction's entry
-(:mod:`dualdrive.agents.e2e.yielding`: the network turns in front of it); and in car parks (leaving the
+(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); through a left turn the plan is
+kept within the route's lane (:mod:`dualdrive.agents.e2e.turn_keeping`: the network cuts left turns into the
+opposite lanes); oncoming traffic the radar shows arriving within the critical gap holds the car 3 m into a junction
+it turns left at (:mod:`dualdrive.agents.e2e.yielding`: the network turns in front of it); and in car parks (leaving the
 start spot, parking at the destination) the modular pipeline's parking function drives
 (:mod:`dualdrive.agents.e2e.park_assist`: the network reaches the destination car park but does not park).
 """
@@ -42,10 +41,10 @@ from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
 from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
-from dualdrive.agents.e2e.turn_keeping import TurnKeeping, TurnKeepingConfig
-from dualdrive.agents.e2e.yielding import LeftTurnYield, YieldRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
+from dualdrive.agents.e2e.turn_keeping import TurnKeeping, TurnKeepingConfig
+from dualdrive.agents.e2e.yielding import LeftTurnYield, YieldRuleConfig
 from dualdrive.agents.guard import GuardConfig, PlanGuard
 from dualdrive.planning.retime import retime_plan
 from dualdrive.sensors.lidar import bev_histogram
@@ -241,7 +240,7 @@ def yield_from_env() -> bool:
 
 def turn_keeping_from_env() -> bool:
     """Whether the turn-keeping rule is on: $DUALDRIVE_E2E_TURN_KEEPING, default on."""
-    return _switch_from_env(TURN_KEEPING_ENV, "through junction turns the plan is kept within the route's lane")
+    return _switch_from_env(TURN_KEEPING_ENV, "through left turns the plan is kept within the route's lane")
 
 
 def park_assist_from_env() -> bool:
@@ -272,8 +271,9 @@ def probe_env(on: bool) -> Iterator[None]:
 @contextmanager
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
-    rule, no left-turn yield, no turn keeping, no parking assist, and reverse plans under the reversing commands only, as before the leaving latch
-    (DAgger's drives, so that ``make model`` drives the states it always did; open-loop scoring)."""
+    rule, no left-turn yield, no turn keeping, no parking assist, and reverse plans under the reversing commands only,
+    as before the leaving latch (DAgger's drives, so that ``make model`` drives the states it always did; open-loop
+    scoring)."""
     with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
             _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"), _scoped_env(YIELD_ENV, "0"), \
             _scoped_env(TURN_KEEPING_ENV, "0"):

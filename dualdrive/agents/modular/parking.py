@@ -84,17 +84,21 @@ class ReturnMap:
     cell_m: float = RETURN_CELL_M
     memory_s: float = RETURN_MEMORY_S
     cells: dict = field(default_factory=dict)  # (i, j) -> last time hit
+    purge_at: int = 4096  # forget old cells once the map holds this many
 
-    def add(self, points_ego: np.ndarray, pose: OdometryPose, moving_xy: np.ndarray, t: float) -> None:
+    def add(self, points_ego: np.ndarray, pose: OdometryPose, moving: np.ndarray, t: float) -> None:
+        """This scan's returns above the ground (ego frame), less those within MOVING_CLEAR_M of a moving track
+        (``moving``: odometry-frame centres)."""
         p = np.asarray(points_ego, float).reshape(-1, 4) if np.asarray(points_ego).size else np.zeros((0, 4))
         p = p[(p[:, 2] > OBSTACLE_Z_M[0]) & (p[:, 2] < OBSTACLE_Z_M[1]) & np.all(np.isfinite(p[:, :3]), axis=1)]
         xy = pose.to_odom(p[:, :2]).reshape(-1, 2)
-        if len(moving_xy) and len(xy):
-            xy = xy[np.linalg.norm(xy[:, None] - moving_xy[None], axis=2).min(axis=1) > MOVING_CLEAR_M]
+        if len(moving) and len(xy):
+            xy = xy[np.linalg.norm(xy[:, None] - moving[None], axis=2).min(axis=1) > MOVING_CLEAR_M]
         for key in set(map(tuple, np.floor(xy / self.cell_m).astype(int).tolist())):
             self.cells[key] = t
-        if len(self.cells) > 4096:  # forget in batches: a dict rebuilt every tick would cost more than it saves
+        if len(self.cells) > self.purge_at:  # forget in batches: rebuilding the dict every tick costs more than it saves
             self.cells = {k: v for k, v in self.cells.items() if t - v <= self.memory_s}
+            self.purge_at = max(4096, 2 * len(self.cells))
 
     def points(self, t: float) -> np.ndarray:
         """(N, 2) cell centres hit within the memory, odometry frame."""
