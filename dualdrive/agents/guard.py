@@ -126,6 +126,14 @@ def obstacle_points(points: np.ndarray, cfg: GuardConfig) -> np.ndarray:
     return p[keep, :2]
 
 
+def radar_along_heading(returns: np.ndarray, speed_mps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ego-frame (N, 2) positions and ground speeds along the ego's heading of radar returns (range, azimuth,
+    range rate, RCS). The radar measures the speed along its line of sight; with the ego's own motion taken out,
+    it is read along the heading, as traffic on the road moves."""
+    c, s = np.cos(returns[:, 1]), np.sin(returns[:, 1])
+    return returns[:, :1] * np.column_stack([c, s]), (returns[:, 2] + float(speed_mps) * c) / c
+
+
 def radar_targets(returns: np.ndarray, speed_mps: float, obstacles: np.ndarray, cfg: GuardConfig) -> np.ndarray:
     """(M, 4) ego-frame x, y and ground velocity vx, vy of the radar returns to check against. The radar measures
     the velocity along the line of sight only; with the ego's own motion taken out, it is read as motion along
@@ -137,14 +145,12 @@ def radar_targets(returns: np.ndarray, speed_mps: float, obstacles: np.ndarray, 
     r = r[np.all(np.isfinite(r), axis=1) & (np.abs(r[:, 1]) <= np.radians(cfg.radar_max_azimuth_deg))]
     if len(r) == 0:
         return np.zeros((0, 4))
-    c, s = np.cos(r[:, 1]), np.sin(r[:, 1])
-    xy = r[:, :1] * np.column_stack([c, s])
-    v_los = r[:, 2] + float(speed_mps) * c  # the target's ground velocity along the line of sight
+    xy, v_along = radar_along_heading(r, speed_mps)
     keep = r[:, 3] >= cfg.radar_strong_dbsm
     if len(obstacles) and not keep.all():
         d2 = ((xy[~keep, None, :] - obstacles[None, :, :2]) ** 2).sum(axis=2)
         keep[~keep] = (d2 <= cfg.radar_confirm_m ** 2).any(axis=1)
-    return np.column_stack([xy, v_los / c, np.zeros(len(r))])[keep]
+    return np.column_stack([xy, v_along, np.zeros(len(r))])[keep]
 
 
 def first_moving_contact(poses: np.ndarray, step_s: float, targets: np.ndarray, margin_long_m: float,

@@ -24,6 +24,7 @@ import numpy as np
 from dualdrive.agents.base import Plan
 from dualdrive.agents.e2e.lights import junction_distance
 from dualdrive.agents.e2e.yielding import turn_ahead
+from dualdrive.agents.modular.planning import project
 from dualdrive.world.commands import Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
@@ -72,13 +73,10 @@ def route_line(route_xy: np.ndarray) -> np.ndarray | None:
 
 def keep_within(points: np.ndarray, line: np.ndarray, max_offset_m: float | np.ndarray) -> np.ndarray:
     """Each point further than its ``max_offset_m`` from the polyline moved straight towards it, to that distance."""
-    a, ab = line[:-1], np.diff(line, axis=0)
-    rel = points[:, None, :] - a[None]
-    t = np.clip((rel * ab[None]).sum(axis=2) / np.maximum((ab * ab).sum(axis=1), 1e-9)[None], 0.0, 1.0)
-    foot = a[None] + t[..., None] * ab[None]
-    dist = np.linalg.norm(points[:, None, :] - foot, axis=2)
-    k = dist.argmin(axis=1)
-    nearest, d = foot[np.arange(len(points)), k], dist[np.arange(len(points)), k]
+    s, d = project(line, points)  # the modular planner's projection: arc length of the nearest point, offset
+    s_pts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))])
+    nearest = np.column_stack([np.interp(s, s_pts, line[:, 0]), np.interp(s, s_pts, line[:, 1])])
+    d = np.abs(d)
     scale = np.where(d > max_offset_m, np.asarray(max_offset_m) / np.maximum(d, 1e-9), 1.0)
     return nearest + (points - nearest) * scale[:, None]
 

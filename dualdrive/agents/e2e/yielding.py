@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.e2e.lights import junction_distance
+from dualdrive.agents.guard import radar_along_heading
 from dualdrive.world.commands import JUNCTION_COMMANDS, Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
@@ -80,14 +81,13 @@ def turn_ahead(obs: dict[str, Any]) -> int | None:
 
 def oncoming(returns: np.ndarray | None, speed_mps: float, cfg: YieldRuleConfig) -> np.ndarray:
     """(M, 3) ego-frame x, y and ground speed along the ego's heading (negative: closing) of the radar returns
-    that approach in the lanes to the left, ahead. The radar measures the speed along its line of sight; with the
-    ego's own motion taken out it is read along the heading, as traffic on the road moves."""
+    that approach in the lanes to the left, ahead (read as the plan guard reads the radar,
+    :func:`dualdrive.agents.guard.radar_along_heading`)."""
     r = np.asarray(returns, float).reshape(-1, 4) if returns is not None and np.asarray(returns).size \
         else np.zeros((0, 4))
     r = r[np.all(np.isfinite(r), axis=1) & (np.abs(r[:, 1]) <= np.radians(cfg.max_azimuth_deg))]
-    c, s = np.cos(r[:, 1]), np.sin(r[:, 1])
-    x, y = r[:, 0] * c, r[:, 0] * s
-    v_along = (r[:, 2] + float(speed_mps) * c) / c
+    xy, v_along = radar_along_heading(r, speed_mps)
+    x, y = xy[:, 0], xy[:, 1]
     keep = (x > 0) & (y >= cfg.min_lateral_m) & (y <= cfg.max_lateral_m) & (v_along < -cfg.min_closing_mps)
     return np.column_stack([x, y, v_along])[keep]
 

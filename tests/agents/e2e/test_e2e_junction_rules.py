@@ -194,3 +194,22 @@ def test_the_agent_yields_and_keeps_its_turn_and_both_are_off_for_the_network_al
     with pytest.raises(ValueError, match="DUALDRIVE_E2E_YIELD"):
         yield_from_env()
 
+
+
+def test_the_cli_switches_the_junction_rules_and_the_results_record_it(monkeypatch):
+    import typer
+
+    from dualdrive.agents.e2e.agent import TURN_KEEPING_ENV, YIELD_ENV
+    from dualdrive.cli import _e2e_meta, _use_rules, app
+    monkeypatch.setenv(YIELD_ENV, "1")  # monkeypatch restores both after the test
+    monkeypatch.setenv(TURN_KEEPING_ENV, "1")
+    _use_rules(None, None, False, False)  # --no-yield --no-turn-keeping
+    meta = _e2e_meta(True, True)
+    assert meta["e2e_yield"] == meta["e2e_turn_keeping"] == "off"
+    _use_rules(None, None, None, True)  # --yield not given: the env var's setting stands
+    meta = _e2e_meta(True, True)
+    assert meta["e2e_yield"] == "off" and meta["e2e_turn_keeping"] == "on"
+    for command in ("drive", "eval"):
+        params = typer.main.get_command(app).commands[command].params
+        flags = {o for p in params for o in (*p.opts, *p.secondary_opts)}
+        assert {"--no-yield", "--no-turn-keeping"} <= flags
