@@ -175,9 +175,10 @@ def _stock_episode(agent_name: str, job: EpisodeJob) -> dict:
     else:
         env = env_for(agent, job.env_id)
         obs, info = env.reset(seed=job.seed)
-    agent.reset({**reset_info_for(agent, info), "action_space": env.action_space, "seed": job.seed, "stock_env": True})
-    follower = TrajectoryFollower() if plans else None
     cfg = env.unwrapped.config
+    agent.reset({**reset_info_for(agent, info), "action_space": env.action_space, "seed": job.seed, "stock_env": True,
+                 "dt_s": 1.0 / float(cfg.get("policy_frequency", 1))})
+    follower = TrajectoryFollower() if plans else None
     duration_s = float(cfg.get("duration", 40))
     crashed, steps, error, terminated, truncated = False, 0, None, False, False
     while not (terminated or truncated) and steps < STOCK_MAX_STEPS:

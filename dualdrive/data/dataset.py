@@ -27,6 +27,11 @@ key                 dtype, shape        meaning
 ``radar_count``     int64 ()            real rows of ``radar`` (0 for a dropped radar frame)
 ``lead``            float32 (3,)        the car ahead on the route (``dualdrive.data.lead``): present 0/1 (-1
                                         unlabelled), gap m, speed relative to the ego m/s
+``history_valid``   float32 ()          1 when the episode has a frame ``HISTORY_S`` (1 s) before this one
+``speed_past``      float32 (1,)        the ego's speed in that frame (this frame's where there is none)
+``radar_past``      float32 (32, 4)     that frame's radar rows, and ``radar_past_count`` int64 () their number
+                                        (0 without the frame)
+``route_past``      float32 (10, 2)     that frame's route target points, in that frame's ego frame
 ==================  ==================  ===============================================================
 
 Reading: the store is opened lazily once per process (a DataLoader worker reopens it after the
@@ -43,6 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dualdrive.agents.e2e.config import HISTORY_S
 from dualdrive.agents.e2e.guidance import label_from_plan
 from dualdrive.data.lead import lead_labels
 from dualdrive.sensors.radar import RadarConfig
@@ -51,7 +57,8 @@ from dualdrive.data.format import (BEV_SEMANTIC_CELLS, LIDAR_MAX_PER_CELL, Datas
 
 FRAME_KEYS = ("camera_front_rgb", "lidar_bev", "bev_semantic")  # read one frame at a time
 SMALL_KEYS = ("speed_mps", "accel_mps2", "command", "route_xy_ego_m", "plan", "plan_gear", "light_state", "camera_valid", "lidar_valid",
-              "radar_returns", "radar_num_returns", "radar_valid")
+              "radar_returns", "radar_num_returns", "radar_valid", "t_s")
+PAST_TOLERANCE_S = 0.05  # a frame this close to HISTORY_S before another is "a second ago" (frames lie on 0.1 s ticks)
 RADAR_ROWS = RadarConfig().max_returns
 
 
@@ -139,6 +146,7 @@ class DemoDataset(Dataset):
             boxes = (np.asarray(g["boxes"][:]), np.asarray(g["num_boxes"][:])) if "boxes" in g and "num_boxes" in g \
                 else (None, None)
             small["lead"] = lead_labels(*boxes, small["route_xy_ego_m"], small["speed_mps"])
+            small["past"] = past_frames(small["t_s"]) if "t_s" in small else np.full(len(small["speed_mps"]), -1)
             self._small[key] = small
         return self._frames[key], self._small[key]
 
@@ -156,12 +164,10 @@ class DemoDataset(Dataset):
         else:  # a log without privileged labels (a human drive): every cell unlabelled
             bev = np.full((BEV_SEMANTIC_CELLS, BEV_SEMANTIC_CELLS), -1, np.int64)
         light = int(small["light_state"][t]) if "light_state" in small else -1
-        radar = np.zeros((RADAR_ROWS, 4), np.float32)
-        radar_count = 0
-        if "radar_returns" in small and small["radar_valid"][t]:  # a dropped radar frame: no returns
-            rows = small["radar_returns"][t][:RADAR_ROWS]
-            radar[:len(rows)] = rows
-            radar_count = min(int(small["radar_num_returns"][t]), RADAR_ROWS)
+        radar, radar_count = _radar(small, t)
+        past = int(small["past"][t])
+        then = past if past >= 0 else t  # no frame a second ago: this one's speed and route, and no returns
+        radar_past, radar_past_count = _radar(small, past) if past >= 0 else (np.zeros_like(radar), 0)
         # the meta-action the expert's own plan carries out: System 1's guidance input in training
         guidance = label_from_plan(small["plan"][t], float(small["speed_mps"][t]), int(small["command"][t]),
                                    reverse=bool(small["plan_gear"][t] < 0))
@@ -182,4 +188,32 @@ class DemoDataset(Dataset):
             "radar": torch.from_numpy(radar),
             "radar_count": torch.tensor(radar_count, dtype=torch.int64),
             "lead": torch.from_numpy(small["lead"][t].copy()),
+            "history_valid": torch.tensor(float(past >= 0), dtype=torch.float32),
+            "speed_past": torch.tensor([small["speed_mps"][then]], dtype=torch.float32),
+            "radar_past": torch.from_numpy(radar_past),
+            "radar_past_count": torch.tensor(radar_past_count, dtype=torch.int64),
+            "route_past": torch.from_numpy(small["route_xy_ego_m"][then].astype(np.float32)),
         }
+
+
+def _radar(small: dict, t: int) -> tuple[np.ndarray, int]:
+    """Frame ``t``'s radar rows (zero-padded) and their number; a dropped radar frame has none."""
+    radar = np.zeros((RADAR_ROWS, 4), np.float32)
+    if "radar_returns" not in small or not small["radar_valid"][t]:
+        return radar, 0
+    rows = small["radar_returns"][t][:RADAR_ROWS]
+    radar[:len(rows)] = rows
+    return radar, min(int(small["radar_num_returns"][t]), RADAR_ROWS)
+
+
+def past_frames(t_s: np.ndarray, back_s: float = HISTORY_S) -> np.ndarray:
+    """For each frame of an episode, the index of its frame ``back_s`` earlier, or -1 where the episode has none
+    (its first second, or a recording whose frames do not fall on that time)."""
+    t = np.asarray(t_s, np.float64)
+    if not len(t):
+        return np.zeros(0, np.int64)
+    want = t - back_s
+    hi = np.clip(np.searchsorted(t, want), 0, len(t) - 1)
+    lo = np.clip(hi - 1, 0, len(t) - 1)
+    j = np.where(np.abs(t[lo] - want) < np.abs(t[hi] - want), lo, hi)  # the nearest frame (float32 times)
+    return np.where(np.abs(t[j] - want) <= PAST_TOLERANCE_S, j, -1).astype(np.int64)

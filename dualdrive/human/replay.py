@@ -128,7 +128,7 @@ class ReplayEnv(gym.Env):
         self.progress_m = 0.0
         self.traffic = ReactiveTraffic(self.log, i) if self.others_mode == "reactive" else None
         self._update_others()
-        return self.observation(), {"t_s": 0.0, "clip": c.name}
+        return self.observation(), {"t_s": 0.0, "dt_s": self.dt, "clip": c.name}
 
     def step(self, action):
         a = np.asarray(action, float).reshape(-1)

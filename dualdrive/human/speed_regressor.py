@@ -15,7 +15,10 @@ Features at ``t0`` (``FEATURES``), in groups so that a run also says where the i
   starts with, and within half a lane of it): bumper
   gap, speed relative to the ego, its speed change over the last 1 s, its acceleration, whether there
   is one; and the second car ahead's gap and relative speed (a lead's lead brakes first);
-- ``neighbours``: the mean speed, relative to the ego, of the cars beside the ego's lane on either side.
+- ``neighbours``: the mean speed, relative to the ego, of the cars beside the ego's lane on either side;
+- ``route``: how much the route bends 20 and 40 m ahead (the heading change from the ego's place, from 5 m
+  chords, so the log's jitter does not read as a bend): drivers slow down for a turn, and the route is an input
+  every agent is given (it is the human's own path), so this is not privileged the way the others are.
 
 The regressor is scikit-learn's gradient-boosted trees, one per 0.5 s horizon, fitted to the distance
 covered minus constant velocity's (so a tree that says nothing predicts constant velocity), trained on
@@ -32,7 +35,7 @@ import numpy as np
 from dualdrive.human.openloop import HORIZONS_S, POSE_DT_S, _Scores, human_future, poses_along_route, score_poses
 from dualdrive.human.pack import HumanDataError
 from dualdrive.human.replay import Clip, human_route
-from dualdrive.world.geometry import project_to_polyline
+from dualdrive.world.geometry import polyline_arclength, project_to_polyline
 
 LANE_HALF_WIDTH_M = 1.8  # a car this close to the route (sideways) is in the ego's lane
 NEIGHBOUR_LANE_M = (1.8, 5.5)  # sideways band of the lane beside the ego's
@@ -45,7 +48,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "lead": ("lead_gap_m", "lead_rel_speed", "lead_speed_change_1s", "lead_accel", "lead_present",
              "lead2_gap_m", "lead2_rel_speed"),
     "neighbours": ("left_lane_rel_speed", "right_lane_rel_speed"),
+    "route": ("route_turn_20m_rad", "route_turn_40m_rad"),
 }
+ROUTE_TURN_AT_M = (20.0, 40.0)
+CHORD_M = 5.0
 FEATURES = tuple(f for g in GROUPS.values() for f in g)
 # What one sensor frame plus the odometry System 1 reads can show: the ego's speed and acceleration now, the
 # gap to the cars ahead and their speed (radar range and Doppler), but no history of either.
@@ -54,7 +60,9 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "ego": GROUPS["ego"],
     "one_frame": ONE_FRAME,
     "ego+lead": GROUPS["ego"] + GROUPS["lead"],
-    "ego+lead+neighbours": FEATURES,
+    "ego+lead+neighbours": GROUPS["ego"] + GROUPS["lead"] + GROUPS["neighbours"],
+    "one_frame+route": ONE_FRAME + GROUPS["route"],
+    "ego+lead+route": GROUPS["ego"] + GROUPS["lead"] + GROUPS["route"],
 }
 
 
@@ -98,7 +106,23 @@ def clip_features(clip: Clip) -> np.ndarray:
         gap2, j2 = ahead[1]
         lead[5:] = [gap2, log.speed_mps[t0, j2] - v[t0]]
     neighbours = [float(np.mean(beside[side]) - v[t0]) if beside[side] else 0.0 for side in (1, -1)]
-    return np.nan_to_num(np.array(ego + lead + neighbours, np.float64))
+    return np.nan_to_num(np.array(ego + lead + neighbours + route_turns(route_xy, s_ego), np.float64))
+
+
+def route_turns(path_xy: np.ndarray, s_ego: float) -> list[float]:
+    """The absolute heading change (rad) of the path between ``s_ego`` and ``ROUTE_TURN_AT_M`` further on, each
+    heading taken along a ``CHORD_M`` chord (repeated points of a standing car and the log's jitter cancel out);
+    beyond the path's end, its last chord's heading."""
+    s = polyline_arclength(path_xy)
+
+    def heading(at: float) -> float:  # past the path's end: its last chord
+        at = min(at, max(0.0, float(s[-1]) - CHORD_M))
+        a = np.array([np.interp(at, s, path_xy[:, 0]), np.interp(at, s, path_xy[:, 1])])
+        b = np.array([np.interp(at + CHORD_M, s, path_xy[:, 0]), np.interp(at + CHORD_M, s, path_xy[:, 1])])
+        return float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+
+    h0 = heading(s_ego)
+    return [abs(float((heading(s_ego + d) - h0 + np.pi) % (2 * np.pi) - np.pi)) for d in ROUTE_TURN_AT_M]
 
 
 def _path(clip: Clip) -> np.ndarray:

@@ -177,7 +177,8 @@ def _architecture(ckpt: Path) -> str:
     extras = [x for on, x in ((cfg.accel_input, "the odometry's acceleration as an input"),
                               (cfg.plan_prior == "route", "the forward plan a departure from the route at the current speed"),
                               (cfg.lead_head, "an auxiliary head for the car ahead"),
-                              (cfg.radar_route_frame, "each radar return also placed on the route")) if on]
+                              (cfg.radar_route_frame, "each radar return also placed on the route"),
+                              (cfg.history, "the speed and radar returns of a second ago as inputs")) if on]
     return f"TransFuser-like {sensors} fusion; {plans}" + "".join(f"; {x}" for x in extras)
 
 

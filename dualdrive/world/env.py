@@ -73,7 +73,7 @@ class DualDriveEnv(gym.Env):
 
     def _info(self, reset: bool = False) -> dict[str, Any]:
         w = self.world
-        info = {"t_s": w.t, "progress_m": w.progress_m, "route_length_m": w.route.arrival_m,
+        info = {"t_s": w.t, "dt_s": w.dt, "progress_m": w.progress_m, "route_length_m": w.route.arrival_m,
                 "infractions": len(w.monitor.infractions)}
         if reset:
             info["privileged_world"] = w

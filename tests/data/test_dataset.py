@@ -20,7 +20,8 @@ CONTRACT = {
     "plan": (torch.float32, (8, 3)), "gear": (torch.int64, ()), "bev_semantic": (torch.int64, (64, 64)),
     "light": (torch.int64, ()), "valid_camera": (torch.float32, ()), "valid_lidar": (torch.float32, ()),
     "guidance": (torch.int64, ()), "radar": (torch.float32, (32, 4)), "radar_count": (torch.int64, ()),
-    "lead": (torch.float32, (3,)),
+    "lead": (torch.float32, (3,)), "history_valid": (torch.float32, ()), "speed_past": (torch.float32, (1,)),
+    "radar_past": (torch.float32, (32, 4)), "radar_past_count": (torch.int64, ()), "route_past": (torch.float32, (10, 2)),
 }
 
 
@@ -54,6 +55,17 @@ def test_items_follow_the_contract_and_match_the_store(collected):
     assert int(item["radar_count"]) == n and g["radar_valid"][t] == 1
     np.testing.assert_array_equal(item["radar"].numpy()[:n], g["radar_returns"][t][:n])
     assert not item["radar"].numpy()[n:].any()
+    # the history input: the frame 1 s earlier (5 frames at the collection's 5 Hz), none in the first second
+    past = t - 5
+    assert g["t_s"][t] - g["t_s"][past] == pytest.approx(1.0, abs=1e-4)
+    assert float(item["history_valid"]) == 1.0 and float(item["speed_past"][0]) == float(g["speed_mps"][past])
+    np.testing.assert_array_equal(item["route_past"].numpy(), g["route_xy_ego_m"][past])
+    m = int(g["radar_num_returns"][past])
+    assert int(item["radar_past_count"]) == m
+    np.testing.assert_array_equal(item["radar_past"].numpy()[:m], g["radar_returns"][past][:m])
+    first = ds[30 + 4]
+    assert float(first["history_valid"]) == 0.0 and int(first["radar_past_count"]) == 0
+    assert float(first["speed_past"][0]) == float(first["speed"][0]) and not first["radar_past"].any()
     with pytest.raises(IndexError):
         ds[60]
 

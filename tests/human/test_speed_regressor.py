@@ -30,8 +30,23 @@ def test_features_of_a_clip_read_the_log(clips):
     assert f["lead_present"] == 1.0 and f["lead2_gap_m"] == NO_LEAD_GAP_M
     assert f["left_lane_rel_speed"] == pytest.approx(3.0 - 10.0) and f["right_lane_rel_speed"] == 0.0
     lone = dict(zip(FEATURES, clip_features(_clip(clips, 40, 10))))  # nobody ahead of car 40 in the left lane
+    assert f["route_turn_20m_rad"] == pytest.approx(0.0, abs=1e-9) and f["route_turn_40m_rad"] == pytest.approx(0.0, abs=1e-9)
     assert lone["lead_present"] == 0.0 and lone["lead_gap_m"] == NO_LEAD_GAP_M
     assert lone["accel_now"] == pytest.approx(1.0) and lone["v_1s_ago"] == pytest.approx(lone["v_now"] - 1.0)
+
+
+def test_the_route_bend_is_the_heading_change_ahead():
+    from dualdrive.human.speed_regressor import route_turns
+    # straight for 30 m, then a quarter circle of 20 m radius to the left (31.4 m), then straight up
+    arc = np.linspace(0.0, np.pi / 2, 60)
+    path = np.vstack([np.column_stack([np.linspace(0, 30, 31), np.zeros(31)]),
+                      np.column_stack([30 + 20 * np.sin(arc[1:]), 20 - 20 * np.cos(arc[1:])]),
+                      np.column_stack([np.full(30, 50.0), 20 + np.linspace(1, 30, 30)])])
+    path += np.random.default_rng(0).normal(0, 0.03, path.shape)  # the log's jitter
+    at20, at40 = route_turns(path, 0.0)
+    assert at20 == pytest.approx(0.0, abs=0.03)  # 20-25 m: still straight
+    assert at40 == pytest.approx(10.0 / 20 + 2.5 / 20, abs=0.05)  # the 5 m chord from 40 m: 10-15 m into the arc
+    assert route_turns(path, 70.0)[1] == pytest.approx(0.0, abs=0.03)  # past the bend: straight again
 
 
 def test_covered_distance_is_the_path_driven(clips):
@@ -48,7 +63,8 @@ def test_scores_sit_beside_constant_velocity_scored_as_eval_openloop_does(clips)
         for k in ("l2_1s_m", "l2_2s_m", "l2_3s_m"):
             assert res["methods"][m][k] == pytest.approx(ol["methods"][m][k], abs=1e-9), (m, k)
     assert set(res["methods"]) == {"constant_velocity", "constant_velocity_route", "regressor[ego]",
-                                   "regressor[one_frame]", "regressor[ego+lead]", "regressor[ego+lead+neighbours]"}
+                                   "regressor[one_frame]", "regressor[ego+lead]", "regressor[ego+lead+neighbours]",
+                                   "regressor[one_frame+route]", "regressor[ego+lead+route]"}
     # only car 40 accelerates: constant velocity misses it by t^2 / 2 at 3 s
     assert res["methods"]["constant_velocity"]["l2_3s_m"] > 0
     assert res["summary"]["constant_velocity_l2_3s_ratio_to_constant_velocity"] == 1.0

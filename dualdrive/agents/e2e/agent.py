@@ -39,6 +39,7 @@ import torch
 from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent, Plan
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
+from dualdrive.agents.e2e.history import InputHistory
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
 from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
@@ -318,10 +319,12 @@ class E2EAgent(Agent):
         self._light_stop: float | None = None  # this tick's red-light stop distance (replan() reuses it)
         self._yield_stop: float | None = None  # this tick's left-turn yield stop distance (the same)
         self._keeping = False  # whether turn keeping holds the plan this tick (the same)
+        self.history = InputHistory()  # the last second of inputs, for a model with the history input
         self.debug: dict[str, Any] = {}
 
     def reset(self, info: dict[str, Any]) -> None:
-        """Nothing carries over between episodes: the model is a function of the current observation."""
+        """Nothing carries over between episodes (the history input starts empty; ``info["dt_s"]``, the env's
+        tick, says how many ticks make its second)."""
         self.reverse_vetoed = self.probe_used = self.light_stops = 0
         self.guard.reset()
         self.leaving.reset()
@@ -330,6 +333,7 @@ class E2EAgent(Agent):
         self.turn_keeping.reset()
         self.park_assist.reset()
         self._assisted, self._light_stop, self._yield_stop, self._keeping = None, None, None, False
+        self.history.reset(info.get("dt_s"))
         self.debug = {}
 
     def act(self, observation: dict[str, np.ndarray]) -> Plan:
@@ -345,12 +349,16 @@ class E2EAgent(Agent):
         if fresh:
             self._assisted = self.park_assist.act(observation)
         if self._assisted is not None:
+            self.history.clear()
             self.debug = dict(self.park_assist.debug)
             return self._assisted
         try:
             x = observation_to_inputs(observation, self.info.config)
         except UnusableObservation as e:
+            self.history.clear()
             return self._stop(f"unusable observation ({e})", speed_mps)
+        if self.info.config.history:
+            x.update(self.history.push(x) if fresh else self.history.inputs(x))
         batch = {k: torch.from_numpy(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in x.items()}
         leaving = self.leaving.update(int(x["command"]), speed_mps, x["route"]) if fresh else self.leaving.active
         if fresh:
@@ -369,6 +377,10 @@ class E2EAgent(Agent):
             if "radar" in x:
                 batch["radar"][1] = torch.from_numpy(radar_at_speed(x["radar"], int(x["radar_count"]), speed_mps,
                                                                     v_probe)).to(self.device)
+            if "speed_past" in x:  # a car that had been at the limit a second ago too, seen by that frame's radar
+                batch["speed_past"][1] = v_probe
+                batch["radar_past"][1] = torch.from_numpy(radar_at_speed(
+                    x["radar_past"], int(x["radar_past_count"]), float(x["speed_past"][0]), v_probe)).to(self.device)
         with torch.inference_mode():
             out = self.model(**batch, with_aux=False)
         reverse = int(out["gear_logits"][0].argmax()) == REVERSE_GEAR_CLASS

@@ -12,6 +12,7 @@ from dualdrive.agents.e2e.guidance import GUIDANCE
 
 
 PLAN_PRIORS = ("none", "route")
+HISTORY_S = 1.0  # how far back the history input looks: a multiple of the expert's 0.2 s and the human export's 0.5 s frames
 
 
 class E2EConfigError(ValueError):
@@ -40,6 +41,11 @@ class E2EConfig:
     # one threshold on the lateral offset, not a geometric test the fusion has to learn against a bending
     # polyline (route-relative agent features, as PlanTF and PLUTO encode them). False: ego-frame only
     radar_route_frame: bool = False
+    # the frame ``HISTORY_S`` ago beside the current one: the ego's speed then (added to the measurement token) and
+    # that frame's radar returns as tokens of their own. One frame shows where the car ahead is and how fast it
+    # moves, not whether it is braking or pulling away: the change over a second does (how much the ego's driver
+    # speeds up or slows down next is mostly that). False: the current frame only
+    history: bool = False
     # -- outputs ---------------------------------------------------------------------------------
     plan_poses: int = 8  # poses at 0.5 s (dualdrive.agents.base.PLAN_POSES)
     gear_classes: int = 2  # 0 forward, 1 reverse
@@ -104,6 +110,9 @@ class E2EConfig:
                 raise E2EConfigError(f"e2e.{name}={v!r} must be a positive integer")
         if self.radar_route_frame and not self.radar_returns:
             raise E2EConfigError("e2e.radar_route_frame=true needs the radar input (e2e.radar_returns > 0)")
+        if self.history and not self.radar_returns:
+            raise E2EConfigError("e2e.history=true needs the radar input (e2e.radar_returns > 0): the history is the "
+                                 "speed and the radar returns of a second ago")
         if self.plan_prior not in PLAN_PRIORS:
             raise E2EConfigError(f"e2e.plan_prior={self.plan_prior!r} must be one of {list(PLAN_PRIORS)}")
         g = self.guidance_classes
@@ -156,11 +165,12 @@ class E2EConfig:
 
 # keys added after checkpoints were shipped: what a sidecar without the key means
 LEGACY_DEFAULTS: dict[str, Any] = {"plan_per_gear": False, "radar_returns": 0, "accel_input": False,
-                                   "plan_prior": "none", "lead_head": False, "radar_route_frame": False}
+                                   "plan_prior": "none", "lead_head": False, "radar_route_frame": False,
+                                   "history": False}
 # parts a trained model can be given afterwards (fine-tuning from a checkpoint without them, see
 # dualdrive.agents.e2e.checkpoint.load_grown_into): the key and the value of a model without the part
 GROWABLE: dict[str, Any] = {"accel_input": False, "plan_prior": "none", "lead_head": False,
-                            "radar_route_frame": False}
+                            "radar_route_frame": False, "history": False}
 
 
 def dataclass_from_dict(cls: type, d: Any, error: type[Exception], prefix: str) -> Any:

@@ -13,6 +13,10 @@ Architecture (sizes from :class:`E2EConfig`, defaults in brackets):
   padding masked: the only input that says how fast the others move. With ``radar_route_frame`` a second,
   zero-initialised MLP adds where the return lies relative to the route (arc length along it, offset to
   its side), so "the car ahead on my route" is one threshold away.
+- with ``history``, the frame a second ago (``HISTORY_S``): the speed change since then, added to the
+  measurement token through a zero-initialised layer, and that frame's radar returns as tokens of their own
+  (the same embedding, placed on that frame's route, plus a learned "a second ago" vector). The car ahead is
+  then in both sets, and whether it brakes or pulls away is the difference.
 - fusion: a pre-norm transformer encoder [2 layers, 4 heads] over [measurement, camera, LiDAR, radar]
   tokens. TransFuser fuses at several encoder scales; with ~140 tokens a single late fusion is
   enough for the measurement token to attend to every cell of both sensors, and it keeps the
@@ -46,7 +50,7 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 UINT8_MAX = 255.0
 HEADING_STEP_SCALE_RAD = 0.2  # a raw unit of the heading-delta head: a sharp turn's yaw change in 0.5 s
 MODEL_INPUT_KEYS = ("camera", "lidar_bev", "speed", "command", "route", "valid_camera", "valid_lidar", "radar",
-                    "radar_count", "accel")
+                    "radar_count", "accel", "speed_past", "history_valid", "radar_past", "radar_past_count", "route_past")
 MIN_SEGMENT_M = 1e-3  # a shorter route segment is padding (a route that ends repeats its last point)
 RADAR_FEATURES = 4  # x, y (from range and azimuth), radial velocity, RCS
 LEAD_OUTPUTS = 3  # the car ahead: presence logit, gap, relative speed
@@ -153,6 +157,10 @@ class E2EModel(nn.Module):
         self.radar_route_embed = nn.Sequential(nn.Linear(RADAR_FEATURES + ROUTE_FRAME_FEATURES, d),
                                                nn.ReLU(inplace=True), nn.Linear(d, d)) \
             if cfg.radar_route_frame else None
+        # the history: (speed now - speed then, whether there is a then) into the measurement token, zero-initialised
+        # like the acceleration; the radar of a second ago tells itself from today's by this added vector
+        self.history_embed = nn.Linear(2, d) if cfg.history else None
+        self.past_radar_type = nn.Parameter(torch.zeros(1, 1, d)) if cfg.history else None
         n_meas = 1 + 2 * cfg.route_points + 2  # speed, route xy, two validity flags
         self.measurement = nn.Sequential(nn.Linear(n_meas, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         # the acceleration is added to the measurement token through its own zero-initialised layer, so a
@@ -176,6 +184,10 @@ class E2EModel(nn.Module):
         if self.accel_embed is not None:
             nn.init.zeros_(self.accel_embed.weight)
             nn.init.zeros_(self.accel_embed.bias)
+        if self.history_embed is not None:
+            nn.init.zeros_(self.history_embed.weight)
+            nn.init.zeros_(self.history_embed.bias)
+            nn.init.normal_(self.past_radar_type, std=0.02)
         if self.radar_route_embed is not None:
             nn.init.zeros_(self.radar_route_embed[-1].weight)
             nn.init.zeros_(self.radar_route_embed[-1].bias)
@@ -183,11 +195,16 @@ class E2EModel(nn.Module):
     def forward(self, camera: Tensor, lidar_bev: Tensor, speed: Tensor, command: Tensor, route: Tensor,
                 valid_camera: Tensor, valid_lidar: Tensor, with_aux: bool = True,
                 guidance: Tensor | None = None, radar: Tensor | None = None,
-                radar_count: Tensor | None = None, accel: Tensor | None = None) -> dict[str, Tensor]:
+                radar_count: Tensor | None = None, accel: Tensor | None = None, speed_past: Tensor | None = None,
+                history_valid: Tensor | None = None, radar_past: Tensor | None = None,
+                radar_past_count: Tensor | None = None, route_past: Tensor | None = None) -> dict[str, Tensor]:
         """Batched inputs as in the data contract (camera uint8 (B, 3, H, W), lidar_bev (B, 2, S, S),
         speed (B, 1), command (B,), route (B, R, 2), valid_* (B,); ``guidance`` (B,) for a model with a
         guidance input, None meaning none for all; ``radar`` (B, N, 4) rows and ``radar_count`` (B,) real
-        rows, None meaning no returns; ``accel`` (B, 1) m/s^2 for a model with ``accel_input``, None meaning 0).
+        rows, None meaning no returns; ``accel`` (B, 1) m/s^2 for a model with ``accel_input``, None meaning 0;
+        for a model with ``history``, the frame ``HISTORY_S`` ago: ``speed_past`` (B, 1), ``history_valid`` (B,)
+        (0: no such frame, the first second of a drive), ``radar_past`` (B, N, 4), ``radar_past_count`` (B,) and
+        that frame's ``route_past`` (B, R, 2), None meaning no history).
         ``camera`` and ``lidar_bev`` may instead hold one frame (batch 1) for B rows of the other inputs: the
         frame is encoded once and shared (one frame asked at several speeds).
         Returns ``plan`` (B, P, 3),
@@ -223,6 +240,12 @@ class E2EModel(nn.Module):
         if self.accel_embed is not None:
             a = speed.new_zeros(speed.shape[0], 1) if accel is None else accel.reshape(-1, 1).to(torch.float32)
             meas_token = meas_token + self.accel_embed(a / cfg.accel_scale_mps2)
+        if self.history_embed is not None:
+            valid = speed.new_zeros(speed.shape[0], 1) if history_valid is None or speed_past is None \
+                else history_valid.reshape(-1, 1).to(torch.float32)
+            then = speed if speed_past is None else speed_past.reshape(-1, 1)
+            change = (speed.reshape(-1, 1) - then).to(torch.float32) / cfg.speed_scale_mps
+            meas_token = meas_token + self.history_embed(torch.cat([change * valid, valid], dim=1))
         meas_token = meas_token.unsqueeze(1)
         tokens = torch.cat([meas_token, cam_tokens, lidar_tokens], dim=1) + self.pos_embedding
         padding = None
@@ -231,12 +254,22 @@ class E2EModel(nn.Module):
                 # graph, so data-parallel ranks agree on which parameters have gradients
                 radar = meas_token.new_zeros(meas_token.shape[0], cfg.radar_returns, RADAR_FEATURES)
                 radar_count = command.new_zeros(meas_token.shape[0])
-            radar_tokens, radar_pad = self._radar_tokens(radar, radar_count, route.to(torch.float32))
+            sets = [self._radar_tokens(radar, radar_count, route.to(torch.float32))]
+            if self.past_radar_type is not None:  # the returns of a second ago, on that frame's route
+                if radar_past is None or radar_past_count is None or history_valid is None:
+                    radar_past = meas_token.new_zeros(meas_token.shape[0], cfg.radar_returns, RADAR_FEATURES)
+                    radar_past_count = command.new_zeros(meas_token.shape[0])
+                else:  # a row without a frame a second ago has no returns from it
+                    radar_past_count = radar_past_count.reshape(-1) * (history_valid.reshape(-1) > 0)
+                past_route = route if route_past is None else route_past
+                past_tokens, past_pad = self._radar_tokens(radar_past, radar_past_count, past_route.to(torch.float32))
+                sets.append((past_tokens + self.past_radar_type, past_pad))
             if not self.training:  # decisions: up to the most real returns of any row, and a mask only where
                 # rows differ (masked rows change no other token, so this is the same result for less attention,
                 # and without the mask the attention skips its slow masked softmax: 3.7 ms of a probed decision)
-                n_real = int((~radar_pad).sum(dim=1).max())
-                radar_tokens, radar_pad = radar_tokens[:, :n_real], radar_pad[:, :n_real]
+                sets = [_trim(t, p) for t, p in sets]
+            radar_tokens = torch.cat([t for t, _ in sets], dim=1)
+            radar_pad = torch.cat([p for _, p in sets], dim=1)
             if bool(radar_pad.any()):
                 padding = torch.cat([radar_pad.new_zeros(radar_pad.shape[0], tokens.shape[1]), radar_pad], dim=1)
             tokens = torch.cat([tokens, radar_tokens], dim=1)
@@ -294,6 +327,12 @@ class E2EModel(nn.Module):
         raw = self.plan_head(fused).view(-1, self.n_plans, self.cfg.plan_poses, 3)
         scale = raw.new_tensor([self.cfg.plan_step_scale_m, self.cfg.plan_step_scale_m, HEADING_STEP_SCALE_RAD])
         return torch.cumsum(raw * scale, dim=2)
+
+
+def _trim(tokens: Tensor, pad: Tensor) -> tuple[Tensor, Tensor]:
+    """A set of (B, N, d) tokens and its (B, N) padding cut to the most real rows of any batch row."""
+    n_real = int((~pad).sum(dim=1).max())
+    return tokens[:, :n_real], pad[:, :n_real]
 
 
 def route_prior(route: Tensor, speed: Tensor, poses: int, dt_s: float = PLAN_DT_S) -> Tensor:

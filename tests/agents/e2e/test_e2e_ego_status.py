@@ -168,7 +168,7 @@ def test_the_lead_head_is_trained_where_labelled_and_only_there():
 
 
 @pytest.mark.parametrize("name", ["e2e_accel_prior.json", "e2e_accel_prior_lead.json",
-                                  "e2e_accel_prior_lead_radar_route.json"])
+                                  "e2e_accel_prior_lead_radar_route.json", "e2e_history.json"])
 def test_the_configs_in_the_readme_grow_the_shipped_checkpoint(name):
     import json
     from pathlib import Path
@@ -200,9 +200,10 @@ def test_the_model_card_names_the_optional_parts(tmp_path):
     from dualdrive.training.model_card import _architecture
     plain = _architecture(save_checkpoint(tmp_path / "a.safetensors", _trained_like(TINY)))
     grown = _architecture(save_checkpoint(tmp_path / "b.safetensors", _trained_like(
-        E2EConfig(**{**GROWN.to_dict(), "lead_head": True, "radar_route_frame": True}))))
-    assert "acceleration" not in plain and "route" not in plain and "car ahead" not in plain
+        E2EConfig(**{**GROWN.to_dict(), "lead_head": True, "radar_route_frame": True, "history": True}))))
+    assert "acceleration" not in plain and "route" not in plain and "car ahead" not in plain and "ago" not in plain
     assert "acceleration" in grown and "route" in grown and "car ahead" in grown and "radar return" in grown
+    assert "a second ago" in grown
 
 
 def test_route_frame_is_arc_length_and_signed_offset():
