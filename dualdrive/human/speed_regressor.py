@@ -18,7 +18,10 @@ Features at ``t0`` (``FEATURES``), in groups so that a run also says where the i
 - ``neighbours``: the mean speed, relative to the ego, of the cars beside the ego's lane on either side;
 - ``route``: how much the route bends 20 and 40 m ahead (the heading change from the ego's place, from 5 m
   chords, so the log's jitter does not read as a bend): drivers slow down for a turn, and the route is an input
-  every agent is given (it is the human's own path), so this is not privileged the way the others are.
+  every agent is given (it is the human's own path), so this is not privileged the way the others are;
+- ``light``: the nearest traffic light ahead on the route that faces the ego (within ``LIGHT_AHEAD_M``): its
+  distance and whether it shows red, amber or green now. The NGSIM conversion's light cycles are the
+  converter's estimate, not recorded; this group says whether they tell anything about what people did.
 
 The regressor is scikit-learn's gradient-boosted trees, one per 0.5 s horizon, fitted to the distance
 covered minus constant velocity's (so a tree that says nothing predicts constant velocity), trained on
@@ -49,7 +52,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
              "lead2_gap_m", "lead2_rel_speed"),
     "neighbours": ("left_lane_rel_speed", "right_lane_rel_speed"),
     "route": ("route_turn_20m_rad", "route_turn_40m_rad"),
+    "light": ("light_gap_m", "light_red", "light_amber", "light_green"),
 }
+LIGHT_AHEAD_M = 80.0  # how far ahead a light bears on the speed in 3 s
+LIGHT_SIDE_M = 10.0  # a light head this far beside the route is still the route's (heads hang over the lanes or stand beside)
+LIGHT_FACING_COS = 0.7  # it faces the ego: within about 45 degrees of head-on
 ROUTE_TURN_AT_M = (20.0, 40.0)
 CHORD_M = 5.0
 FEATURES = tuple(f for g in GROUPS.values() for f in g)
@@ -63,6 +70,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "ego+lead+neighbours": GROUPS["ego"] + GROUPS["lead"] + GROUPS["neighbours"],
     "one_frame+route": ONE_FRAME + GROUPS["route"],
     "ego+lead+route": GROUPS["ego"] + GROUPS["lead"] + GROUPS["route"],
+    "ego+lead+route+light": GROUPS["ego"] + GROUPS["lead"] + GROUPS["route"] + GROUPS["light"],
 }
 
 
@@ -106,7 +114,26 @@ def clip_features(clip: Clip) -> np.ndarray:
         gap2, j2 = ahead[1]
         lead[5:] = [gap2, log.speed_mps[t0, j2] - v[t0]]
     neighbours = [float(np.mean(beside[side]) - v[t0]) if beside[side] else 0.0 for side in (1, -1)]
-    return np.nan_to_num(np.array(ego + lead + neighbours + route_turns(route_xy, s_ego), np.float64))
+    light = light_ahead(clip, route_xy, s_ego)
+    return np.nan_to_num(np.array(ego + lead + neighbours + route_turns(route_xy, s_ego) + light, np.float64))
+
+
+def light_ahead(clip: Clip, path_xy: np.ndarray, s_ego: float) -> list[float]:
+    """``GROUPS["light"]`` at ``t0``: the gap to the nearest light ahead on ``path_xy`` facing the ego and its
+    state one-hot (red, amber, green); ``LIGHT_AHEAD_M`` and zeros without one (or with one switched off)."""
+    lights, t0 = clip.scene.lights, clip.t0
+    state = lights.at(t0)
+    best = [LIGHT_AHEAD_M, 0.0, 0.0, 0.0]
+    arc = polyline_arclength(path_xy)
+    for k in range(len(lights.xy)):
+        s, lat, _ = project_to_polyline(path_xy, lights.xy[k])
+        ds = s - s_ego
+        towards = _chord_heading(path_xy, arc, max(0.0, s - CHORD_M)) + np.pi  # facing the ego: back along the path
+        if not (0.0 < ds < best[0] and abs(lat) < LIGHT_SIDE_M and np.cos(lights.facing_rad[k] - towards) > LIGHT_FACING_COS):
+            continue
+        st = int(state[k])
+        best = [ds, float(st == 0), float(st == 1), float(st == 2)]
+    return best
 
 
 def route_turns(path_xy: np.ndarray, s_ego: float) -> list[float]:
@@ -114,15 +141,17 @@ def route_turns(path_xy: np.ndarray, s_ego: float) -> list[float]:
     heading taken along a ``CHORD_M`` chord (repeated points of a standing car and the log's jitter cancel out);
     beyond the path's end, its last chord's heading."""
     s = polyline_arclength(path_xy)
+    h0 = _chord_heading(path_xy, s, s_ego)
+    return [abs(float((_chord_heading(path_xy, s, s_ego + d) - h0 + np.pi) % (2 * np.pi) - np.pi))
+            for d in ROUTE_TURN_AT_M]
 
-    def heading(at: float) -> float:  # past the path's end: its last chord
-        at = min(at, max(0.0, float(s[-1]) - CHORD_M))
-        a = np.array([np.interp(at, s, path_xy[:, 0]), np.interp(at, s, path_xy[:, 1])])
-        b = np.array([np.interp(at + CHORD_M, s, path_xy[:, 0]), np.interp(at + CHORD_M, s, path_xy[:, 1])])
-        return float(np.arctan2(b[1] - a[1], b[0] - a[0]))
 
-    h0 = heading(s_ego)
-    return [abs(float((heading(s_ego + d) - h0 + np.pi) % (2 * np.pi) - np.pi)) for d in ROUTE_TURN_AT_M]
+def _chord_heading(path_xy: np.ndarray, s: np.ndarray, at: float) -> float:
+    """The heading of the ``CHORD_M`` chord of the path from arc length ``at`` (past the end: the last chord)."""
+    at = min(at, max(0.0, float(s[-1]) - CHORD_M))
+    a = np.array([np.interp(at, s, path_xy[:, 0]), np.interp(at, s, path_xy[:, 1])])
+    b = np.array([np.interp(at + CHORD_M, s, path_xy[:, 0]), np.interp(at + CHORD_M, s, path_xy[:, 1])])
+    return float(np.arctan2(b[1] - a[1], b[0] - a[0]))
 
 
 def _path(clip: Clip) -> np.ndarray:

@@ -49,6 +49,26 @@ def test_the_route_bend_is_the_heading_change_ahead():
     assert route_turns(path, 70.0)[1] == pytest.approx(0.0, abs=0.03)  # past the bend: straight again
 
 
+def test_the_light_is_the_nearest_ahead_that_faces_the_ego():
+    from types import SimpleNamespace
+
+    from dualdrive.human.scene import Lights
+    from dualdrive.human.speed_regressor import LIGHT_AHEAD_M, light_ahead
+    path = np.column_stack([np.linspace(0, 100, 201), np.zeros(201)])  # east along y = 0
+    # a red head 40 m ahead facing west (the ego), a green one 25 m ahead facing north (the cross street), an
+    # amber one 60 m ahead facing the ego, one behind, and one 30 m ahead but 20 m to the side
+    xy = np.array([[40.0, 3.0], [25.0, 3.0], [60.0, -2.0], [-10.0, 0.0], [30.0, 20.0]])
+    facing = np.array([np.pi, np.pi / 2, np.pi, np.pi, np.pi])
+    state = np.array([[0, 2, 1, 0, 2]], np.int8)
+    clip = SimpleNamespace(t0=0, scene=SimpleNamespace(lights=Lights(xy, facing, state)))
+    assert light_ahead(clip, path, 0.0) == pytest.approx([40.0, 1.0, 0.0, 0.0])
+    assert light_ahead(clip, path, 45.0) == pytest.approx([15.0, 0.0, 1.0, 0.0])  # past the first: the amber one
+    assert light_ahead(clip, path, 70.0) == [LIGHT_AHEAD_M, 0.0, 0.0, 0.0]
+    none = SimpleNamespace(t0=0, scene=SimpleNamespace(lights=Lights(np.zeros((0, 2)), np.zeros(0),
+                                                                     np.zeros((0, 0), np.int8))))
+    assert light_ahead(none, path, 0.0) == [LIGHT_AHEAD_M, 0.0, 0.0, 0.0]
+
+
 def test_covered_distance_is_the_path_driven(clips):
     times = np.array([0.5, 1.0, 3.0])
     np.testing.assert_allclose(covered_m(_clip(clips, 10, 10), times), 10.0 * times, atol=1e-6)
@@ -64,7 +84,8 @@ def test_scores_sit_beside_constant_velocity_scored_as_eval_openloop_does(clips)
             assert res["methods"][m][k] == pytest.approx(ol["methods"][m][k], abs=1e-9), (m, k)
     assert set(res["methods"]) == {"constant_velocity", "constant_velocity_route", "regressor[ego]",
                                    "regressor[one_frame]", "regressor[ego+lead]", "regressor[ego+lead+neighbours]",
-                                   "regressor[one_frame+route]", "regressor[ego+lead+route]"}
+                                   "regressor[one_frame+route]", "regressor[ego+lead+route]",
+                                   "regressor[ego+lead+route+light]"}
     # only car 40 accelerates: constant velocity misses it by t^2 / 2 at 3 s
     assert res["methods"]["constant_velocity"]["l2_3s_m"] > 0
     assert res["summary"]["constant_velocity_l2_3s_ratio_to_constant_velocity"] == 1.0
