@@ -860,6 +860,8 @@ def eval_speed_regressor(train_split: str = typer.Option("train", help="the NGSI
                          split: str = typer.Option("test", help="the NGSIM split it is scored on"),
                          stride_s: float = typer.Option(1.0, help="test clips: one planning time per car every this many s"),
                          train_stride_s: float = typer.Option(0.5, help="training clips: one every this many s"),
+                         loss: str = typer.Option("squared_error", help="the trees' loss: squared_error (the mean "
+                                                  "distance) or absolute_error (the median, what a mean L2 rewards)"),
                          out: Optional[Path] = typer.Option(None, help="write the figures to this JSON file")) -> None:
     """How much of the human's speed a 1 s clip tells: gradient-boosted trees on privileged log features
     (ego history, cars ahead and beside), the route at the predicted distances, scored like eval-openloop."""
@@ -867,7 +869,9 @@ def eval_speed_regressor(train_split: str = typer.Option("train", help="the NGSI
     from dualdrive.human.openloop import load_clips
     from dualdrive.human.pack import HumanDataError, split_files
     from dualdrive.human.replay import FUTURE_S, HISTORY_S
-    from dualdrive.human.speed_regressor import evaluate_speed_regressor
+    from dualdrive.human.speed_regressor import LOSSES, RegressorConfig, evaluate_speed_regressor
+    if loss not in LOSSES:
+        _fail(f"--loss {loss!r}: one of {', '.join(LOSSES)}")
     try:
         train = load_clips(split_files(train_split), HISTORY_S, FUTURE_S, train_stride_s)
         test = load_clips(split_files(split), HISTORY_S, FUTURE_S, stride_s)
@@ -880,7 +884,7 @@ def eval_speed_regressor(train_split: str = typer.Option("train", help="the NGSI
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=n)
-            res = evaluate_speed_regressor(train, test, progress=progress)
+            res = evaluate_speed_regressor(train, test, RegressorConfig(loss=loss), progress=progress)
     except HumanDataError as e:
         _fail(str(e))
     res["summary"]["source"] = f"ngsim: fitted on {train_split}, scored on {split}"

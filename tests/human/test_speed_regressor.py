@@ -99,3 +99,13 @@ def test_the_one_frame_ablation_has_no_history():
     assert set(ONE_FRAME) <= set(FEATURES) and ABLATIONS["one_frame"] == ONE_FRAME
     assert not any("ago" in f or "change" in f for f in ONE_FRAME) and "lead_accel" not in ONE_FRAME
     assert ABLATIONS["ego+lead"] == GROUPS["ego"] + GROUPS["lead"]
+
+
+def test_the_median_loss_runs_and_an_unknown_one_is_a_clear_error(clips):
+    res = evaluate_speed_regressor(clips, clips, RegressorConfig(max_iter=20, loss="absolute_error"))
+    assert res["config"]["loss"] == "absolute_error" and res["methods"]["regressor[ego]"]["clips"] == len(clips)
+    from typer.testing import CliRunner
+
+    from dualdrive.cli import app
+    out = CliRunner().invoke(app, ["eval-speed-regressor", "--loss", "huber"])
+    assert out.exit_code != 0 and "--loss 'huber'" in out.output and "absolute_error" in out.output
