@@ -14,6 +14,7 @@ from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
 from dualdrive.agents.e2e.model import E2EModel, route_frame, route_prior
 from dualdrive.data.lead import lead_label, lead_labels
 from dualdrive.training.losses import lead_loss
+from e2e_helpers import trained_like
 
 TINY = E2EConfig(camera_channels=(8, 16, 16, 16), lidar_channels=(8, 16, 16, 16), d_model=32, n_layers=1, ff_dim=64,
                  bev_decoder_channels=8, dropout=0.0)
@@ -27,14 +28,6 @@ def _inputs(batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
             "lidar_bev": torch.rand(batch, 2, 128, 128, generator=g), "speed": torch.tensor([[4.0], [10.0]])[:batch],
             "command": torch.zeros(batch, dtype=torch.long), "route": straight.expand(batch, 10, 2).clone(),
             "valid_camera": torch.ones(batch), "valid_lidar": torch.ones(batch)}
-
-
-def _trained_like(cfg: E2EConfig, seed: int = 0) -> E2EModel:
-    torch.manual_seed(seed)
-    model = E2EModel(cfg).eval()
-    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
-    torch.nn.init.normal_(model.plan_head[-1].bias, std=0.1)
-    return model
 
 
 def test_route_prior_drives_the_route_at_the_current_speed():
@@ -67,7 +60,7 @@ def test_a_fresh_model_with_the_route_prior_plans_the_prior_and_the_reverse_plan
 
 
 def test_the_acceleration_moves_the_plan_once_learned_and_none_means_zero():
-    model = _trained_like(GROWN)
+    model = trained_like(GROWN)
     x = _inputs()
     with torch.no_grad():
         base = model(**x)["plan"]
@@ -78,7 +71,7 @@ def test_the_acceleration_moves_the_plan_once_learned_and_none_means_zero():
 
 
 def test_a_trained_model_given_the_acceleration_starts_out_as_it_was(tmp_path):
-    saved = _trained_like(TINY)
+    saved = trained_like(TINY)
     path = save_checkpoint(tmp_path / "m.safetensors", saved)
     grown = E2EModel(E2EConfig(**{**TINY.to_dict(), "accel_input": True})).eval()
     added = load_grown_into(grown, path, TINY)
@@ -89,7 +82,7 @@ def test_a_trained_model_given_the_acceleration_starts_out_as_it_was(tmp_path):
 
 
 def test_a_trained_model_given_the_route_prior_keeps_its_trunk_and_reverse_plan(tmp_path):
-    saved = _trained_like(TINY)
+    saved = trained_like(TINY)
     path = save_checkpoint(tmp_path / "m.safetensors", saved)
     grown = E2EModel(GROWN).eval()
     added = load_grown_into(grown, path, TINY)
@@ -103,11 +96,11 @@ def test_a_trained_model_given_the_route_prior_keeps_its_trunk_and_reverse_plan(
 
 
 def test_only_the_growable_parts_may_differ(tmp_path):
-    path = save_checkpoint(tmp_path / "m.safetensors", _trained_like(TINY))
+    path = save_checkpoint(tmp_path / "m.safetensors", trained_like(TINY))
     wider = E2EModel(E2EConfig(**{**GROWN.to_dict(), "d_model": 64}))
     with pytest.raises(CheckpointError, match="different model config: d_model differ"):
         load_grown_into(wider, path, TINY)
-    grown_path = save_checkpoint(tmp_path / "g.safetensors", _trained_like(GROWN))
+    grown_path = save_checkpoint(tmp_path / "g.safetensors", trained_like(GROWN))
     with pytest.raises(CheckpointError, match="accel_input, plan_prior"):  # parts are added, never taken away
         load_grown_into(E2EModel(TINY), grown_path, GROWN)
     with pytest.raises(E2EConfigError, match="plan_prior"):
@@ -115,7 +108,7 @@ def test_only_the_growable_parts_may_differ(tmp_path):
 
 
 def test_the_agent_reads_the_odometry_acceleration_and_stops_without_it(tmp_path, caplog):
-    path = save_checkpoint(tmp_path / "g.safetensors", _trained_like(GROWN))
+    path = save_checkpoint(tmp_path / "g.safetensors", trained_like(GROWN))
     obs = synthetic_observation(GROWN)
     obs["accel_mps2"] = np.array([-2.5], np.float32)
     assert observation_to_inputs(obs, GROWN)["accel"].tolist() == [-2.5]
@@ -152,7 +145,7 @@ def test_the_lead_is_the_nearest_box_ahead_on_the_route():
 
 def test_the_lead_head_is_trained_where_labelled_and_only_there():
     cfg = E2EConfig(**{**TINY.to_dict(), "lead_head": True})
-    model = _trained_like(cfg)
+    model = trained_like(cfg)
     x = _inputs()
     out = model(**x)
     assert out["lead"].shape == (2, 3) and "lead" not in model(**x, with_aux=False)
@@ -186,7 +179,7 @@ def test_the_configs_in_the_readme_grow_the_shipped_checkpoint(name):
 def test_without_lead_labels_the_head_stays_in_the_graph_at_zero_loss():
     from dualdrive.training.losses import compute_losses
     cfg = E2EConfig(**{**TINY.to_dict(), "lead_head": True})
-    model = _trained_like(cfg).train()
+    model = trained_like(cfg).train()
     x = _inputs()
     batch = {**x, "plan": torch.zeros(2, 8, 3), "gear": torch.zeros(2, dtype=torch.long),
              "bev_semantic": torch.full((2, 64, 64), -1), "light": torch.full((2,), -1)}
@@ -198,8 +191,8 @@ def test_without_lead_labels_the_head_stays_in_the_graph_at_zero_loss():
 
 def test_the_model_card_names_the_optional_parts(tmp_path):
     from dualdrive.training.model_card import _architecture
-    plain = _architecture(save_checkpoint(tmp_path / "a.safetensors", _trained_like(TINY)))
-    grown = _architecture(save_checkpoint(tmp_path / "b.safetensors", _trained_like(
+    plain = _architecture(save_checkpoint(tmp_path / "a.safetensors", trained_like(TINY)))
+    grown = _architecture(save_checkpoint(tmp_path / "b.safetensors", trained_like(
         E2EConfig(**{**GROWN.to_dict(), "lead_head": True, "radar_route_frame": True, "history": True}))))
     assert "acceleration" not in plain and "route" not in plain and "car ahead" not in plain and "ago" not in plain
     assert "acceleration" in grown and "route" in grown and "car ahead" in grown and "radar return" in grown
@@ -226,7 +219,7 @@ def test_route_frame_is_arc_length_and_signed_offset():
 def test_a_radar_model_given_the_route_frame_starts_out_as_it_was(tmp_path):
     radar = {"radar": torch.tensor([[[20.0, 0.05, -3.0, 10.0], [30.0, -0.2, 1.0, 5.0]] + [[0.0] * 4] * 30] * 2),
              "radar_count": torch.tensor([2, 1])}
-    saved = _trained_like(GROWN)
+    saved = trained_like(GROWN)
     path = save_checkpoint(tmp_path / "m.safetensors", saved)
     cfg = E2EConfig(**{**GROWN.to_dict(), "radar_route_frame": True})
     grown = E2EModel(cfg).eval()
@@ -246,7 +239,7 @@ def test_a_reverse_plan_is_driven_only_to_leave_a_spot_or_to_park(tmp_path):
     standstill in a queue, say) gets the model's forward plan driven instead."""
     from dualdrive.agents.base import FORWARD, REVERSE
     from dualdrive.world.commands import Command
-    model = _trained_like(TINY)
+    model = trained_like(TINY)
     with torch.no_grad():
         model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
     agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False,  # the gear rule alone
@@ -269,7 +262,7 @@ def test_a_car_still_backing_out_of_its_spot_may_reverse_under_follow_lane(tmp_p
     dualdrive.agents.e2e.leaving) rather than having its reverse plan vetoed there, crosswise in the aisle."""
     from dualdrive.agents.base import FORWARD, REVERSE
     from dualdrive.world.commands import Command
-    model = _trained_like(TINY)
+    model = trained_like(TINY)
     with torch.no_grad():
         model.gear_head[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always "reverse"
     agent = E2EAgent(save_checkpoint(tmp_path / "r.safetensors", model), guard=False, probe=False, park_assist=False)

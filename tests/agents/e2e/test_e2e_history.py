@@ -11,6 +11,7 @@ from dualdrive.agents.e2e.config import E2EConfig, E2EConfigError
 from dualdrive.agents.e2e.history import InputHistory
 from dualdrive.agents.e2e.model import E2EModel
 from dualdrive.data.dataset import past_frames
+from e2e_helpers import trained_like
 
 TINY = E2EConfig(camera_channels=(8, 16, 16, 16), lidar_channels=(8, 16, 16, 16), d_model=32, n_layers=1, ff_dim=64,
                  bev_decoder_channels=8, dropout=0.0, radar_route_frame=True, plan_prior="route")
@@ -37,14 +38,6 @@ def _history(x: dict[str, torch.Tensor], valid: float, speed_then: float = 6.0, 
             "radar_past": past, "radar_past_count": x["radar_count"].clone(), "route_past": x["route"].clone()}
 
 
-def _trained_like(cfg: E2EConfig, seed: int = 0) -> E2EModel:
-    torch.manual_seed(seed)
-    model = E2EModel(cfg).eval()
-    torch.nn.init.normal_(model.plan_head[-1].weight, std=0.1)
-    torch.nn.init.normal_(model.plan_head[-1].bias, std=0.1)
-    return model
-
-
 def test_the_frame_a_second_ago_is_found_by_time_on_either_frame_rate():
     np.testing.assert_array_equal(past_frames(np.arange(6, dtype=np.float32) * 0.5 + 0.3), [-1, -1, 0, 1, 2, 3])
     np.testing.assert_array_equal(past_frames(np.arange(8, dtype=np.float32) * 0.2), [-1, -1, -1, -1, -1, 0, 1, 2])
@@ -59,7 +52,7 @@ def test_the_history_needs_the_radar():
 
 
 def test_without_a_frame_a_second_ago_the_history_changes_nothing():
-    model = _trained_like(HIST)
+    model = trained_like(HIST)
     torch.nn.init.normal_(model.history_embed.weight, std=1.0)
     x = _inputs()
     with torch.no_grad():
@@ -75,7 +68,7 @@ def test_without_a_frame_a_second_ago_the_history_changes_nothing():
 
 
 def test_a_trained_model_given_the_history_starts_out_as_it_was_without_one(tmp_path):
-    saved = _trained_like(TINY)
+    saved = trained_like(TINY)
     path = save_checkpoint(tmp_path / "m.safetensors", saved)
     grown = E2EModel(HIST).eval()
     added = load_grown_into(grown, path, TINY)
@@ -110,7 +103,7 @@ def test_the_ring_hands_back_the_tick_a_second_ago():
 
 
 def test_the_agent_feeds_its_last_second_to_a_history_model(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "h.safetensors", _trained_like(HIST))
+    path = save_checkpoint(tmp_path / "h.safetensors", trained_like(HIST))
     agent = E2EAgent(path, guard=False, probe=False)
     seen = []
     forward = agent.model.forward
