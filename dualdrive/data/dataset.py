@@ -121,6 +121,13 @@ class DemoDataset(Dataset):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def frames_with_history(self) -> int:
+        """How many frames have a frame ``HISTORY_S`` earlier in their episode (what a history model learns from;
+        a recording whose frames do not fall 1 s apart, or that lacks ``t_s``, has none)."""
+        import zarr
+        root_g = zarr.open_group(str(store_path(self.root)), mode="r")
+        return int(sum((past_frames(root_g[k]["t_s"][:]) >= 0).sum() for k in self.episodes if "t_s" in root_g[k]))
+
     def locate(self, index: int) -> tuple[str, int]:
         """(episode key, frame) of a global index."""
         if not 0 <= index < len(self):

@@ -120,8 +120,12 @@ def clip_features(clip: Clip) -> np.ndarray:
         gap2, j2 = ahead[1]
         lead[5:] = [gap2, log.speed_mps[t0, j2] - v[t0]]
     neighbours = [float(np.mean(beside[side]) - v[t0]) if beside[side] else 0.0 for side in (1, -1)]
-    light = light_ahead(clip, route_xy, s_ego)
-    return np.nan_to_num(np.array(ego + lead + neighbours + route_turns(route_xy, s_ego) + light, np.float64))
+    # the route's bend and the light ahead are read off the whole logged track: the path above ends where the human
+    # was at the clip's horizon, so where it turns straight would say how far they got (the target)
+    whole = _logged_path(clip)
+    s_whole, _, _ = project_to_polyline(whole, log.xy[t0, i])
+    light = light_ahead(clip, whole, s_whole)
+    return np.nan_to_num(np.array(ego + lead + neighbours + route_turns(whole, s_whole) + light, np.float64))
 
 
 def light_ahead(clip: Clip, path_xy: np.ndarray, s_ego: float) -> list[float]:
@@ -138,6 +142,8 @@ def light_ahead(clip: Clip, path_xy: np.ndarray, s_ego: float) -> list[float]:
         if not (0.0 < ds < best[0] and abs(lat) < LIGHT_SIDE_M and np.cos(lights.facing_rad[k] - towards) > LIGHT_FACING_COS):
             continue
         st = int(state[k])
+        if st < 0:  # switched off: it governs nothing now (a lit one further on still may)
+            continue
         best = [ds, float(st == 0), float(st == 1), float(st == 2)]
     return best
 
@@ -170,6 +176,17 @@ def _path(clip: Clip) -> np.ndarray:
     heading = float(log.heading_rad[end, i])  # a standing car's last two points coincide: its heading says where on
     on = xy[-1] + LOOK_AHEAD_M * np.array([np.cos(heading), np.sin(heading)])
     return np.vstack([xy, on])
+
+
+def _logged_path(clip: Clip) -> np.ndarray:
+    """The human's path from 1 s before ``t0`` to the end of the car's gap-free logged run (wherever the clip's
+    horizon falls), then straight on for ``LOOK_AHEAD_M``: what the route shows of the road ahead without saying
+    where the human was at the horizon."""
+    log, i = clip.scene.log, clip.ego
+    end = next((b for a, b in log.runs(i) if a <= clip.t0 <= b), clip.t0 + clip.future)
+    xy = log.xy[clip.start:end + 1, i].astype(np.float64)
+    heading = float(log.heading_rad[end, i])
+    return np.vstack([xy, xy[-1] + LOOK_AHEAD_M * np.array([np.cos(heading), np.sin(heading)])])
 
 
 def covered_m(clip: Clip, times_s: np.ndarray) -> np.ndarray:

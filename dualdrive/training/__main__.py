@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m dualdrive.trainin
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if model_cfg.history and not data.history_share(train_set):
+        print(f"error: the model reads the frame a second ago (e2e.history) but no training frame in {args.data} has "
+              "one: its frames do not fall 1 s apart (record with a frame stride whose interval divides 1 s, e.g. "
+              "`dualdrive collect --frame-stride 2` at 10 Hz, `export-human --frame-stride 5`) or lack t_s",
+              file=sys.stderr)
+        return 2
     try:
         result = run_training(train_set, val_set, args.out, model_cfg, train_cfg, resume=not args.no_resume,
                               metadata=run_metadata(data_arg, args.val_fraction), init_checkpoint=args.init_checkpoint)

@@ -36,3 +36,10 @@ def _concat(sets: list[Dataset]) -> Dataset | None:
     if not sets:
         return None
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
+
+
+def history_share(dataset: Dataset) -> float:
+    """The share of the frames of a (concatenated) demonstration set that have a frame a second earlier."""
+    sets = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    total = sum(len(d) for d in sets)
+    return sum(d.frames_with_history() for d in sets) / total if total else 0.0

@@ -57,9 +57,9 @@ def test_the_light_is_the_nearest_ahead_that_faces_the_ego():
     path = np.column_stack([np.linspace(0, 100, 201), np.zeros(201)])  # east along y = 0
     # a red head 40 m ahead facing west (the ego), a green one 25 m ahead facing north (the cross street), an
     # amber one 60 m ahead facing the ego, one behind, and one 30 m ahead but 20 m to the side
-    xy = np.array([[40.0, 3.0], [25.0, 3.0], [60.0, -2.0], [-10.0, 0.0], [30.0, 20.0]])
-    facing = np.array([np.pi, np.pi / 2, np.pi, np.pi, np.pi])
-    state = np.array([[0, 2, 1, 0, 2]], np.int8)
+    xy = np.array([[40.0, 3.0], [25.0, 3.0], [60.0, -2.0], [-10.0, 0.0], [30.0, 20.0], [20.0, 2.0]])
+    facing = np.array([np.pi, np.pi / 2, np.pi, np.pi, np.pi, np.pi])
+    state = np.array([[0, 2, 1, 0, 2, -1]], np.int8)  # the last, 20 m ahead and facing the ego, is switched off
     clip = SimpleNamespace(t0=0, scene=SimpleNamespace(lights=Lights(xy, facing, state)))
     assert light_ahead(clip, path, 0.0) == pytest.approx([40.0, 1.0, 0.0, 0.0])
     assert light_ahead(clip, path, 45.0) == pytest.approx([15.0, 0.0, 1.0, 0.0])  # past the first: the amber one
@@ -67,6 +67,21 @@ def test_the_light_is_the_nearest_ahead_that_faces_the_ego():
     none = SimpleNamespace(t0=0, scene=SimpleNamespace(lights=Lights(np.zeros((0, 2)), np.zeros(0),
                                                                      np.zeros((0, 0), np.int8))))
     assert light_ahead(none, path, 0.0) == [LIGHT_AHEAD_M, 0.0, 0.0, 0.0]
+
+
+def test_the_route_and_light_features_do_not_see_the_horizon(clips):
+    """The bend and the light ahead come from the whole logged track: a clip's horizon (the target's time) must
+    not move them."""
+    from dataclasses import replace
+
+    from dualdrive.human.speed_regressor import _logged_path
+    c = _clip(clips, 10, 10)
+    short = replace(c, future=c.future // 2)
+    np.testing.assert_array_equal(_logged_path(c), _logged_path(short))
+    a, b = dict(zip(FEATURES, clip_features(c))), dict(zip(FEATURES, clip_features(short)))
+    assert all(a[f] == b[f] for f in GROUPS["route"] + GROUPS["light"])
+    last = max(b_ for a_, b_ in c.scene.log.runs(c.ego) if a_ <= c.t0 <= b_)
+    assert len(_logged_path(c)) == last - c.start + 2  # every logged step to the run's end, then the straight on
 
 
 def test_covered_distance_is_the_path_driven(clips):

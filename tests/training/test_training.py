@@ -227,3 +227,29 @@ def test_data_parallel_under_torchrun(tmp_path):
     assert state["global_step"] == 4  # 8 samples / 2 ranks / batch 2 = 2 steps per epoch, 2 epochs
     val = json.loads((tmp_path / "val.json").read_text())["metrics"]
     assert val["val_samples"] == 5  # each validation sample scored once across the two ranks
+
+
+def test_a_history_model_needs_frames_a_second_apart(tiny_demos, tmp_path, capsys):
+    """The collection's 5 Hz frames have their frame 1 s back (all but the first second); frames 0.3 s apart have
+    none, and training a history model on them is refused rather than silently never seeing a history."""
+    import shutil
+
+    import numpy as np
+    import zarr
+
+    from dualdrive.data.dataset import DemoDataset
+    from dualdrive.data.format import store_path
+    from dualdrive.training.data import history_share
+    share = history_share(DemoDataset(tiny_demos))
+    assert 0.7 < share < 1.0  # 5 s episodes: the first second of each has none
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_demos, odd)
+    root = zarr.open_group(str(store_path(odd)), mode="r+")
+    for k in root.group_keys():
+        root[k]["t_s"][:] = 0.3 * np.arange(root[k]["t_s"].shape[0])
+    assert history_share(DemoDataset(odd)) == 0.0
+    hist = E2EConfig(**{**TINY.to_dict(), "history": True})
+    (tmp_path / "model.json").write_text(json.dumps(hist.to_dict()))
+    assert cli.main(["--data", str(odd), "--out", str(tmp_path / "run"), "--model-config", str(tmp_path / "model.json"),
+                     "--epochs", "1", "--num-workers", "0", "--device", "cpu"]) == 2
+    assert "no training frame" in capsys.readouterr().err and not (tmp_path / "run").exists()
