@@ -316,6 +316,30 @@ def compare(a: Path = typer.Argument(..., help="baseline results.json"),
         _fail(str(e))
 
 
+@app.command("compare-openloop")
+def compare_openloop_cmd(a: Path = typer.Argument(..., help="baseline eval-openloop results.json"),
+                         b: Path = typer.Argument(..., help="eval-openloop results.json to compare against it"),
+                         method: str = typer.Option("e2e", help="the planner whose error is compared")) -> None:
+    """B - A of a planner's open-loop L2 at 3 s on the clips both runs scored, paired, with a 95% bootstrap
+    interval over recorded vehicles (overlapping scenario files repeat clips)."""
+    import json
+
+    from dualdrive.human.compare import compare_openloop
+    from dualdrive.human.pack import HumanDataError
+    try:
+        runs = [json.loads(Path(p).read_text()) for p in (a, b)]
+        r = compare_openloop(runs[0], runs[1], method)
+    except (OSError, json.JSONDecodeError) as e:
+        _fail(f"cannot read an eval-openloop results file: {e}")
+    except HumanDataError as e:
+        _fail(str(e))
+    lo, hi = r["ci95"]
+    _console.print(f"{method} L2 at 3 s: A {r['a']:.3f} m, B {r['b']:.3f} m, B - A {r['diff']:+.3f} m "
+                   f"[{lo:+.3f}, {hi:+.3f}] over {r['clips']} clips of {r['vehicles']} vehicles"
+                   f"{' (significant)' if r['significant'] else ' (not significant)'}"
+                   + (f"; {r['only_in_one']} clip(s) in only one run left out" if r["only_in_one"] else ""))
+
+
 @app.command()
 def score(logs: list[Path] = typer.Argument(..., help="episode logs (.npz) saved by `dualdrive eval --record`")) -> None:
     """Recompute every metric of saved episode logs (with this version's metric code) and print them."""
