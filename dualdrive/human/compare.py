@@ -35,8 +35,8 @@ def compare_openloop(a: dict, b: dict, method: str = "e2e", metric: str = "l2_3s
     if not common:
         raise HumanDataError("the two runs share no clip: compare runs of the same split")
     d = np.array([vb[c] - va[c] for c in common])
-    keys = [vehicle_key(c) for c in common]
-    groups = [np.flatnonzero(np.array(keys) == k) for k in sorted(set(keys))]
+    _, vehicle = np.unique([vehicle_key(c) for c in common], return_inverse=True)
+    groups = [np.flatnonzero(vehicle == g) for g in range(vehicle.max() + 1)]
     rng = np.random.default_rng(SEED)
     means = [d[np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])].mean()
              for _ in range(RESAMPLES)]

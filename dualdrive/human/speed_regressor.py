@@ -136,15 +136,16 @@ def light_ahead(clip: Clip, path_xy: np.ndarray, s_ego: float) -> list[float]:
     best = [LIGHT_AHEAD_M, 0.0, 0.0, 0.0]
     arc = polyline_arclength(path_xy)
     for k in range(len(lights.xy)):
-        s, lat, _ = project_to_polyline(path_xy, lights.xy[k])
-        ds = s - s_ego
-        towards = _chord_heading(path_xy, arc, max(0.0, s - CHORD_M)) + np.pi  # facing the ego: back along the path
-        if not (0.0 < ds < best[0] and abs(lat) < LIGHT_SIDE_M and np.cos(lights.facing_rad[k] - towards) > LIGHT_FACING_COS):
-            continue
         st = int(state[k])
         if st < 0:  # switched off: it governs nothing now (a lit one further on still may)
             continue
-        best = [ds, float(st == 0), float(st == 1), float(st == 2)]
+        s, lat, _ = project_to_polyline(path_xy, lights.xy[k])
+        ds = s - s_ego
+        if not (0.0 < ds < best[0] and abs(lat) < LIGHT_SIDE_M):
+            continue
+        towards = _chord_heading(path_xy, arc, max(0.0, s - CHORD_M)) + np.pi  # facing the ego: back along the path
+        if np.cos(lights.facing_rad[k] - towards) > LIGHT_FACING_COS:
+            best = [ds, float(st == 0), float(st == 1), float(st == 2)]
     return best
 
 
@@ -166,12 +167,12 @@ def _chord_heading(path_xy: np.ndarray, s: np.ndarray, at: float) -> float:
     return float(np.arctan2(b[1] - a[1], b[0] - a[0]))
 
 
-def _path(clip: Clip) -> np.ndarray:
-    """The human's path from 1 s before ``t0`` to the clip's end, then straight on to ``LOOK_AHEAD_M`` past
-    ``t0``: the start of the route every agent is given (``human_route`` follows the same path and goes on
-    along the lanelets, at a hundred times the cost, which matters over tens of thousands of clips)."""
+def _path(clip: Clip, end: int | None = None) -> np.ndarray:
+    """The human's path from 1 s before ``t0`` to step ``end`` (the clip's end by default), then straight on for
+    ``LOOK_AHEAD_M``: the start of the route every agent is given (``human_route`` follows the same path and
+    goes on along the lanelets, at a hundred times the cost, which matters over tens of thousands of clips)."""
     log, i = clip.scene.log, clip.ego
-    end = clip.t0 + clip.future
+    end = clip.t0 + clip.future if end is None else end
     xy = log.xy[clip.start:end + 1, i].astype(np.float64)
     heading = float(log.heading_rad[end, i])  # a standing car's last two points coincide: its heading says where on
     on = xy[-1] + LOOK_AHEAD_M * np.array([np.cos(heading), np.sin(heading)])
@@ -179,14 +180,10 @@ def _path(clip: Clip) -> np.ndarray:
 
 
 def _logged_path(clip: Clip) -> np.ndarray:
-    """The human's path from 1 s before ``t0`` to the end of the car's gap-free logged run (wherever the clip's
-    horizon falls), then straight on for ``LOOK_AHEAD_M``: what the route shows of the road ahead without saying
-    where the human was at the horizon."""
-    log, i = clip.scene.log, clip.ego
-    end = next((b for a, b in log.runs(i) if a <= clip.t0 <= b), clip.t0 + clip.future)
-    xy = log.xy[clip.start:end + 1, i].astype(np.float64)
-    heading = float(log.heading_rad[end, i])
-    return np.vstack([xy, xy[-1] + LOOK_AHEAD_M * np.array([np.cos(heading), np.sin(heading)])])
+    """``_path`` to the end of the car's gap-free logged run (wherever the clip's horizon falls): what the route
+    shows of the road ahead without saying where the human was at the horizon."""
+    run_end = next((b for a, b in clip.scene.log.runs(clip.ego) if a <= clip.t0 <= b), None)
+    return _path(clip, run_end)
 
 
 def covered_m(clip: Clip, times_s: np.ndarray) -> np.ndarray:

@@ -26,8 +26,9 @@ def test_clips_need_history_and_future(scene):
 def test_log_mode_holds_the_ego_on_the_human_and_gives_the_usual_observation(scene):
     clip = cut_clips(scene)[0]  # car 10 at t0 = 1 s
     env = ReplayEnv(clip)
-    obs, _ = env.reset()
+    obs, info = env.reset()
     assert env.observation_space.contains(obs)
+    assert info["dt_s"] == pytest.approx(0.1)  # the log's step: how many ticks a stateful agent counts per second
     for _ in range(clip.history):
         obs, _, term, trunc, _ = env.step(np.array([-8.0, 0.5, 1.0]))  # ignored: the human drives
     np.testing.assert_allclose(env.ego_xy, [30.0, 0.0])

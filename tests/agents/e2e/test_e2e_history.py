@@ -125,3 +125,9 @@ def test_the_agent_feeds_its_last_second_to_a_history_model(tmp_path, monkeypatc
     agent.reset({"dt_s": 0.2})
     agent.act(obs)
     assert float(seen[-1]["history_valid"][0]) == 0.0
+
+
+def test_the_envs_say_their_tick():
+    from dualdrive.world.env import DualDriveEnv
+    _, info = DualDriveEnv("highway", {"dt_s": 0.05}).reset(seed=0)
+    assert info["dt_s"] == 0.05
