@@ -15,9 +15,11 @@ before it is driven (:mod:`dualdrive.agents.guard`). A reverse plan is driven on
 car-park commands, and while the car is still backing out of its start spot after the navigation has already
 switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:`network_alone`).
 
-Four rules take over where the network is known not to manage (all on by default, all off in
+Five rules take over where the network is known not to manage (all on by default, all off in
 :func:`network_alone`): a red light the camera shows cuts the plan short of the junction
-(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); through a left turn the plan is
+(:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); where the navigation asks for a
+lane change, the plan is laid across to the next lane once the LiDAR shows a gap there
+(:mod:`dualdrive.agents.e2e.lane_change`: the network keeps its lane); through a left turn the plan is
 kept within the route's lane (:mod:`dualdrive.agents.e2e.turn_keeping`: the network cuts left turns into the
 opposite lanes); oncoming traffic the radar shows arriving within the critical gap holds the car 3 m into a junction
 it turns left at (:mod:`dualdrive.agents.e2e.yielding`: the network turns in front of it); and in car parks (leaving the
@@ -40,6 +42,7 @@ from dualdrive.agents.base import FORWARD, PLAN_DT_S, PLAN_POSES, REVERSE, Agent
 from dualdrive.agents.e2e.checkpoint import CheckpointError, load_checkpoint
 from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.history import InputHistory
+from dualdrive.agents.e2e.lane_change import LaneChange, LaneChangeConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
 from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
@@ -205,6 +208,7 @@ LIGHTS_ENV = "DUALDRIVE_E2E_LIGHTS"  # "0": no red-light rule (see dualdrive.age
 PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network drives car parks too (dualdrive.agents.e2e.park_assist)
 YIELD_ENV = "DUALDRIVE_E2E_YIELD"  # "0": no left-turn yield rule (see dualdrive.agents.e2e.yielding)
 TURN_KEEPING_ENV = "DUALDRIVE_E2E_TURN_KEEPING"  # "0": no turn keeping (see dualdrive.agents.e2e.turn_keeping)
+LANE_CHANGE_ENV = "DUALDRIVE_E2E_LANE_CHANGE"  # "0": no lane-change rule (see dualdrive.agents.e2e.lane_change)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -244,6 +248,11 @@ def turn_keeping_from_env() -> bool:
     return _switch_from_env(TURN_KEEPING_ENV, "through left turns the plan is kept within the route's lane")
 
 
+def lane_change_from_env() -> bool:
+    """Whether the lane-change rule is on: $DUALDRIVE_E2E_LANE_CHANGE, default on."""
+    return _switch_from_env(LANE_CHANGE_ENV, "the car changes lanes where the navigation asks, once there is a gap")
+
+
 def park_assist_from_env() -> bool:
     """Whether the parking assist is on: $DUALDRIVE_E2E_PARK_ASSIST, default on."""
     return _switch_from_env(PARK_ASSIST_ENV, "the modular pipeline's parking function drives in car parks")
@@ -272,12 +281,13 @@ def probe_env(on: bool) -> Iterator[None]:
 @contextmanager
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
-    rule, no left-turn yield, no turn keeping, no parking assist, and reverse plans under the reversing commands only,
+    rule, no left-turn yield, no turn keeping, no lane-change rule, no parking assist, and reverse plans under the
+    reversing commands only,
     as before the leaving latch (DAgger's drives, so that ``make model`` drives the states it always did; open-loop
     scoring)."""
     with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
             _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"), _scoped_env(YIELD_ENV, "0"), \
-            _scoped_env(TURN_KEEPING_ENV, "0"):
+            _scoped_env(TURN_KEEPING_ENV, "0"), _scoped_env(LANE_CHANGE_ENV, "0"):
         yield
 
 
@@ -291,7 +301,7 @@ class E2EAgent(Agent):
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
                  probe: bool | None = None, leaving: bool | None = None, lights: bool | None = None,
                  park_assist: bool | None = None, yielding: bool | None = None,
-                 turn_keeping: bool | None = None) -> None:
+                 turn_keeping: bool | None = None, lane_change: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -313,12 +323,15 @@ class E2EAgent(Agent):
         self.yielding = LeftTurnYield(YieldRuleConfig(enabled=yield_from_env() if yielding is None else yielding))
         self.turn_keeping = TurnKeeping(TurnKeepingConfig(enabled=turn_keeping_from_env() if turn_keeping is None
                                                           else turn_keeping))
+        self.lane_change = LaneChange(LaneChangeConfig(enabled=lane_change_from_env() if lane_change is None
+                                                       else lane_change))
         self.park_assist = ParkAssist(ParkAssistConfig(enabled=park_assist_from_env() if park_assist is None
                                                        else park_assist))
         self._assisted: Plan | None = None  # this tick's parking-assist plan (replan() reuses it)
         self._light_stop: float | None = None  # this tick's red-light stop distance (replan() reuses it)
         self._yield_stop: float | None = None  # this tick's left-turn yield stop distance (the same)
         self._keeping = False  # whether turn keeping holds the plan this tick (the same)
+        self._changing = False  # whether the lane-change rule lays the plan across this tick (the same)
         self.history = InputHistory()  # the last second of inputs, for a model with the history input
         self.debug: dict[str, Any] = {}
 
@@ -332,7 +345,9 @@ class E2EAgent(Agent):
         self.yielding.reset()
         self.turn_keeping.reset()
         self.park_assist.reset()
+        self.lane_change.reset(info.get("dt_s"))
         self._assisted, self._light_stop, self._yield_stop, self._keeping = None, None, None, False
+        self._changing = False
         self.history.reset(info.get("dt_s"))
         self.debug = {}
 
@@ -350,6 +365,7 @@ class E2EAgent(Agent):
             self._assisted = self.park_assist.act(observation)
         if self._assisted is not None:
             self.history.clear()
+            self.lane_change.active = self._changing = False  # the car park's own manoeuvres: no change goes on
             self.debug = dict(self.park_assist.debug)
             return self._assisted
         try:
@@ -365,6 +381,8 @@ class E2EAgent(Agent):
             self._light_stop = self.lights.stop_distance(observation, speed_mps)
             self._yield_stop = self.yielding.stop_distance(observation, speed_mps, _radar_returns(observation))
             self._keeping = self.turn_keeping.update(observation, speed_mps)
+            self._changing = self.lane_change.update(observation, speed_mps,
+                                                     _lidar_points(observation) if float(x["valid_lidar"]) else None)
         # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
         # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
         car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
@@ -401,7 +419,10 @@ class E2EAgent(Agent):
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
-        if self._keeping and not reverse and not car_park:
+        if self._changing and not reverse and not car_park:
+            chosen = self.lane_change.apply(chosen)
+            self.debug = {**self.debug, **self.lane_change.debug}
+        elif self._keeping and not reverse and not car_park:
             chosen = self.turn_keeping.apply(chosen, observation)
         if self._light_stop is not None and not reverse:
             chosen = retime_plan(chosen, speed_mps, stop_at_m=self._light_stop)
