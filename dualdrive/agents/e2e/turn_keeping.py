@@ -28,6 +28,7 @@ from dualdrive.agents.modular.planning import project
 from dualdrive.world.commands import Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
+STANDING_MPS = 0.05  # slower than this the car stands (its time does not count towards max_hold_s; a creep does)
 TARGET_SPACING_M = 8.0  # the navigation's targets lie this far apart along the route
 
 # left turns only: the network cuts those into the opposite lanes; right turns are tight (a 8 m target spacing on
@@ -47,7 +48,7 @@ class TurnKeepingConfig:
     # a car this far off the route is lost, not cutting the turn: its plan is left alone (P2P 5003, lost after a
     # junction, was steered back across the lanes between)
     lost_m: float = 3.0
-    max_hold_s: float = 20.0  # ... and the rule lets go after this long, however little the car has driven
+    max_hold_s: float = 20.0  # ... and the rule lets go after this long on the move, however little the car has driven
 
     def __post_init__(self) -> None:
         if min(self.watch_m, self.after_m, self.max_offset_m, self.converge_per_m, self.lost_m, self.max_hold_s) <= 0:
@@ -129,7 +130,9 @@ class TurnKeeping:
             return False
         if self.left_m is not None:
             self.left_m -= abs(speed_mps) * DT_S if np.isfinite(speed_mps) else 0.0
-            self.held_s += DT_S
+            # the time limit counts driving, not waiting: a car held at the entry by the left-turn yield for 10 s
+            # lost turn keeping half way round the turn and cut it into the opposite lanes (urban 5001)
+            self.held_s += DT_S if np.isfinite(speed_mps) and abs(speed_mps) > STANDING_MPS else 0.0
             if self.left_m <= 0 or self.held_s > self.cfg.max_hold_s:
                 self.left_m = None
         dist = junction_distance(obs)

@@ -35,6 +35,7 @@ from dualdrive.world.commands import JUNCTION_COMMANDS, Command
 
 DT_S = 0.1  # one decision per tick of the drive loop
 ENTRY_M = 0.5  # the navigation's distance this short: the car is at the junction's entry
+REACHED_M = 4.0  # ... this short the last time the turn was in view: the car went on into the junction
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class LeftTurnYield:
         self.turned_rad = 0.0  # yaw since the approach to the left turn began
         self.inside_m = 0.0  # driven since the car reached the junction's entry
         self.approaching = False
+        self.at_entry = False  # the car was at (or past) the junction's entry when the turn was last in view
         self.yielded = 0  # decisions held back, for the episode's record
 
     def stop_distance(self, obs: dict[str, Any], speed_mps: float, radar: np.ndarray | None) -> float | None:
@@ -121,8 +123,15 @@ class LeftTurnYield:
             return None
         dist = junction_distance(obs)
         if turn_ahead(obs) != Command.TURN_LEFT or dist is None or dist > self.cfg.watch_m:
-            self.approaching, self.turned_rad, self.inside_m = False, 0.0, 0.0
-            return None
+            # once the car is past the entry, the navigation's progress runs into the turn's connector and its
+            # command is already the next manoeuvre's (urban 5001: the rule let go 0.4 s after the entry, at 3 m/s,
+            # and the car turned into the oncoming lanes): the turn is still the car's until it has turned or
+            # driven past the conflict zone, and how far in it is, the odometry says
+            if not (self.approaching and self.at_entry and self.inside_m < self.cfg.conflict_m
+                    and abs(self.turned_rad) <= np.radians(self.cfg.committed_deg)):
+                self.approaching, self.turned_rad, self.inside_m, self.at_entry = False, 0.0, 0.0, False
+                return None
+            dist = 0.0
         yaw_rate = float(np.asarray(obs.get("yaw_rate_rps", [0.0])).reshape(-1)[0])
         self.turned_rad = self.turned_rad + yaw_rate * DT_S if self.approaching and np.isfinite(yaw_rate) else 0.0
         self.approaching = True
@@ -131,6 +140,7 @@ class LeftTurnYield:
         v = max(0.0, speed_mps) if np.isfinite(speed_mps) else 0.0
         # the navigation's distance reaches 0 at the entry and stays there: past it, the odometry says how far in
         self.inside_m = self.inside_m + v * DT_S if dist <= ENTRY_M else 0.0
+        self.at_entry = dist <= REACHED_M
         to_entry = dist if dist > ENTRY_M else -self.inside_m
         targets = oncoming(radar, v, self.cfg)
         if not len(targets):

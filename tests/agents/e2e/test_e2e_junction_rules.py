@@ -84,6 +84,25 @@ def test_a_car_already_turning_is_not_held_back():
     assert rule.turned_rad == 0.0 and rule.stop_distance(junction_obs(dist=12.0), 3.0, near) is not None
 
 
+def test_the_turn_stays_the_cars_when_the_navigation_moves_on_at_the_entry():
+    """Past the entry the navigation's progress runs into the turn's connector and its command is the next
+    manoeuvre's already: the car, not yet turning, still waits in the box for oncoming traffic (urban 5001)."""
+    rule = LeftTurnYield()
+    near = radar([(40.0, 5.0, -8.0)], ego_speed=2.0)
+    assert rule.stop_distance(junction_obs(dist=2.0), 2.0, near) == pytest.approx(2.0 + rule.cfg.wait_in_m)
+    moved_on = junction_obs(Command.FOLLOW_LANE, 50.0)
+    stop = rule.stop_distance(moved_on, 2.0, near)
+    assert stop is not None and stop <= rule.cfg.wait_in_m  # how far in, from the odometry
+    assert rule.stop_distance(moved_on, 2.0, radar([(120.0, 5.0, -8.0)], 2.0)) is None  # a gap: go
+    for _ in range(60):  # driven on past the conflict zone: the rule lets go and the next junction starts afresh
+        rule.stop_distance(moved_on, 2.0, None)
+    assert not rule.approaching and rule.stop_distance(moved_on, 2.0, near) is None
+    # a car that was not at the entry when the command moved on (a route that changed) is not held
+    far = LeftTurnYield()
+    far.stop_distance(junction_obs(dist=20.0), 2.0, near)
+    assert far.stop_distance(moved_on, 2.0, near) is None
+
+
 def test_the_junction_turn_is_seen_behind_a_lane_change():
     o = junction_obs(Command.CHANGE_LANE_LEFT)
     o["route_command"] = np.array([4, 4, 1, 1, 0, 0, 0, 0, 0, 0], np.int8)
@@ -132,6 +151,11 @@ def test_a_lost_car_is_not_pulled_back_across_the_lanes_and_the_rule_lets_go_in_
     for _ in range(int(rule.cfg.max_hold_s / 0.1) + 1):  # creeping at 0.1 m/s: 2 m in 20 s, far short of 50 m
         held = rule.update(junction_obs(Command.FOLLOW_LANE, dist=200.0), 0.1)
     assert not held
+    # standing (held at the entry by the left-turn yield) does not count: urban 5001 lost the rule half way round
+    waiting = TurnKeeping()
+    waiting.update(junction_obs(Command.TURN_LEFT, dist=10.0), 1.0)
+    for _ in range(int(waiting.cfg.max_hold_s / 0.1) + 10):
+        assert waiting.update(junction_obs(Command.FOLLOW_LANE, dist=200.0), 0.0)
 
 
 def test_a_car_off_the_route_comes_back_gradually_and_a_standing_one_is_left_alone():
