@@ -39,6 +39,7 @@ from dualdrive.world.commands import Command
 
 SIDES = {int(Command.CHANGE_LANE_LEFT): 1.0, int(Command.CHANGE_LANE_RIGHT): -1.0}
 DEFAULT_DT_S = 0.1
+STANDING_MPS = 0.05  # slower than this the car stands: that time does not count towards max_duration_s
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class LaneChangeConfig:
     max_heading_rad: float = 0.15  # ... with the car along the road (not in a turn: the road's direction is unsure)
     max_yaw_rate_rps: float = 0.1
     straight_m: float = 0.7  # the targets before the switch lie this close to one straight line (else: in a turn)
-    max_duration_s: float = 15.0  # a change not done after this long is given up (the car stood or was held)
+    max_duration_s: float = 15.0  # a change not done after this long on the move is given up
 
     def __post_init__(self) -> None:
         positive = (self.lane_width_m, self.length_s, self.min_length_m, self.behind_m, self.ahead_m, self.finish_m)
@@ -191,7 +192,10 @@ class LaneChange:
             return False
         if self.active:
             self._advance(obs, speed_mps)
-            self.elapsed_s += self.dt_s
+            # the time counts driving only: a car held mid-change (a red light, the left-turn yield at the junction
+            # the change leads to) finishes its change when it moves on (P2P 5015 gave up half way after a 15 s
+            # wait and turned left from the wrong lane)
+            self.elapsed_s += self.dt_s if np.isfinite(speed_mps) and abs(speed_mps) > STANDING_MPS else 0.0
             if self.pose[0] >= self.length_m + self.cfg.finish_m or self.elapsed_s > self.cfg.max_duration_s:
                 self.active = False
                 self.debug = {}

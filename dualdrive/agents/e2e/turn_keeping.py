@@ -48,7 +48,10 @@ class TurnKeepingConfig:
     # a car this far off the route is lost, not cutting the turn: its plan is left alone (P2P 5003, lost after a
     # junction, was steered back across the lanes between)
     lost_m: float = 3.0
-    max_hold_s: float = 20.0  # ... and the rule lets go after this long on the move, however little the car has driven
+    # ... and the rule lets go after this long on the move, however little the car has driven (a lost car is let go
+    # by lost_m). 20 s let go of urban 5007 half way round a left turn it crept through at 0.5-0.8 m/s, and the car
+    # cut the rest of the turn into the opposite lanes
+    max_hold_s: float = 60.0
 
     def __post_init__(self) -> None:
         if min(self.watch_m, self.after_m, self.max_offset_m, self.converge_per_m, self.lost_m, self.max_hold_s) <= 0:

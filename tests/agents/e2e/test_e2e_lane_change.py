@@ -137,8 +137,11 @@ def test_a_change_that_does_not_finish_is_given_up():
     rule.reset(0.1)
     xy, cmd = route_with_switch(switch_at_m=5.0)
     assert rule.update(obs_for(xy, cmd, 5.0), 0.0, np.zeros((0, 4)))  # started standing (a queue)
-    for _ in range(11):
+    for _ in range(30):  # standing does not count: held at a light, the change goes on when the car moves
         rule.update(obs_for(xy, cmd, 5.0), 0.0, np.zeros((0, 4)))
+    assert rule.active
+    for _ in range(11):  # creeping at 0.1 m/s: 1.1 s on the move, 0.1 m of the 12 m change
+        rule.update(obs_for(xy, cmd, 5.0), 0.1, np.zeros((0, 4)))
     assert not rule.active
 
 
