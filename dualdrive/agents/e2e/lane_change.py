@@ -84,15 +84,6 @@ class LaneChangeConfig:
                              "0 < min_shift_lanes < max_shift_lanes")
 
 
-def _distinct(route_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The route's finite targets with repeats (a long polyline segment gives the same target) dropped, and their
-    indices into the original targets."""
-    r = np.asarray(route_xy, float).reshape(-1, 2)
-    idx = np.where(np.all(np.isfinite(r), axis=1))[0]
-    keep = [i for k, i in enumerate(idx) if k == 0 or np.linalg.norm(r[i] - r[idx[k - 1]]) > 0.5]
-    return r[keep], np.asarray(keep, int)
-
-
 def switch_end(route_xy: np.ndarray, route_command: np.ndarray, command: int,
                straight_m: float = LaneChangeConfig.straight_m) -> tuple[np.ndarray, np.ndarray] | None:
     """Where the route's lane change ends (ego frame) and the unit direction of the road there, or None.
