@@ -433,11 +433,14 @@ class E2EAgent(Agent):
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
-        if self._changing and not reverse and not car_park:
+        if self._keeping and not reverse and not car_park:
+            # at a left turn the route's lane is turn keeping's, a change still going on included (it converges on the
+            # route's line): laid straight across instead, a change held at the junction drove P2P 5002 on into the
+            # wrong connector
+            chosen = self.turn_keeping.apply(chosen, observation)
+        elif self._changing and not reverse and not car_park:
             chosen = self.lane_change.apply(chosen)
             self.debug = {**self.debug, **self.lane_change.debug}
-        elif self._keeping and not reverse and not car_park:
-            chosen = self.turn_keeping.apply(chosen, observation)
         if self._speed_cap is not None and not reverse and not car_park and \
                 _top_speed(chosen) > self._speed_cap + 1e-6:
             chosen = retime_plan(chosen, speed_mps, max_speed_mps=self._speed_cap)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from dualdrive.agents.base import Plan
-from dualdrive.world.commands import Command
+from dualdrive.world.commands import JUNCTION_COMMANDS, Command
 
 SIDES = {int(Command.CHANGE_LANE_LEFT): 1.0, int(Command.CHANGE_LANE_RIGHT): -1.0}
 DEFAULT_DT_S = 0.1
@@ -71,11 +71,14 @@ class LaneChangeConfig:
     max_yaw_rate_rps: float = 0.1
     straight_m: float = 0.7  # the targets before the switch lie this close to one straight line (else: in a turn)
     max_duration_s: float = 15.0  # a change not done after this long on the move is given up
+    # a change still going on this close to a junction the route turns or goes straight at is let go: the car is where
+    # the route's lane through the junction matters, and a path laid straight across does not turn (P2P 5002)
+    junction_release_m: float = 5.0
 
     def __post_init__(self) -> None:
         positive = (self.lane_width_m, self.length_s, self.min_length_m, self.behind_m, self.ahead_m, self.finish_m)
         positive += (self.start_before_frac, self.max_heading_rad, self.max_yaw_rate_rps, self.straight_m,
-                     self.max_duration_s)
+                     self.max_duration_s, self.junction_release_m)
         if min(positive) <= 0 or self.max_length_m < self.min_length_m or min(self.behind_s, self.ahead_s) < 0 or \
                 not 0 <= self.lane_inner_m or self.lane_outer_extra_m <= 0 or \
                 self.min_height_m >= self.max_height_m or not 0 < self.min_shift_lanes < self.max_shift_lanes:
@@ -183,6 +186,10 @@ class LaneChange:
             return False
         if self.active:
             self._advance(obs, speed_mps)
+            if _junction_near(obs, self.cfg.junction_release_m):
+                self.active = False  # at the junction the route's lane through it is what counts (turn keeping's)
+                self.debug = {}
+                return False
             # the time counts driving only: a car held mid-change (a red light, the left-turn yield at the junction
             # the change leads to) finishes its change when it moves on (P2P 5015 gave up half way after a 15 s
             # wait and turned left from the wrong lane)
@@ -263,6 +270,12 @@ class LaneChange:
             self.active = False
             return plan
         return Plan(ego, plan.gear)
+
+
+def _junction_near(obs: dict[str, Any], within_m: float) -> bool:
+    """Whether the navigation's next manoeuvre is a junction (turn or straight on) at most ``within_m`` ahead."""
+    command = int(np.asarray(obs.get("command", [-1])).reshape(-1)[0])
+    return command in JUNCTION_COMMANDS and _scalar(obs, "command_distance_m") <= within_m
 
 
 def _wrap(a: np.ndarray) -> np.ndarray:

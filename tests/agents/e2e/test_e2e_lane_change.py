@@ -145,6 +145,15 @@ def test_a_change_that_does_not_finish_is_given_up():
     assert not rule.active
 
 
+def test_a_change_going_on_at_a_junction_is_let_go():
+    rule = LaneChange()
+    xy, cmd = route_with_switch(switch_at_m=5.0)
+    assert rule.update(obs_for(xy, cmd, 5.0), 3.0, np.zeros((0, 4)))
+    assert rule.update(obs_for(xy, cmd, 5.0), 3.0, np.zeros((0, 4)))  # still changing lanes
+    at_turn = obs_for(xy, cmd, 4.0, command=int(Command.TURN_LEFT))
+    assert not rule.update(at_turn, 3.0, np.zeros((0, 4))) and not rule.active
+
+
 def test_the_smooth_step_and_the_config():
     assert smooth_step(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="lane-change rule"):
