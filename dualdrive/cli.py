@@ -48,8 +48,6 @@ TURN_KEEPING_HELP = ("--agent e2e/dual: through a left turn, keep System 1's pla
 LANE_CHANGE_HELP = ("--agent e2e/dual: where the navigation asks for a lane change, lay System 1's plan across to the "
                     "next lane once the LiDAR shows a gap there (dualdrive.agents.e2e.lane_change; default: "
                     "$DUALDRIVE_E2E_LANE_CHANGE, else on)")
-SPEED_LIMITS_HELP = ("--agent e2e/dual: slow System 1's plan in time for a lower speed limit on the route ahead "
-                     "(dualdrive.agents.e2e.limits; default: $DUALDRIVE_E2E_SPEED_LIMITS, else on)")
 S2_LATENCY_HELP = ("--agent dual: System 2 asked in step with the simulation, its answer handed over this many s of "
                    "simulation time after its frame, so the run is reproducible (default: its own thread, real latency)")
 
@@ -76,8 +74,7 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
           park_assist: Optional[bool] = typer.Option(None, "--park-assist/--no-park-assist", help=PARK_ASSIST_HELP),
           yielding: Optional[bool] = typer.Option(None, "--yield/--no-yield", help=YIELD_HELP),
           turn_keeping: Optional[bool] = typer.Option(None, "--turn-keeping/--no-turn-keeping", help=TURN_KEEPING_HELP),
-          lane_change: Optional[bool] = typer.Option(None, "--lane-change/--no-lane-change", help=LANE_CHANGE_HELP),
-          speed_limits: Optional[bool] = typer.Option(None, "--speed-limits/--no-speed-limits", help=SPEED_LIMITS_HELP)
+          lane_change: Optional[bool] = typer.Option(None, "--lane-change/--no-lane-change", help=LANE_CHANGE_HELP)
           ) -> None:
     """Drive one episode; write DIR/video.mp4, DIR/summary.json and DIR/report.md."""
     from dualdrive.agents.registry import load_agent
@@ -85,7 +82,7 @@ def drive(agent: str = typer.Option("expert", help="agent name or module:Class")
     _use_checkpoint(checkpoint)
     _use_guard(guard)
     _use_probe(probe)
-    _use_rules(lights, park_assist, yielding, turn_keeping, lane_change, speed_limits)
+    _use_rules(lights, park_assist, yielding, turn_keeping, lane_change)
     _use_vlm(vlm)
     _use_s2_latency(s2_latency)
     _use_s2_confidence(s2_min_confidence)
@@ -206,9 +203,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
              turn_keeping: Optional[bool] = typer.Option(None, "--turn-keeping/--no-turn-keeping",
                                                          help=TURN_KEEPING_HELP),
              lane_change: Optional[bool] = typer.Option(None, "--lane-change/--no-lane-change",
-                                                        help=LANE_CHANGE_HELP),
-             speed_limits: Optional[bool] = typer.Option(None, "--speed-limits/--no-speed-limits",
-                                                         help=SPEED_LIMITS_HELP)) -> None:
+                                                        help=LANE_CHANGE_HELP)) -> None:
     """Evaluate an agent closed loop; resumable (re-run the same command after a crash or Ctrl-C).
     ``--suite ngsim-replay``: take over recorded human cars (NGSIM log replay), scored beside the human."""
     from dualdrive.bench.evaluate import EvalConfig, EvalInterrupted, evaluate, journal_path, parse_seeds, plan_jobs
@@ -218,7 +213,7 @@ def eval_cmd(agent: str = typer.Option("expert", help="agent name or module:Clas
     s2_conf = _use_s2_confidence(s2_min_confidence)
     guard_on = _use_guard(guard)
     probe_on = _use_probe(probe)
-    _use_rules(lights, park_assist, yielding, turn_keeping, lane_change, speed_limits)
+    _use_rules(lights, park_assist, yielding, turn_keeping, lane_change)
     if suite == "ngsim-replay":
         _replay_eval(agent, split, scenarios, stride_s, max_clips, out, reactive)
         return
@@ -695,20 +690,18 @@ def _use_vlm(spec: Optional[str]) -> Optional[str]:
 def _e2e_meta(guard_on: bool, probe_on: bool) -> dict:
     """System 1's closed-loop aids as the results record them (and a run of other settings never resumes)."""
     from dualdrive.agents.e2e.agent import (guard_radar_from_env, lane_change_from_env, leaving_from_env,
-                                            lights_from_env, park_assist_from_env, speed_limits_from_env,
-                                            turn_keeping_from_env, yield_from_env)
+                                            lights_from_env, park_assist_from_env, turn_keeping_from_env,
+                                            yield_from_env)
     try:
         radar = guard_on and guard_radar_from_env()
         leaving, lights, assist = leaving_from_env(), lights_from_env(), park_assist_from_env()
         yielding, keeping, changing = yield_from_env(), turn_keeping_from_env(), lane_change_from_env()
-        limits = speed_limits_from_env()
     except ValueError as e:
         _fail(str(e))
     return {"e2e_guard": ("on" if radar else "lidar") if guard_on else "off", "e2e_probe": "on" if probe_on else "off",
             "e2e_leaving": "on" if leaving else "off", "e2e_lights": "on" if lights else "off",
             "e2e_park_assist": "on" if assist else "off", "e2e_yield": "on" if yielding else "off",
-            "e2e_turn_keeping": "on" if keeping else "off", "e2e_lane_change": "on" if changing else "off",
-            "e2e_speed_limits": "on" if limits else "off"}
+            "e2e_turn_keeping": "on" if keeping else "off", "e2e_lane_change": "on" if changing else "off"}
 
 
 def _use_probe(probe: Optional[bool]) -> bool:
@@ -718,21 +711,18 @@ def _use_probe(probe: Optional[bool]) -> bool:
 
 
 def _use_rules(lights: Optional[bool], park_assist: Optional[bool], yielding: Optional[bool] = None,
-               turn_keeping: Optional[bool] = None, lane_change: Optional[bool] = None,
-               speed_limits: Optional[bool] = None) -> None:
-    """Hand ``--lights``, ``--park-assist``, ``--yield``, ``--turn-keeping``, ``--lane-change`` and ``--speed-limits``
-    (or their ``--no-`` forms) to the e2e
+               turn_keeping: Optional[bool] = None, lane_change: Optional[bool] = None) -> None:
+    """Hand ``--lights``, ``--park-assist``, ``--yield``, ``--turn-keeping`` and ``--lane-change`` (or their ``--no-``
+    forms) to the e2e
     agent (and the Ray workers) through their env vars (a bad value of any of those env vars is a clear error here)."""
-    from dualdrive.agents.e2e.agent import (LANE_CHANGE_ENV, LIGHTS_ENV, PARK_ASSIST_ENV, SPEED_LIMITS_ENV,
-                                            TURN_KEEPING_ENV, YIELD_ENV, lane_change_from_env, lights_from_env,
-                                            park_assist_from_env, speed_limits_from_env, turn_keeping_from_env,
-                                            yield_from_env)
+    from dualdrive.agents.e2e.agent import (LANE_CHANGE_ENV, LIGHTS_ENV, PARK_ASSIST_ENV, TURN_KEEPING_ENV, YIELD_ENV,
+                                            lane_change_from_env, lights_from_env, park_assist_from_env,
+                                            turn_keeping_from_env, yield_from_env)
     _use_switch(lights, LIGHTS_ENV, lights_from_env)
     _use_switch(park_assist, PARK_ASSIST_ENV, park_assist_from_env)
     _use_switch(yielding, YIELD_ENV, yield_from_env)
     _use_switch(turn_keeping, TURN_KEEPING_ENV, turn_keeping_from_env)
     _use_switch(lane_change, LANE_CHANGE_ENV, lane_change_from_env)
-    _use_switch(speed_limits, SPEED_LIMITS_ENV, speed_limits_from_env)
 
 
 def _use_guard(guard: Optional[bool]) -> bool:

@@ -79,10 +79,10 @@ def plan_jobs(cfg: EvalConfig) -> tuple[list[EpisodeJob], dict]:
                 for sc in suite.scenarios for s in cfg.seeds]
         ident = {"agent": cfg.agent, "suite": suite.describe()}
     # the agent's weights, System 1's aids (plan guard, speed probe, leaving latch, red-light rule, parking assist, left-turn
-    # yield, turn keeping, lane changes, speed limits ahead) and
+    # yield, turn keeping, lane changes) and
     # System 2's timing: a run of other weights, aids or timing must not resume this one
     for key in ("checkpoint", "e2e_guard", "e2e_probe", "e2e_leaving", "e2e_lights", "e2e_park_assist", "e2e_yield",
-                "e2e_turn_keeping", "e2e_lane_change", "e2e_speed_limits", "vlm",
+                "e2e_turn_keeping", "e2e_lane_change", "vlm",
                 "s2_sim_latency_s"):
         if cfg.meta_extra.get(key) is not None:
             ident[key] = cfg.meta_extra[key]

@@ -35,9 +35,9 @@ def _run_name(out: Path, ckpt: Path) -> str:
 def eval_command(suite: str, meta: dict) -> str:
     """The `dualdrive eval` command line that reproduces a closed-loop result of System 1 with its ``meta``
     (seeds, and the aids it ran with: e2e_guard on / lidar / off; e2e_probe, e2e_leaving, e2e_lights and
-    e2e_park_assist, e2e_yield, e2e_turn_keeping, e2e_lane_change and e2e_speed_limits on / off)."""
+    e2e_park_assist, e2e_yield, e2e_turn_keeping and e2e_lane_change on / off)."""
     off = "".join(f" --no-{k.replace('_', '-')}" for k in ("guard", "probe", "lights", "park_assist", "yield",
-                                                            "turn_keeping", "lane_change", "speed_limits")
+                                                            "turn_keeping", "lane_change")
                   if meta.get(f"e2e_{k}") == "off")
     env = ("DUALDRIVE_E2E_GUARD_RADAR=0 " if meta.get("e2e_guard") == "lidar" else "") + \
         ("DUALDRIVE_E2E_LEAVING=0 " if meta.get("e2e_leaving") == "off" else "")
@@ -146,11 +146,10 @@ def write_model_card(out: Path, ship: Path, cfg, ckpt: Path) -> Path:
               "them into the opposite lanes), held 3 m into a junction it turns left at while oncoming traffic would "
               "reach the turn (`dualdrive/agents/e2e/yielding.py`), laid across to the next lane where the "
               "navigation asks for a lane change and the LiDAR shows a gap (`dualdrive/agents/e2e/lane_change.py`: "
-              "the network keeps its lane), slowed in time for a lower speed limit on the route ahead "
-              "(`dualdrive/agents/e2e/limits.py`), and in car "
+              "the network keeps its lane), and in car "
               "parks driven by the modular pipeline's parking function (`dualdrive/agents/e2e/park_assist.py`: the "
               "network does not park); `DUALDRIVE_E2E_LEAVING=0 ... --no-guard --no-probe --no-lights "
-              "--no-park-assist --no-yield --no-turn-keeping --no-lane-change --no-speed-limits` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
+              "--no-park-assist --no-yield --no-turn-keeping --no-lane-change` drives the network alone. DAgger's rounds above drove and were scored without them.", ""]
     if lat:
         L += ["## Speed", "", f"- {lat['ms_mean']:.1f} ms per decision (mean; p95 {lat['ms_p95']:.1f} ms; CPU "
               f"{lat['cpu_ms_mean']:.1f} ms; network alone {lat['model_ms_mean']:.1f} ms) at {lat['threads']} thread, "

@@ -38,7 +38,7 @@ STAGES = ("collect", "collect-val", "train", "dagger", "openloop", "closedloop",
 TRAIN_SUITE = "driving"  # p2p, urban, highway, parking without long-tail events
 CLOSED_LOOP_SUITES = ("p2p", "urban", "highway")
 # System 1's closed-loop aids as eval results record them (``e2e_<aid>``), all on for the agent as shipped
-AIDS = ("guard", "probe", "leaving", "lights", "park_assist", "yield", "turn_keeping", "lane_change", "speed_limits")
+AIDS = ("guard", "probe", "leaving", "lights", "park_assist", "yield", "turn_keeping", "lane_change")
 
 
 class PipelineError(ConfigError):
@@ -290,11 +290,11 @@ class PipelineRun:
 def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: int, aids: bool = True) -> dict:
     """``dualdrive eval --agent e2e --checkpoint CKPT [--no-guard --no-probe] --suite SUITE --seeds SEEDS``, as a
     function: the agent as shipped (``aids``: the plan guard, the speed probe, the leaving latch, the red-light rule,
-    the parking assist, the left-turn yield, turn keeping, the lane-change rule, the speed-limit rule) or the network alone. A results file of other weights or other settings at ``out`` is
+    the parking assist, the left-turn yield, turn keeping, the lane-change rule) or the network alone. A results file of other weights or other settings at ``out`` is
     replaced, not resumed."""
     from dualdrive.agents.e2e.agent import (GUARD_RADAR_ENV, LANE_CHANGE_ENV, LEAVING_ENV, LIGHTS_ENV, PARK_ASSIST_ENV,
-                                            SPEED_LIMITS_ENV, TURN_KEEPING_ENV, YIELD_ENV, _scoped_env, checkpoint_env,
-                                            guard_env, probe_env)
+                                            TURN_KEEPING_ENV, YIELD_ENV, _scoped_env, checkpoint_env, guard_env,
+                                            probe_env)
     from dualdrive.bench.evaluate import EvalConfig, evaluate, journal_path, parse_seeds
     ckpt = Path(ckpt).resolve()
     on = "on" if aids else "off"
@@ -305,8 +305,7 @@ def evaluate_checkpoint(ckpt: Path, suite: str, seeds: str, out: Path, workers: 
     with checkpoint_env(ckpt), guard_env(aids), probe_env(aids), _scoped_env(GUARD_RADAR_ENV, "1"), \
             _scoped_env(LEAVING_ENV, "1" if aids else "0"), _scoped_env(LIGHTS_ENV, "1" if aids else "0"), \
             _scoped_env(PARK_ASSIST_ENV, "1" if aids else "0"), _scoped_env(YIELD_ENV, "1" if aids else "0"), \
-            _scoped_env(TURN_KEEPING_ENV, "1" if aids else "0"), _scoped_env(LANE_CHANGE_ENV, "1" if aids else "0"), \
-            _scoped_env(SPEED_LIMITS_ENV, "1" if aids else "0"):
+            _scoped_env(TURN_KEEPING_ENV, "1" if aids else "0"), _scoped_env(LANE_CHANGE_ENV, "1" if aids else "0"):
         return evaluate(EvalConfig("e2e", parse_seeds(seeds), out, suite, None, workers, False, 1800.0, None, extra))
 
 

@@ -163,14 +163,14 @@ def test_the_shipped_default_checkpoint_loads_within_budget():
 def test_the_model_cards_eval_command_reproduces_the_aids_a_run_had():
     from dualdrive.training.model_card import eval_command
     shipped = {"seeds": "5000:5002", "e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on", "e2e_lights": "on",
-               "e2e_park_assist": "on", "e2e_yield": "on", "e2e_turn_keeping": "on", "e2e_lane_change": "on", "e2e_speed_limits": "on"}
+               "e2e_park_assist": "on", "e2e_yield": "on", "e2e_turn_keeping": "on", "e2e_lane_change": "on"}
     assert eval_command("p2p", shipped) == \
         "dualdrive eval --agent e2e --suite p2p --seeds 5000:5002 --out runs/eval/e2e_p2p.json"
     alone = {**shipped, **{f"e2e_{k}": "off" for k in ("guard", "probe", "leaving", "lights", "park_assist", "yield",
-                                                          "turn_keeping", "lane_change", "speed_limits")}}
+                                                          "turn_keeping", "lane_change")}}
     assert eval_command("urban", alone) == (  # DAgger's scoring
         "DUALDRIVE_E2E_LEAVING=0 dualdrive eval --agent e2e --no-guard --no-probe --no-lights --no-park-assist "
-        "--no-yield --no-turn-keeping --no-lane-change --no-speed-limits --suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
+        "--no-yield --no-turn-keeping --no-lane-change --suite urban --seeds 5000:5002 --out runs/eval/e2e_urban.json")
     assert eval_command("p2p", {**shipped, "e2e_park_assist": "off"}).startswith(
         "dualdrive eval --agent e2e --no-park-assist --suite p2p")
     assert eval_command("urban", {**shipped, "e2e_guard": "lidar"}).startswith("DUALDRIVE_E2E_GUARD_RADAR=0 dualdrive")

@@ -15,10 +15,8 @@ before it is driven (:mod:`dualdrive.agents.guard`). A reverse plan is driven on
 car-park commands, and while the car is still backing out of its start spot after the navigation has already
 switched to FOLLOW_LANE (:mod:`dualdrive.agents.e2e.leaving`; also off in :func:`network_alone`).
 
-Six rules take over where the network is known not to manage (all on by default, all off in
-:func:`network_alone`): a lower speed limit on the route ahead slows the plan in time
-(:mod:`dualdrive.agents.e2e.limits`: the network reads only the limit where the car is); a red light the camera
-shows cuts the plan short of the junction
+Five rules take over where the network is known not to manage (all on by default, all off in
+:func:`network_alone`): a red light the camera shows cuts the plan short of the junction
 (:mod:`dualdrive.agents.e2e.lights`: the network does not read the lamp's colour); where the navigation asks for a
 lane change, the plan is laid across to the next lane once the LiDAR shows a gap there
 (:mod:`dualdrive.agents.e2e.lane_change`: the network keeps its lane); through a left turn the plan is
@@ -46,7 +44,6 @@ from dualdrive.agents.e2e.config import E2EConfig
 from dualdrive.agents.e2e.history import InputHistory
 from dualdrive.agents.e2e.lane_change import LaneChange, LaneChangeConfig
 from dualdrive.agents.e2e.leaving import CAR_PARK_COMMANDS, LeavingConfig, LeavingLatch
-from dualdrive.agents.e2e.limits import SpeedLimitConfig, speed_cap
 from dualdrive.agents.e2e.lights import LightRule, LightRuleConfig
 from dualdrive.agents.e2e.park_assist import ParkAssist, ParkAssistConfig
 from dualdrive.agents.e2e.probe import SpeedProbeConfig, holds_speed, probe_speed, radar_at_speed, sped_up, wanted
@@ -212,7 +209,6 @@ PARK_ASSIST_ENV = "DUALDRIVE_E2E_PARK_ASSIST"  # "0": the network drives car par
 YIELD_ENV = "DUALDRIVE_E2E_YIELD"  # "0": no left-turn yield rule (see dualdrive.agents.e2e.yielding)
 TURN_KEEPING_ENV = "DUALDRIVE_E2E_TURN_KEEPING"  # "0": no turn keeping (see dualdrive.agents.e2e.turn_keeping)
 LANE_CHANGE_ENV = "DUALDRIVE_E2E_LANE_CHANGE"  # "0": no lane-change rule (see dualdrive.agents.e2e.lane_change)
-SPEED_LIMITS_ENV = "DUALDRIVE_E2E_SPEED_LIMITS"  # "0": no speed-limit rule (see dualdrive.agents.e2e.limits)
 
 
 def _switch_from_env(name: str, what: str) -> bool:
@@ -257,11 +253,6 @@ def lane_change_from_env() -> bool:
     return _switch_from_env(LANE_CHANGE_ENV, "the car changes lanes where the navigation asks, once there is a gap")
 
 
-def speed_limits_from_env() -> bool:
-    """Whether the speed-limit rule is on: $DUALDRIVE_E2E_SPEED_LIMITS, default on."""
-    return _switch_from_env(SPEED_LIMITS_ENV, "the plan slows in time for a lower speed limit on the route ahead")
-
-
 def park_assist_from_env() -> bool:
     """Whether the parking assist is on: $DUALDRIVE_E2E_PARK_ASSIST, default on."""
     return _switch_from_env(PARK_ASSIST_ENV, "the modular pipeline's parking function drives in car parks")
@@ -290,14 +281,13 @@ def probe_env(on: bool) -> Iterator[None]:
 @contextmanager
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
-    rule, no left-turn yield, no turn keeping, no lane-change rule, no speed-limit rule, no parking assist, and reverse
-    plans under the
+    rule, no left-turn yield, no turn keeping, no lane-change rule, no parking assist, and reverse plans under the
     reversing commands only,
     as before the leaving latch (DAgger's drives, so that ``make model`` drives the states it always did; open-loop
     scoring)."""
     with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
             _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"), _scoped_env(YIELD_ENV, "0"), \
-            _scoped_env(TURN_KEEPING_ENV, "0"), _scoped_env(LANE_CHANGE_ENV, "0"), _scoped_env(SPEED_LIMITS_ENV, "0"):
+            _scoped_env(TURN_KEEPING_ENV, "0"), _scoped_env(LANE_CHANGE_ENV, "0"):
         yield
 
 
@@ -311,8 +301,7 @@ class E2EAgent(Agent):
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", guard: bool | None = None,
                  probe: bool | None = None, leaving: bool | None = None, lights: bool | None = None,
                  park_assist: bool | None = None, yielding: bool | None = None,
-                 turn_keeping: bool | None = None, lane_change: bool | None = None,
-                 speed_limits: bool | None = None) -> None:
+                 turn_keeping: bool | None = None, lane_change: bool | None = None) -> None:
         if device == "cpu":
             # one decision is a batch of one through a ~1M-parameter model: more intra-op threads gain
             # nothing, and beside other busy processes (eval workers, a second run) OpenMP's waiting
@@ -336,7 +325,6 @@ class E2EAgent(Agent):
                                                           else turn_keeping))
         self.lane_change = LaneChange(LaneChangeConfig(enabled=lane_change_from_env() if lane_change is None
                                                        else lane_change))
-        self.speed_limits = SpeedLimitConfig(enabled=speed_limits_from_env() if speed_limits is None else speed_limits)
         self.park_assist = ParkAssist(ParkAssistConfig(enabled=park_assist_from_env() if park_assist is None
                                                        else park_assist))
         self._assisted: Plan | None = None  # this tick's parking-assist plan (replan() reuses it)
@@ -344,7 +332,6 @@ class E2EAgent(Agent):
         self._yield_stop: float | None = None  # this tick's left-turn yield stop distance (the same)
         self._keeping = False  # whether turn keeping holds the plan this tick (the same)
         self._changing = False  # whether the lane-change rule lays the plan across this tick (the same)
-        self._speed_cap: float | None = None  # this tick's cap for the speed limits here and ahead (the same)
         self.history = InputHistory()  # the last second of inputs, for a model with the history input
         self.debug: dict[str, Any] = {}
 
@@ -360,7 +347,7 @@ class E2EAgent(Agent):
         self.park_assist.reset()
         self.lane_change.reset(info.get("dt_s"))
         self._assisted, self._light_stop, self._yield_stop, self._keeping = None, None, None, False
-        self._changing, self._speed_cap = False, None
+        self._changing = False
         self.history.reset(info.get("dt_s"))
         self.debug = {}
 
@@ -396,7 +383,6 @@ class E2EAgent(Agent):
             self._keeping = self.turn_keeping.update(observation, speed_mps)
             self._changing = self.lane_change.update(observation, speed_mps,
                                                      _lidar_points(observation) if float(x["valid_lidar"]) else None)
-            self._speed_cap = speed_cap(observation, self.speed_limits)
         # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
         # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
         car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
@@ -441,10 +427,6 @@ class E2EAgent(Agent):
         elif self._changing and not reverse and not car_park:
             chosen = self.lane_change.apply(chosen)
             self.debug = {**self.debug, **self.lane_change.debug}
-        if self._speed_cap is not None and not reverse and not car_park and \
-                _top_speed(chosen) > self._speed_cap + 1e-6:
-            chosen = retime_plan(chosen, speed_mps, max_speed_mps=self._speed_cap)
-            self.debug = {**self.debug, "phase": f"speed limit ahead: {self._speed_cap:.1f} m/s"}
         if self._light_stop is not None and not reverse:
             chosen = retime_plan(chosen, speed_mps, stop_at_m=self._light_stop)
             self.light_stops += fresh
@@ -473,12 +455,6 @@ class E2EAgent(Agent):
             self._warned.add(kind)
             log.warning("e2e agent: %s; returning a stop plan (warned once)", reason)
         return stop_plan(speed_mps)
-
-
-def _top_speed(plan: Plan) -> float:
-    """The plan's highest step speed."""
-    steps = np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], plan.poses[:, :2]]), axis=0), axis=1)
-    return float(steps.max() / plan.dt_s) if len(steps) else 0.0
 
 
 def _steer(observation: dict[str, Any]) -> float:

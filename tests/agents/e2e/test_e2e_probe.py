@@ -148,8 +148,7 @@ def test_the_guards_radar_part_can_be_switched_off_for_comparison(monkeypatch, a
     from dualdrive.agents.e2e.agent import GUARD_RADAR_ENV
     from dualdrive.cli import _e2e_meta
     assert E2EAgent(agent.checkpoint).guard.cfg.radar is True and agent.guard.cfg.radar is False  # guard off: no radar
-    rules = {"e2e_park_assist": "on", "e2e_yield": "on", "e2e_turn_keeping": "on", "e2e_lane_change": "on",
-             "e2e_speed_limits": "on"}
+    rules = {"e2e_park_assist": "on", "e2e_yield": "on", "e2e_turn_keeping": "on", "e2e_lane_change": "on"}
     assert _e2e_meta(True, True) == {"e2e_guard": "on", "e2e_probe": "on", "e2e_leaving": "on", "e2e_lights": "on",
                                      **rules}
     monkeypatch.setenv(GUARD_RADAR_ENV, "0")
