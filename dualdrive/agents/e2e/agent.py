@@ -282,9 +282,8 @@ def probe_env(on: bool) -> Iterator[None]:
 def network_alone() -> Iterator[None]:
     """Within the block, ``E2EAgent()`` drives the network's own plan: no guard, no speed probe, no red-light
     rule, no left-turn yield, no turn keeping, no lane-change rule, no parking assist, and reverse plans under the
-    reversing commands only,
-    as before the leaving latch (DAgger's drives, so that ``make model`` drives the states it always did; open-loop
-    scoring)."""
+    reversing commands only, as before the leaving latch (DAgger's drives, so that ``make model`` drives the states it
+    always did; open-loop scoring)."""
     with guard_env(False), probe_env(False), _scoped_env(GUARD_RADAR_ENV, "1"), _scoped_env(LEAVING_ENV, "0"), \
             _scoped_env(LIGHTS_ENV, "0"), _scoped_env(PARK_ASSIST_ENV, "0"), _scoped_env(YIELD_ENV, "0"), \
             _scoped_env(TURN_KEEPING_ENV, "0"), _scoped_env(LANE_CHANGE_ENV, "0"):
