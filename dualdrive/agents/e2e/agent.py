@@ -330,7 +330,6 @@ class E2EAgent(Agent):
         self._light_stop: float | None = None  # this tick's red-light stop distance (replan() reuses it)
         self._yield_stop: float | None = None  # this tick's left-turn yield stop distance (the same)
         self._keeping = False  # whether turn keeping holds the plan this tick (the same)
-        self._changing = False  # whether the lane-change rule lays the plan across this tick (the same)
         self.history = InputHistory()  # the last second of inputs, for a model with the history input
         self.debug: dict[str, Any] = {}
 
@@ -346,7 +345,6 @@ class E2EAgent(Agent):
         self.park_assist.reset()
         self.lane_change.reset(info.get("dt_s"))
         self._assisted, self._light_stop, self._yield_stop, self._keeping = None, None, None, False
-        self._changing = False
         self.history.reset(info.get("dt_s"))
         self.debug = {}
 
@@ -364,7 +362,7 @@ class E2EAgent(Agent):
             self._assisted = self.park_assist.act(observation)
         if self._assisted is not None:
             self.history.clear()
-            self.lane_change.active = self._changing = False  # the car park's own manoeuvres: no change goes on
+            self.lane_change.active = False  # the car park's own manoeuvres: no change goes on
             self.debug = dict(self.park_assist.debug)
             return self._assisted
         try:
@@ -380,8 +378,8 @@ class E2EAgent(Agent):
             self._light_stop = self.lights.stop_distance(observation, speed_mps)
             self._yield_stop = self.yielding.stop_distance(observation, speed_mps, _radar_returns(observation))
             self._keeping = self.turn_keeping.update(observation, speed_mps)
-            self._changing = self.lane_change.update(observation, speed_mps,
-                                                     _lidar_points(observation) if float(x["valid_lidar"]) else None)
+            self.lane_change.update(observation, speed_mps,
+                                    _lidar_points(observation) if float(x["valid_lidar"]) else None)
         # where the plan guard may bend the network's plan and back up (dualdrive.agents.guard), and the probe is
         # not asked: the car-park manoeuvres and the search for a spot, all at walking pace among parked cars
         car_park = leaving or int(x["command"]) in CAR_PARK_COMMANDS
@@ -423,7 +421,7 @@ class E2EAgent(Agent):
             # route's line): laid straight across instead, a change held at the junction drove P2P 5002 on into the
             # wrong connector
             chosen = self.turn_keeping.apply(chosen, observation)
-        elif self._changing and not reverse and not car_park:
+        elif self.lane_change.active and not reverse and not car_park:
             chosen = self.lane_change.apply(chosen)
             self.debug = {**self.debug, **self.lane_change.debug}
         if self._light_stop is not None and not reverse:

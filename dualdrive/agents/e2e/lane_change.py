@@ -22,7 +22,9 @@ What it does:
   odometry (speed and yaw rate). The path eases the shift in over ``length_s`` seconds of travel (the expert's
   3.5 s; at least ``min_length_m``) on a smooth step; the plan's poses are laid along it at the network's own
   distances, so the network keeps the speed. Once started the change is finished (a half-done change is worse than
-  either lane), then the network drives again. The plan guard still checks every plan against the LiDAR and radar.
+  either lane), then the network drives again; only 5 m before a junction is a change still going on let go (the
+  route's lane through the junction is turn keeping's then). The plan guard still checks every plan against the
+  LiDAR and radar.
 
 Off with ``--no-lane-change`` (``drive``, ``eval``), ``$DUALDRIVE_E2E_LANE_CHANGE=0`` or
 ``E2EAgent(lane_change=False)``, and in :func:`dualdrive.agents.e2e.agent.network_alone`.
@@ -36,6 +38,7 @@ import numpy as np
 
 from dualdrive.agents.base import Plan
 from dualdrive.world.commands import JUNCTION_COMMANDS, Command
+from dualdrive.world.geometry import wrap_angle
 
 SIDES = {int(Command.CHANGE_LANE_LEFT): 1.0, int(Command.CHANGE_LANE_RIGHT): -1.0}
 DEFAULT_DT_S = 0.1
@@ -265,21 +268,13 @@ class LaneChange:
         # into the car's frame
         c, sn = np.cos(h0), np.sin(h0)
         dx, dy = px - x0, py - y0
-        ego = np.column_stack([c * dx + sn * dy, -sn * dx + c * dy, _wrap(ph - h0)])
-        if not np.all(np.isfinite(ego)):  # never: the change's numbers are checked finite where it starts
-            self.active = False
-            return plan
-        return Plan(ego, plan.gear)
+        return Plan(np.column_stack([c * dx + sn * dy, -sn * dx + c * dy, wrap_angle(ph - h0)]), plan.gear)
 
 
 def _junction_near(obs: dict[str, Any], within_m: float) -> bool:
     """Whether the navigation's next manoeuvre is a junction (turn or straight on) at most ``within_m`` ahead."""
     command = int(np.asarray(obs.get("command", [-1])).reshape(-1)[0])
     return command in JUNCTION_COMMANDS and _scalar(obs, "command_distance_m") <= within_m
-
-
-def _wrap(a: np.ndarray) -> np.ndarray:
-    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 def _scalar(obs: dict[str, Any], key: str) -> float:

@@ -188,6 +188,26 @@ def test_the_agent_changes_lanes_where_the_route_asks_and_not_for_the_network_al
         lane_change_from_env()
 
 
+def test_at_a_left_turn_turn_keeping_has_the_plan_over_a_change_still_going_on():
+    """A change held up before a junction is not laid straight across the turn (P2P 5002 drove on into the wrong
+    connector): 12 m before a left turn turn keeping holds the plan to the route's line, the change still active."""
+    from dualdrive.agents.e2e.agent import E2EAgent
+    from dualdrive.agents.e2e.bench import synthetic_observation
+    agent = E2EAgent(guard=False, probe=False, lights=False, park_assist=False, yielding=False)
+    o = synthetic_observation(agent.info.config)
+    xy, cmd = route_with_switch(switch_at_m=8.0)
+    o.update(obs_for(xy, cmd, 8.0))
+    o["speed_mps"] = np.array([6.0], np.float32)
+    o["lidar_num_points"] = np.array([0], np.int32)
+    agent.reset({"dt_s": 0.1})
+    assert agent.act(o).poses[-1, 1] > 2.5 and agent.lane_change.active
+    straight = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)]).astype(np.float32)  # the route's lane ahead
+    o.update(obs_for(straight, np.zeros(10, np.int8), 12.0, command=int(Command.TURN_LEFT)))
+    plan = agent.act(o)
+    assert agent.lane_change.active and agent.turn_keeping.left_m is not None
+    assert np.all(np.abs(plan.poses[:, 1]) <= agent.turn_keeping.cfg.max_offset_m + 1e-6)
+
+
 def test_the_cli_switches_the_lane_change_rule_and_the_results_record_it(monkeypatch):
     import typer
 
