@@ -163,16 +163,24 @@ def test_the_smooth_step_and_the_config():
     assert not LaneChange(LaneChangeConfig(enabled=False)).update(obs_for(*route_with_switch(5.0), 5.0), 5.0, None)
 
 
-def test_the_agent_changes_lanes_where_the_route_asks_and_not_for_the_network_alone(monkeypatch):
-    from dualdrive.agents.e2e.agent import LANE_CHANGE_ENV, E2EAgent, lane_change_from_env, network_alone
+def agent_at_a_switch(**rules):
+    """An E2E agent (the rules not under test off, ``rules`` as given) and an observation at 6 m/s with the route's
+    lane change 8 m ahead and no LiDAR return in the way."""
+    from dualdrive.agents.e2e.agent import E2EAgent
     from dualdrive.agents.e2e.bench import synthetic_observation
-    agent = E2EAgent(guard=False, probe=False, lights=False, park_assist=False, yielding=False, turn_keeping=False)
+    agent = E2EAgent(**{"guard": False, "probe": False, "lights": False, "park_assist": False, "yielding": False,
+                        **rules})
     o = synthetic_observation(agent.info.config)
-    xy, cmd = route_with_switch(switch_at_m=8.0)
-    o.update(obs_for(xy, cmd, 8.0))
+    o.update(obs_for(*route_with_switch(switch_at_m=8.0), 8.0))
     o["speed_mps"] = np.array([6.0], np.float32)
     o["lidar_num_points"] = np.array([0], np.int32)
     agent.reset({"dt_s": 0.1})
+    return agent, o
+
+
+def test_the_agent_changes_lanes_where_the_route_asks_and_not_for_the_network_alone(monkeypatch):
+    from dualdrive.agents.e2e.agent import LANE_CHANGE_ENV, E2EAgent, lane_change_from_env, network_alone
+    agent, o = agent_at_a_switch(turn_keeping=False)
     plan = agent.act(o)
     assert agent.lane_change.active and agent.debug["phase"].startswith("lane change left")
     assert plan.poses[-1, 1] > 2.5  # laid across towards the lane 3.5 m to the left
@@ -191,15 +199,7 @@ def test_the_agent_changes_lanes_where_the_route_asks_and_not_for_the_network_al
 def test_at_a_left_turn_turn_keeping_has_the_plan_over_a_change_still_going_on():
     """A change held up before a junction is not laid straight across the turn (P2P 5002 drove on into the wrong
     connector): 12 m before a left turn turn keeping holds the plan to the route's line, the change still active."""
-    from dualdrive.agents.e2e.agent import E2EAgent
-    from dualdrive.agents.e2e.bench import synthetic_observation
-    agent = E2EAgent(guard=False, probe=False, lights=False, park_assist=False, yielding=False)
-    o = synthetic_observation(agent.info.config)
-    xy, cmd = route_with_switch(switch_at_m=8.0)
-    o.update(obs_for(xy, cmd, 8.0))
-    o["speed_mps"] = np.array([6.0], np.float32)
-    o["lidar_num_points"] = np.array([0], np.int32)
-    agent.reset({"dt_s": 0.1})
+    agent, o = agent_at_a_switch()
     assert agent.act(o).poses[-1, 1] > 2.5 and agent.lane_change.active
     straight = np.column_stack([8.0 * np.arange(1, 11), np.zeros(10)]).astype(np.float32)  # the route's lane ahead
     o.update(obs_for(straight, np.zeros(10, np.int8), 12.0, command=int(Command.TURN_LEFT)))
