@@ -213,12 +213,13 @@ def test_a_car_parked_off_its_bay_measures_the_bay_from_its_neighbours_and_corre
     bay_ego = np.array([-1.5, 0.3])
     neighbours = [Detection(bay_ego + [0.1, side * BAY_PITCH_M], 4.6, 1.9, 0.0, 1.5, 60) for side in (1, -1)]
     far = Detection(np.array([-8.0, 0.0]), 4.6, 1.9, 0.0, 1.5, 40)  # the row behind: not a neighbour
-    centre = bay_from_neighbours(neighbours + [far])
-    assert np.allclose(centre, bay_ego + [0.1, 0.0], atol=1e-6)
-    assert np.allclose(bay_from_neighbours(neighbours[:1]), bay_ego + [0.1, 0.0], atol=1e-6)  # one side: a pitch over
+    fix = bay_from_neighbours(neighbours + [far])
+    centre = fix.centre
+    assert np.allclose(centre, bay_ego + [0.1, 0.0], atol=1e-6) and fix.yaw_rad == 0.0
+    assert np.allclose(bay_from_neighbours(neighbours[:1]).centre, bay_ego + [0.1, 0.0], atol=1e-6)  # one side: a pitch over
     assert bay_from_neighbours([far]) is None
     two_over = Detection(bay_ego + [0.1, -2 * BAY_PITCH_M], 4.6, 1.9, 0.0, 1.5, 60)  # the next bay is free
-    assert np.allclose(bay_from_neighbours([neighbours[0], two_over]), bay_ego + [0.1, 0.0], atol=1e-6)
+    assert np.allclose(bay_from_neighbours([neighbours[0], two_over]).centre, bay_ego + [0.1, 0.0], atol=1e-6)
     obstacles = (np.array([d.xy for d in neighbours]), np.zeros(2), np.full(2, 4.6), np.full(2, 1.9))
     segs = correction_path(OdometryPose(), Bay(centre, 0.0, 0.0), obstacles)
     assert segs is not None and segs[-1].gear == REVERSE
@@ -238,7 +239,7 @@ def test_neighbours_merged_with_the_row_behind_are_measured_from_their_side_face
             for x in np.arange(cx - length / 2, cx + length / 2, 0.1):
                 pts.append([x, cy - side * 0.95, 1.0, 1.0])  # the inner side face
     blob = Detection(np.array([-3.5, 0.0]), 10.1, 6.5, 0.0, 1.5, 400)
-    centre = bay_from_neighbours([blob], np.array(pts, np.float32))
+    centre = bay_from_neighbours([blob], np.array(pts, np.float32)).centre
     assert np.linalg.norm(centre - bay_ego) < 0.1
     # the blob reaches over the ego's own bay, so no correction clears it; the correction keeps
     # clear of the neighbours measured from their faces instead
@@ -252,6 +253,36 @@ def test_neighbours_merged_with_the_row_behind_are_measured_from_their_side_face
     assert segs is not None and segs[-1].gear == REVERSE
     blob_box = (blob.xy[None], np.zeros(1), np.full(1, blob.length_m), np.full(1, blob.width_m))
     assert not path_is_free(segs, blob_box, 4.5, 1.9)
+
+
+def test_a_car_standing_askew_in_its_bay_measures_it_in_the_rows_frame_and_squares_up():
+    """The ego 9 degrees askew, 0.4 m off the bay's centre, beside a neighbour one bay over and one two bays over
+    (the bay between free): measured in the ego's own frame the far neighbour puts the bay 0.85 m off in depth;
+    in the row's frame (the neighbours' axis) the bay's centre and heading come out right, from the boxes and
+    from the side faces alike. Fails with the ego-frame estimate of before."""
+    from dualdrive.agents.modular.parking import bay_from_neighbours
+    askew = np.radians(9.0)  # the ego's heading against the row
+
+    def to_ego(xy_row):  # a point of the row's frame (bay axis along x) in the ego's frame
+        c, s = np.cos(-askew), np.sin(-askew)
+        return np.array([c * xy_row[0] - s * xy_row[1], s * xy_row[0] + c * xy_row[1]])
+
+    bay_row = np.array([0.3, -0.25])  # the bay's centre in the row's frame, seen from the ego
+    cars_row = [bay_row + [0.0, BAY_PITCH_M], bay_row + [0.0, -2 * BAY_PITCH_M]]
+    boxes = [Detection(to_ego(c), 4.6, 1.9, -askew + np.pi * k, 1.5, 80) for k, c in enumerate(cars_row)]
+    fix = bay_from_neighbours(boxes)
+    assert np.linalg.norm(fix.centre - to_ego(bay_row)) < 0.02
+    assert abs(fix.yaw_rad + askew) < 1e-6  # turning the car by -9 degrees squares it up
+    # the same cars merged with the row behind into one blob: their inner side faces
+    pts = []
+    for c in cars_row:
+        side = 1 if c[1] > bay_row[1] else -1
+        for x in np.arange(c[0] - 2.3, c[0] + 2.3, 0.1):
+            pts.append([*to_ego([x, c[1] - side * 0.95]), 1.0, 1.0])
+    blob = Detection(np.array([-3.5, 0.0]), 10.1, 8.5, 0.0, 1.5, 400)
+    fix = bay_from_neighbours([blob], np.array(pts, np.float32))
+    assert np.linalg.norm(fix.centre - to_ego(bay_row)) < 0.1
+    assert abs(fix.yaw_rad + askew) < np.radians(1.0)
 
 
 def test_a_turning_car_is_tracked_with_its_turn_rate_and_predicted_on_its_arc():

@@ -51,6 +51,8 @@ PLAN_EGO_HALF_M = EGO_LENGTH_M / 2
 # parked further than this from the bay its neighbours show, the car corrects (the world accepts 0.5 m;
 # a neighbour stands within about 0.15 m of its bay's centre)
 PARK_CORRECT_M = 0.3
+PARK_CORRECT_YAW_RAD = np.radians(4.0)  # or askew by more than this (the world accepts 10 degrees; a neighbour
+# stands within about 2 degrees of its bay's axis)
 MAX_PARK_CORRECTIONS = 2
 ROUTE_END_OVERRUN_M = 3.0  # the route is complete when the ego's centre reaches its end: stop a little beyond  # the pre-pose is reached when the ego stands this close to it
 
@@ -272,13 +274,16 @@ class ModularAgent(Agent):
     def _correct_parking(self, detections, speed: float) -> Plan | None:
         """Standing in the bay, its neighbours show where the bay really is: the estimate the car
         reversed in on can be a metre or two off (a bay's centre seen from the aisle, at an angle).
-        Off by more than PARK_CORRECT_M, the car drives out a little and reverses in again."""
+        Off by more than PARK_CORRECT_M or askew by more than PARK_CORRECT_YAW_RAD, the car drives out a little
+        and reverses in again, squared up to the neighbours."""
         if self.corrections >= MAX_PARK_CORRECTIONS or abs(speed) > 0.05:
             return None
-        centre_ego = bay_from_neighbours(detections, self.points)
-        if centre_ego is None or np.linalg.norm(centre_ego) < PARK_CORRECT_M:
+        fix = bay_from_neighbours(detections, self.points)
+        if fix is None or (np.linalg.norm(fix.centre) < PARK_CORRECT_M and abs(fix.yaw_rad) < PARK_CORRECT_YAW_RAD):
             return None
-        goal = Bay(self.pose.to_odom(centre_ego), self.pose.heading_rad, 0.0)
+        # squared up to the row as well: the goal's heading is the neighbours' axis, not the car's own (which
+        # kept P2P 5002 7-10 degrees askew through two corrections)
+        goal = Bay(self.pose.to_odom(fix.centre), self.pose.heading_rad + fix.yaw_rad, 0.0)
         xy, yaw, length, width = correction_obstacles(detections, self.points)
         obstacles = (self.pose.to_odom(xy).reshape(-1, 2), yaw + self.pose.heading_rad, length, width)
         segs = correction_path(self.pose, goal, obstacles)
@@ -288,7 +293,7 @@ class ModularAgent(Agent):
         self.bay = goal
         self.manoeuvre = ManoeuvreTracker(segs)
         self.phase = Phase.PARK
-        self.debug["correction"] = np.round(centre_ego, 2).tolist()
+        self.debug["correction"] = [*np.round(fix.centre, 2).tolist(), round(float(np.degrees(fix.yaw_rad)), 1)]
         return self._manoeuvre_plan(speed)
 
     def _manoeuvre_plan(self, speed: float) -> Plan | None:

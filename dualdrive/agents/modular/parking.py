@@ -43,6 +43,8 @@ NEIGHBOUR_DEPTH_M = 4.0
 MAX_CAR_LENGTH_M = 5.5  # a longer box is several cars merged
 FACE_BAND_M = 0.4  # returns of a side face lie this close across to its nearest one
 FACE_GAP_M = 0.4  # a gap this long along the face separates two cars
+# the axes tried for side faces when no box gives one: a car stands at most this askew after reversing in
+FACE_YAWS_RAD = tuple(np.radians(np.arange(-12.0, 12.1, 2.0)))
 CORRECTION_OUT_M = (0.0, 3.0, 5.0, 7.0)  # drive this far out along the bay before reversing in again
 CORRECTION_MAX_M = 25.0  # a correction longer than this is a detour, not a correction
 LEAVE_STRAIGHT_M = (0.0, 1.5, 3.0, 4.5, 6.0)
@@ -267,16 +269,38 @@ def park_path(pose: OdometryPose, bay: Bay, obstacle_xy: np.ndarray) -> list[Seg
     return None
 
 
-def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | None = None) -> np.ndarray | None:
-    """The centre of the bay the ego stands in (ego frame), measured from the parked cars beside it.
+@dataclass(frozen=True)
+class BayFix:
+    """The bay the ego stands in, as its parked neighbours show it (ego frame)."""
 
-    Reversed in on an estimate, the ego can stand a metre or two off the bay; standing in it, LiDAR
-    sees the neighbours' whole inner sides. Parked cars stand centred in their bays, so a neighbour's
-    centre gives the bay's depth, and its centre a whole number of bay pitches over gives the bay's
-    centre across (the mean over the nearest car on either side). Neighbours come from the detected
-    boxes, or, where the clustering merged them with the row behind into one blob, from the LiDAR
-    returns of their inner sides. None when no neighbour is seen."""
-    sides: dict[int, np.ndarray] = {}
+    centre: np.ndarray  # (2,) the bay's centre
+    yaw_rad: float  # the bay's axis against the ego's heading: the turn that squares the car up in it
+
+
+def _fold(yaw: float) -> float:
+    """An axis angle (a car parked either way round) folded into [-pi/2, pi/2)."""
+    return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+
+
+def _rotate(xy: np.ndarray, yaw: float) -> np.ndarray:
+    """Points turned by ``yaw`` (counter-clockwise)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.asarray(xy, float) @ np.array([[c, s], [-s, c]])
+
+
+def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | None = None) -> BayFix | None:
+    """The bay the ego stands in, measured from the parked cars beside it; None when no neighbour is seen.
+
+    Reversed in on an estimate, the ego can stand a metre or two off the bay and a few degrees askew;
+    standing in it, LiDAR sees the neighbours' whole inner sides. Parked cars stand centred in their
+    bays and square to the row, so the neighbours' axis gives the bay's heading, a neighbour's centre
+    its depth, and its centre a whole number of bay pitches over its centre across (the mean over the
+    nearest car on either side). All of it is measured in the row's frame, not the ego's: a car 9
+    degrees askew sees a neighbour two bays over (5.4 m) 0.8 m off in depth in its own frame, which
+    sent P2P 5002's second correction the wrong way. Neighbours come from the detected boxes, or,
+    where the clustering merged them with the row behind into one blob, from the LiDAR returns of
+    their inner side faces (whose slope gives the axis when no box does)."""
+    boxes: dict[int, Detection] = {}
     for d in detections:
         along = abs(np.cos(d.yaw_rad)) > 0.8  # parked parallel to the ego
         if (max(d.length_m, d.width_m) < CAR_MIN_LENGTH_M or d.length_m > MAX_CAR_LENGTH_M or d.height_m < 1.0
@@ -284,25 +308,35 @@ def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | No
                 or abs(d.xy[0]) > NEIGHBOUR_DEPTH_M):
             continue
         side = 1 if d.xy[1] > 0 else -1
-        if side not in sides or abs(d.xy[1]) < abs(sides[side][1]):
-            sides[side] = d.xy
-    for side in (1, -1):
-        if side not in sides and points_ego is not None:
-            centre = _side_face_centre(points_ego, side)
-            if centre is not None:
-                sides[side] = centre
+        if side not in boxes or abs(d.xy[1]) < abs(boxes[side].xy[1]):
+            boxes[side] = d
+    yaw = float(np.mean([_fold(d.yaw_rad) for d in boxes.values()])) if boxes else 0.0
+    faces: dict[int, tuple[np.ndarray, float, int]] = {}
+    if points_ego is not None and len(boxes) < 2:
+        want = [side for side in (1, -1) if side not in boxes]
+        if not boxes:  # no axis from a box: the frame in which the faces lie thinnest (most returns in the band)
+            yaw = max(FACE_YAWS_RAD, key=lambda y: sum(f[2] for side in want
+                                                       if (f := _side_face(points_ego, side, y)) is not None))
+        faces = {side: f for side in want if (f := _side_face(points_ego, side, yaw)) is not None}
+        if faces and not boxes:  # then their own slope squares the frame up, and they are measured again in it
+            yaw += float(np.mean([f[1] for f in faces.values()]))
+            faces = {side: f for side in faces if (f := _side_face(points_ego, side, yaw)) is not None}
+    sides = {side: _rotate(d.xy, -yaw) for side, d in boxes.items()}  # the row's frame
+    sides.update({side: f[0] for side, f in faces.items()})
     if not sides:
         return None
     depth = float(np.mean([xy[0] for xy in sides.values()]))
     across = float(np.mean([xy[1] - side * BAY_PITCH_M * max(1, round(abs(xy[1]) / BAY_PITCH_M))
                             for side, xy in sides.items()]))
-    return np.array([depth, across])
+    return BayFix(_rotate(np.array([depth, across]), yaw), yaw)
 
 
-def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
-    """The centre (ego frame) of the nearest parked car on one side, from its inner side face: the
-    returns nearest across, split along the ego's axis where they leave a gap (the row behind)."""
+def _side_face(points_ego: np.ndarray, side: int, yaw: float = 0.0) -> tuple[np.ndarray, float, int] | None:
+    """The centre of the nearest parked car on one side from its inner side face, in the frame turned by
+    ``yaw`` from the ego's (the row's frame), the face's slope in that frame (rad) and its number of returns:
+    the returns nearest across, split along the axis where they leave a gap (the row behind)."""
     p = points_ego[points_ego[:, 2] > GROUND_CLEARANCE_M]
+    p = np.column_stack([_rotate(p[:, :2], -yaw), p[:, 2:]]) if yaw else p
     lat = side * p[:, 1]
     # beside the ego only: a car of the row behind (or the aisle's far side) stands across our own width
     p = p[(lat > EGO_WIDTH_M / 2 + 0.1) & (lat < NEIGHBOUR_SIDE_M[1])
@@ -315,8 +349,16 @@ def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
     run = min(runs, key=lambda r: 0.0 if r[0] <= 0.0 <= r[-1] else min(abs(r[0]), abs(r[-1])))
     if run[-1] - run[0] < CAR_MIN_LENGTH_M or abs((run[0] + run[-1]) / 2) > NEIGHBOUR_DEPTH_M:
         return None
-    y_face = float(np.median(face[(face[:, 0] >= run[0]) & (face[:, 0] <= run[-1]), 1]))
-    return np.array([(run[0] + run[-1]) / 2, y_face + side * PARKED_HALF_WIDTH_M])
+    on = face[(face[:, 0] >= run[0]) & (face[:, 0] <= run[-1])]
+    slope = float(np.arctan(np.polyfit(on[:, 0], on[:, 1], 1)[0])) if len(on) > 2 else 0.0
+    y_face = float(np.median(on[:, 1]))
+    return np.array([(run[0] + run[-1]) / 2, y_face + side * PARKED_HALF_WIDTH_M]), slope, len(on)
+
+
+def _side_face_centre(points_ego: np.ndarray, side: int) -> np.ndarray | None:
+    """The centre (ego frame) of the nearest parked car on one side, from its inner side face."""
+    face = _side_face(points_ego, side)
+    return None if face is None else face[0]
 
 
 PARKED_LENGTH_M = 4.6  # a neighbour measured from its side face is taken as a car this long
