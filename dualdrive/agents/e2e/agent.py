@@ -435,7 +435,12 @@ class E2EAgent(Agent):
         if not (self.guard.cfg.enabled and float(x["valid_lidar"])):
             return chosen  # no LiDAR frame this tick: nothing to check against (the network still sees the camera)
         other = None
-        if "plans" in out:  # the other gear's plan: backing up when the nose will not clear
+        # the other gear's plan: backing up when the nose will not clear, in a car park only (a manoeuvre, or an
+        # aisle by its speed limit). On a road the guard stood the car behind a queue at a junction, and after 3 s
+        # boxed in it backed up on the network's reverse plan at 3.5 m/s, swung 40 degrees off the lane, and the
+        # network, lost, stood there until the drive was declared blocked (urban 5008, RC 37 %)
+        may_back_up = car_park or _speed_limit(observation) <= self.park_assist.cfg.car_park_limit_mps
+        if "plans" in out and may_back_up:
             other_poses = out["plans"][0, 0 if reverse else 1].double().cpu().numpy()
             if np.all(np.isfinite(other_poses)):
                 other = Plan(other_poses, FORWARD if reverse else REVERSE)
