@@ -216,3 +216,31 @@ def test_guard_env_sets_and_restores(monkeypatch, checkpoint):
     with guard_env(False):
         assert E2EAgent(checkpoint).guard.cfg.enabled is False
     assert E2EAgent(checkpoint).guard.cfg.enabled is True
+
+
+@pytest.mark.parametrize("limit_mps, command, backs_up", [
+    (13.9, "FOLLOW_LANE", False),  # a town road: what blocks the way is traffic (urban 5008 backed up from a queue)
+    (None, "FOLLOW_LANE", False),  # no speed limit (a stock env): a road
+    (4.0, "FOLLOW_LANE", True),  # a car-park aisle by its speed limit (the network alone drives the car park)
+    (13.9, "PARK", True),  # a parking manoeuvre
+])
+def test_the_guard_may_back_up_in_a_car_park_only(checkpoint, monkeypatch, limit_mps, command, backs_up):
+    """The guard is handed the network's plan for the other gear (to back up when the nose will not clear) in a
+    car park only: fails with the agent of before, which handed it over on the road too."""
+    from dualdrive.world.commands import Command
+    agent = E2EAgent(checkpoint, probe=False, park_assist=False)
+    agent.reset({})
+    seen = []
+    monkeypatch.setattr(agent.guard, "check", lambda plan, *args, **kwargs: seen.append(args[3]) or
+                        type("V", (), {"plan": plan, "reason": ""})())
+    obs = synthetic_observation(TINY)
+    obs["command"][:] = int(Command[command])
+    obs["speed_mps"][:] = 0.0
+    if limit_mps is None:
+        obs.pop("speed_limit_mps", None)
+    else:
+        obs["speed_limit_mps"] = np.array([limit_mps], np.float32)
+    agent.act(obs)
+    assert len(seen) == 1 and (seen[0] is not None) == backs_up
+    if backs_up:
+        assert isinstance(seen[0], Plan)
