@@ -285,6 +285,22 @@ def test_a_car_standing_askew_in_its_bay_measures_it_in_the_rows_frame_and_squar
     assert abs(fix.yaw_rad + askew) < np.radians(1.0)
 
 
+def test_only_the_bay_the_car_stands_in_is_measured():
+    """A side face 3.9 m behind the ego is a car of the row behind, not a neighbour: the bay it would give is not
+    the one the car reversed into, and a correction into it drove into that row (P2P 5014, modular); and a face
+    longer than a car (a neighbour and the car behind it with no gap) has no car's centre. Both give None."""
+    from dualdrive.agents.modular.parking import MAX_CAR_LENGTH_M, bay_from_neighbours
+
+    def face(x0, length, y):
+        return [[x, y, 1.0, 1.0] for x in np.arange(x0 - length / 2, x0 + length / 2, 0.1)]
+
+    behind = np.array(face(-3.9, 4.6, BAY_PITCH_M - 0.95) + face(-3.9, 4.6, -BAY_PITCH_M + 0.95), np.float32)
+    assert bay_from_neighbours([], behind) is None
+    assert bay_from_neighbours([], behind + np.array([3.9, 0, 0, 0], np.float32)) is not None  # the same beside it
+    merged = np.array(face(-1.0, MAX_CAR_LENGTH_M + 1.0, BAY_PITCH_M - 0.95), np.float32)
+    assert bay_from_neighbours([], merged) is None
+
+
 def test_a_turning_car_is_tracked_with_its_turn_rate_and_predicted_on_its_arc():
     from dualdrive.agents.modular.prediction import constant_turn_rate
     # a car on a circle of radius 30 m at 10 m/s (turn rate 1/3 rad/s), seen every 0.1 s

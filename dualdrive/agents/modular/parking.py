@@ -40,6 +40,7 @@ LEAVE_CLEARANCE_M = (0.35, 0.2)
 # error being measured: the bays next to the ego's can be free too) and within this along the bay
 NEIGHBOUR_SIDE_M = (1.5, 7.0)
 NEIGHBOUR_DEPTH_M = 4.0
+IN_BAY_DEPTH_M = 2.0  # a car that reversed into a bay stands at most this far from its centre along it
 MAX_CAR_LENGTH_M = 5.5  # a longer box is several cars merged
 FACE_BAND_M = 0.4  # returns of a side face lie this close across to its nearest one
 FACE_GAP_M = 0.4  # a gap this long along the face separates two cars
@@ -326,6 +327,8 @@ def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | No
     if not sides:
         return None
     depth = float(np.mean([xy[0] for xy in sides.values()]))
+    if abs(depth) > IN_BAY_DEPTH_M:  # not the bay the car stands in: a face of the row behind (P2P 5014 reversed
+        return None  # 3.9 m back into it)
     across = float(np.mean([xy[1] - side * BAY_PITCH_M * max(1, round(abs(xy[1]) / BAY_PITCH_M))
                             for side, xy in sides.items()]))
     return BayFix(_rotate(np.array([depth, across]), yaw), yaw)
@@ -347,7 +350,8 @@ def _side_face(points_ego: np.ndarray, side: int, yaw: float = 0.0) -> tuple[np.
     x = np.sort(face[:, 0])
     runs = np.split(x, np.nonzero(np.diff(x) > FACE_GAP_M)[0] + 1)
     run = min(runs, key=lambda r: 0.0 if r[0] <= 0.0 <= r[-1] else min(abs(r[0]), abs(r[-1])))
-    if run[-1] - run[0] < CAR_MIN_LENGTH_M or abs((run[0] + run[-1]) / 2) > NEIGHBOUR_DEPTH_M:
+    if (not CAR_MIN_LENGTH_M <= run[-1] - run[0] <= MAX_CAR_LENGTH_M
+            or abs((run[0] + run[-1]) / 2) > NEIGHBOUR_DEPTH_M):  # longer: a car and more, its centre is no car's
         return None
     on = face[(face[:, 0] >= run[0]) & (face[:, 0] <= run[-1])]
     slope = float(np.arctan(np.polyfit(on[:, 0], on[:, 1], 1)[0])) if len(on) > 2 else 0.0
