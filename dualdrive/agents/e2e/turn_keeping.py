@@ -39,11 +39,11 @@ TURNS = (Command.TURN_LEFT,)
 @dataclass(frozen=True)
 class TurnKeepingConfig:
     enabled: bool = True
-    # the rule takes over this close to the entry of a junction the route turns at: on the approach too, where a
-    # left-turn pocket opens beside the through lanes. From 15 m, urban 5001 had drifted on straight into the
-    # through lane (4.5 m right of the route at the stop line), turned from there across the pocket's connector and
-    # was hit; from 50 m it turns from the pocket (a car a lane or more off the route is left alone: lost_m)
-    watch_m: float = 50.0
+    # the rule takes over this close to the entry of a junction the route turns at. 50 m (the approach too, where a
+    # left-turn pocket opens beside the through lanes) kept urban 5001 out of the through lane it drifted into and
+    # took urban 5000:5012 from 82.5 to 87.9, but P2P 5000:5016 ran red lights at left turns it crawled up to
+    # (5002, 5004) and lost 3 of its first 6 drives (README, System 1: not traced further), so 15 m stays
+    watch_m: float = 15.0
     after_m: float = 40.0  # ... and lets go after this much driving past that point (a connector is < 30 m)
     max_offset_m: float = 1.0  # a plan pose is kept this close to the route's centre line (a lane is 3.5 m)
     # a car already further off comes back at most this much across per metre along the plan (a lane change's
