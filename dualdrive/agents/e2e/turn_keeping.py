@@ -41,8 +41,8 @@ class TurnKeepingConfig:
     enabled: bool = True
     # the rule takes over this close to the entry of a junction the route turns at. 50 m (the approach too, where a
     # left-turn pocket opens beside the through lanes) kept urban 5001 out of the through lane it drifted into and
-    # took urban 5000:5012 from 82.5 to 87.9, but P2P 5000:5016 ran red lights at left turns it crawled up to
-    # (5002, 5004) and lost 3 of its first 6 drives (README, System 1: not traced further), so 15 m stays
+    # took urban 5000:5012 from 82.5 to 87.9, but on P2P 5000:5007 it failed 3 drives that park with 15 m (5002 and
+    # 5004 ran red lights at left turns they crawled up to; README, System 1; not traced further), so 15 m stays
     watch_m: float = 15.0
     after_m: float = 40.0  # ... and lets go after this much driving past that point (a connector is < 30 m)
     max_offset_m: float = 1.0  # a plan pose is kept this close to the route's centre line (a lane is 3.5 m)
