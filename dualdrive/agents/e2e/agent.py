@@ -416,7 +416,10 @@ class E2EAgent(Agent):
                 self.probe_used += 1
                 self.debug = {"probe": f"at {v_probe:.0f} m/s it would hold the speed: speeding up",
                               "phase": "probe: speeding up"}
-        if self._keeping and not reverse and not car_park:
+        # ... from TurnKeepingConfig.over_change_m on: further out a change going on keeps the plan (watching from 50 m,
+        # turn keeping had dropped the change into a left-turn lane: P2P 5002 crawled on beside it, entered on red)
+        keeping = self._keeping and not (self.lane_change.active and self.turn_keeping.yields_to_a_change(observation))
+        if keeping and not reverse and not car_park:
             # at a left turn the route's lane is turn keeping's, a change still going on included (it converges on the
             # route's line): laid straight across instead, a change held at the junction drove P2P 5002 on into the
             # wrong connector

@@ -39,11 +39,15 @@ TURNS = (Command.TURN_LEFT,)
 @dataclass(frozen=True)
 class TurnKeepingConfig:
     enabled: bool = True
-    # the rule takes over this close to the entry of a junction the route turns at. 50 m (the approach too, where a
-    # left-turn pocket opens beside the through lanes) kept urban 5001 out of the through lane it drifted into and
-    # took urban 5000:5012 from 82.5 to 87.9, but on P2P 5000:5007 it failed 3 drives that park with 15 m (5002 and
-    # 5004 ran red lights at left turns they crawled up to; README, System 1; not traced further), so 15 m stays
-    watch_m: float = 15.0
+    # the rule takes over this close to the entry of a junction the route turns at: on the approach too, where a
+    # left-turn pocket opens beside the through lanes (from 15 m, urban 5001 had drifted on into the through lane,
+    # 4.5 m off the route at the stop line, and was hit turning from there)
+    watch_m: float = 50.0
+    # a lane change going on keeps the plan until this close to the junction (E2EAgent): watching from 50 m with
+    # priority over a change all the way, the rule dropped changes into a left-turn lane (P2P 5002 crawled on in the
+    # lane beside it and entered on red); nearer, the turn is the rule's (a change laid straight across the turn
+    # drove P2P 5002 into the wrong connector, tenth session)
+    over_change_m: float = 15.0
     after_m: float = 40.0  # ... and lets go after this much driving past that point (a connector is < 30 m)
     max_offset_m: float = 1.0  # a plan pose is kept this close to the route's centre line (a lane is 3.5 m)
     # a car already further off comes back at most this much across per metre along the plan (a lane change's
@@ -58,9 +62,10 @@ class TurnKeepingConfig:
     max_hold_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if min(self.watch_m, self.after_m, self.max_offset_m, self.converge_per_m, self.lost_m, self.max_hold_s) <= 0:
-            raise ValueError("turn keeping: watch_m, after_m, max_offset_m, converge_per_m, lost_m and max_hold_s "
-                             "must be > 0")
+        if min(self.watch_m, self.after_m, self.max_offset_m, self.converge_per_m, self.lost_m, self.max_hold_s,
+               self.over_change_m) <= 0:
+            raise ValueError("turn keeping: watch_m, after_m, max_offset_m, converge_per_m, lost_m, max_hold_s and "
+                             "over_change_m must be > 0")
 
 
 def route_line(route_xy: np.ndarray) -> np.ndarray | None:
@@ -146,6 +151,11 @@ class TurnKeeping:
         if self.left_m is None and turn_ahead(obs) in TURNS and dist is not None and dist <= self.cfg.watch_m:
             self.left_m, self.held_s = dist + self.cfg.after_m, 0.0
         return self.left_m is not None
+
+    def yields_to_a_change(self, obs: dict[str, Any]) -> bool:
+        """Whether a lane change going on keeps the plan here: further than ``over_change_m`` from the junction."""
+        dist = junction_distance(obs)
+        return dist is None or dist > self.cfg.over_change_m
 
     def apply(self, plan: Plan, obs: dict[str, Any]) -> Plan:
         kept = keep_on_route(plan, obs, self.cfg.max_offset_m, self.cfg.converge_per_m, self.cfg.lost_m)

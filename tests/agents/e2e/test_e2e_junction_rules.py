@@ -183,21 +183,23 @@ def test_turn_keeping_holds_from_before_the_turn_until_after_it():
     assert not TurnKeeping(TurnKeepingConfig(enabled=False)).update(junction_obs(Command.TURN_LEFT, 5.0), 5.0)
 
 
-def test_turn_keeping_from_further_out_holds_the_plan_to_a_left_turn_pocket():
+def test_turn_keeping_holds_the_plan_to_a_left_turn_pocket_on_the_approach():
     """The route moves into a left-turn pocket that opens beside the through lane 40 m before the junction; the
-    network's plan runs straight on. Watching from 50 m, the rule holds the plan within a metre of the pocket
-    (urban 5001 drifted on into the through lane, 4.5 m off the route); from the default 15 m it is not yet on."""
+    network's plan runs straight on. By default the rule holds the plan within a metre of the pocket from 50 m out
+    (from 15 m, the default of before, urban 5001 had drifted on into the through lane, 4.5 m off the route)."""
     x = 8.0 * np.arange(1, 11)
     pocket = np.column_stack([x, np.clip((x - 10.0) * 0.15, 0.0, 3.5)])  # the route eases 3.5 m left over ~25 m
     obs = junction_obs(Command.TURN_LEFT, dist=40.0)
     obs["route_xy_ego_m"] = pocket.astype(np.float32)
-    rule = TurnKeeping(TurnKeepingConfig(watch_m=50.0))
-    assert rule.update(obs, 10.0)
+    rule = TurnKeeping()
+    assert rule.cfg.watch_m >= 40.0 and rule.update(obs, 10.0)
     straight = Plan(np.column_stack([5.0 * np.arange(1, 9), np.zeros(8), np.zeros(8)]), FORWARD)
     kept = rule.apply(straight, obs).poses
     off = np.abs(kept[:, 1] - np.interp(kept[:, 0], pocket[:, 0], pocket[:, 1]))
     assert np.all(off <= 1.05) and kept[-1, 1] > 2.0  # into the pocket (1 m square to the route), not straight on
-    assert not TurnKeeping().update(obs, 10.0)
+    assert not TurnKeeping(TurnKeepingConfig(watch_m=15.0)).update(obs, 10.0)
+    assert rule.yields_to_a_change(obs)  # 40 m out a lane change going on keeps the plan; 12 m out the turn is its
+    assert not rule.yields_to_a_change(junction_obs(Command.TURN_LEFT, dist=12.0))
 
 
 def test_a_lost_route_gives_no_line():

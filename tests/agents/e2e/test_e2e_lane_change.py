@@ -219,3 +219,17 @@ def test_the_cli_switches_the_lane_change_rule_and_the_results_record_it(monkeyp
     for command in ("drive", "eval"):
         params = typer.main.get_command(app).commands[command].params
         assert "--no-lane-change" in {o for p in params for o in (*p.opts, *p.secondary_opts)}
+
+
+def test_a_change_into_a_left_turn_lane_is_not_dropped_by_turn_keeping():
+    """40 m before a left turn (turn keeping watches from 50 m) the lane change into the turn lane keeps the plan; from
+    15 m on the turn is turn keeping's (the test above). With turn keeping holding the plan from 50 m regardless, the
+    change was dropped and P2P 5002 crawled on in the lane beside the turn lane."""
+    agent, o = agent_at_a_switch()
+    o["command"] = np.array([int(Command.CHANGE_LANE_LEFT)], np.int8)
+    plan = agent.act(o)
+    assert agent.lane_change.active and plan.poses[-1, 1] > 2.5
+    o["command"], o["command_distance_m"] = np.array([int(Command.TURN_LEFT)], np.int8), np.array([40.0], np.float32)
+    plan = agent.act(o)
+    assert agent.turn_keeping.left_m is not None  # turn keeping watches, and yields to the change
+    assert agent.lane_change.active and plan.poses[-1, 1] > 2.5 and agent.debug["phase"].startswith("lane change")
