@@ -297,6 +297,9 @@ def test_only_the_bay_the_car_stands_in_is_measured():
     behind = np.array(face(-3.9, 4.6, BAY_PITCH_M - 0.95) + face(-3.9, 4.6, -BAY_PITCH_M + 0.95), np.float32)
     assert bay_from_neighbours([], behind) is None
     assert bay_from_neighbours([], behind + np.array([3.9, 0, 0, 0], np.float32)) is not None  # the same beside it
+    # 2.4 m ahead: a car that reversed too deep (parking 10 stood 2.3 m too deep after a contact) corrects forward
+    deep = bay_from_neighbours([], behind + np.array([3.9 + 2.4, 0, 0, 0], np.float32))
+    assert deep is not None and deep.centre[0] == pytest.approx(2.4, abs=0.1)
     merged = np.array(face(-1.0, MAX_CAR_LENGTH_M + 1.0, BAY_PITCH_M - 0.95), np.float32)
     assert bay_from_neighbours([], merged) is None
 

@@ -40,7 +40,10 @@ LEAVE_CLEARANCE_M = (0.35, 0.2)
 # error being measured: the bays next to the ego's can be free too) and within this along the bay
 NEIGHBOUR_SIDE_M = (1.5, 7.0)
 NEIGHBOUR_DEPTH_M = 4.0
-IN_BAY_DEPTH_M = 2.0  # a car that reversed into a bay stands at most this far from its centre along it
+# a car that reversed into a bay stands within this of its centre along it (ego frame, + towards the aisle): short of
+# it by up to 2 m, or up to 3 m too deep (a reverse that overran until a contact stopped it: parking 10 stood 2.3 m
+# too deep, and a 2 m limit kept it from correcting); a bay further behind is the row behind's
+IN_BAY_DEPTH_M = (-2.0, 3.0)
 MAX_CAR_LENGTH_M = 5.5  # a longer box is several cars merged
 FACE_BAND_M = 0.4  # returns of a side face lie this close across to its nearest one
 FACE_GAP_M = 0.4  # a gap this long along the face separates two cars
@@ -327,8 +330,8 @@ def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | No
     if not sides:
         return None
     depth = float(np.mean([xy[0] for xy in sides.values()]))
-    if abs(depth) > IN_BAY_DEPTH_M:  # not the bay the car stands in: a face of the row behind (P2P 5014 reversed
-        return None  # 3.9 m back into it)
+    if not IN_BAY_DEPTH_M[0] <= depth <= IN_BAY_DEPTH_M[1]:  # not the bay the car stands in: a face of the row
+        return None  # behind (P2P 5014, modular, reversed 3.9 m back into it)
     across = float(np.mean([xy[1] - side * BAY_PITCH_M * max(1, round(abs(xy[1]) / BAY_PITCH_M))
                             for side, xy in sides.items()]))
     return BayFix(_rotate(np.array([depth, across]), yaw), yaw)
