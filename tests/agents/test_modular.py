@@ -285,6 +285,29 @@ def test_a_car_standing_askew_in_its_bay_measures_it_in_the_rows_frame_and_squar
     assert abs(fix.yaw_rad + askew) < np.radians(1.0)
 
 
+def test_a_car_centred_but_askew_in_its_bay_corrects_and_squares_up():
+    """Centred in its bay but 6 degrees askew (the world accepts 10; a correction that kept the car's own heading left
+    P2P 5002 at 9.6): the parking function corrects, its goal's heading the neighbours' axis; 2 degrees askew it stays.
+    Fails with the correction of before, which looked at the centre only and kept the car's heading."""
+    from dualdrive.agents.modular.agent import MAX_PARK_CORRECTIONS
+
+    def standing(askew_deg):
+        a = np.radians(askew_deg)
+        agent = ModularAgent()
+        agent.reset({})
+        agent.points = np.zeros((0, 4), np.float32)
+        c, s = np.cos(-a), np.sin(-a)
+        cars = [Detection(np.array([-s * y, c * y]), 4.6, 1.9, -a, 1.5, 80) for y in (BAY_PITCH_M, -BAY_PITCH_M)]
+        return agent, agent._correct_parking(cars, 0.0)
+
+    agent, plan = standing(6.0)
+    assert plan is not None and agent.corrections == 1 <= MAX_PARK_CORRECTIONS
+    assert agent.bay.heading_rad == pytest.approx(agent.pose.heading_rad - np.radians(6.0), abs=1e-6)
+    assert np.linalg.norm(agent.bay.xy - agent.pose.xy) < 0.05  # the same bay, squared up
+    agent, plan = standing(2.0)
+    assert plan is None and agent.corrections == 0
+
+
 def test_only_the_bay_the_car_stands_in_is_measured():
     """A side face 3.9 m behind the ego is a car of the row behind, not a neighbour: the bay it would give is not
     the one the car reversed into, and a correction into it drove into that row (P2P 5014, modular); and a face

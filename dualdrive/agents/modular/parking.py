@@ -20,6 +20,7 @@ from dualdrive.agents.base import REVERSE
 from dualdrive.agents.modular.perception import GROUND_CLEARANCE_M, Detection, OdometryPose
 from dualdrive.agents.modular.planning import EGO_LENGTH_M, EGO_WIDTH_M, REAR_AXLE_M, project
 from dualdrive.planning.manoeuvre import Segment, path_clear_of_points, path_is_free, plan_leave, plan_path
+from dualdrive.world.geometry import ego_to_world, world_to_ego
 
 BAY_PITCH_M = 2.7
 BAY_DEPTH_M = 5.5
@@ -281,15 +282,12 @@ class BayFix:
     yaw_rad: float  # the bay's axis against the ego's heading: the turn that squares the car up in it
 
 
+ORIGIN = np.zeros(2)  # the ego, in its own frame: the row's frame is the ego's turned by the row's yaw
+
+
 def _fold(yaw: float) -> float:
     """An axis angle (a car parked either way round) folded into [-pi/2, pi/2)."""
     return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
-
-
-def _rotate(xy: np.ndarray, yaw: float) -> np.ndarray:
-    """Points turned by ``yaw`` (counter-clockwise)."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.asarray(xy, float) @ np.array([[c, s], [-s, c]])
 
 
 def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | None = None) -> BayFix | None:
@@ -325,7 +323,7 @@ def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | No
         if faces and not boxes:  # then their own slope squares the frame up, and they are measured again in it
             yaw += float(np.mean([f[1] for f in faces.values()]))
             faces = {side: f for side in faces if (f := _side_face(points_ego, side, yaw)) is not None}
-    sides = {side: _rotate(d.xy, -yaw) for side, d in boxes.items()}  # the row's frame
+    sides = {side: world_to_ego(d.xy, ORIGIN, yaw) for side, d in boxes.items()}  # the row's frame
     sides.update({side: f[0] for side, f in faces.items()})
     if not sides:
         return None
@@ -334,7 +332,7 @@ def bay_from_neighbours(detections: list[Detection], points_ego: np.ndarray | No
         return None  # behind (P2P 5014, modular, reversed 3.9 m back into it)
     across = float(np.mean([xy[1] - side * BAY_PITCH_M * max(1, round(abs(xy[1]) / BAY_PITCH_M))
                             for side, xy in sides.items()]))
-    return BayFix(_rotate(np.array([depth, across]), yaw), yaw)
+    return BayFix(ego_to_world(np.array([depth, across]), ORIGIN, yaw), yaw)
 
 
 def _side_face(points_ego: np.ndarray, side: int, yaw: float = 0.0) -> tuple[np.ndarray, float, int] | None:
@@ -342,7 +340,7 @@ def _side_face(points_ego: np.ndarray, side: int, yaw: float = 0.0) -> tuple[np.
     ``yaw`` from the ego's (the row's frame), the face's slope in that frame (rad) and its number of returns:
     the returns nearest across, split along the axis where they leave a gap (the row behind)."""
     p = points_ego[points_ego[:, 2] > GROUND_CLEARANCE_M]
-    p = np.column_stack([_rotate(p[:, :2], -yaw), p[:, 2:]]) if yaw else p
+    p = np.column_stack([world_to_ego(p[:, :2], ORIGIN, yaw), p[:, 2:]]) if yaw else p
     lat = side * p[:, 1]
     # beside the ego only: a car of the row behind (or the aisle's far side) stands across our own width
     p = p[(lat > EGO_WIDTH_M / 2 + 0.1) & (lat < NEIGHBOUR_SIDE_M[1])
